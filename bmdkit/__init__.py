@@ -1,0 +1,29 @@
+"""bmdkit: femoral neck BMD from hip radiographs plus clinical metadata.
+
+The estimators are scikit-learn regressors over a DataFrame of image paths
+and metadata; see :class:`bmdkit.BMDRegressor`.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from bmdkit.estimators import (
+    BMDRegressor,
+    ConcatBMDRegressor,
+    ImageOnlyBMDRegressor,
+    MetadataOnlyBMDRegressor,
+    XAttnBMDRegressor,
+)
+
+try:
+    __version__ = version("bmdkit")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "BMDRegressor",
+    "ConcatBMDRegressor",
+    "ImageOnlyBMDRegressor",
+    "MetadataOnlyBMDRegressor",
+    "XAttnBMDRegressor",
+    "__version__",
+]

@@ -1,0 +1,419 @@
+"""scikit-learn estimators: BMDRegressor and the named XAttn-BMD models."""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNetRegressor
+from skorch.callbacks import EarlyStopping
+from skorch.dataset import ValidSplit, unpack_data
+
+from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
+from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
+from bmdkit.nn import FUSIONS, BMDNet
+from bmdkit.preprocessing import BMDPreprocessor, as_frame
+
+__all__ = [
+    "BMDRegressor", "XAttnBMDRegressor", "ConcatBMDRegressor", "ImageOnlyBMDRegressor",
+    "MetadataOnlyBMDRegressor",
+]
+
+LOSSES = ("weighted_smooth_l1", "smooth_l1", "mse")
+
+
+def _check_targets(y, n_rows):
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D (one BMD value per row), got shape {y.shape}")
+    if len(y) != n_rows:
+        raise ValueError(f"X has {n_rows} rows but y has {len(y)} values")
+    bad = np.flatnonzero(~np.isfinite(y))
+    if bad.size:
+        raise ValueError(f"y has NaN or infinite values at rows {bad.tolist()}")
+    return y
+
+
+class BMDRegressor(RegressorMixin, BaseEstimator):
+    """Femoral neck BMD from a radiograph plus metadata, as a scikit-learn regressor.
+
+    ``X`` is a pandas DataFrame with one column of image paths (``image_col``)
+    and metadata columns; ``y`` is BMD in g/cm². Inside, a
+    :class:`~bmdkit.preprocessing.BMDPreprocessor` (fit on the training rows
+    only) feeds a skorch ``NeuralNetRegressor`` training a
+    :class:`~bmdkit.nn.BMDNet`. Targets are standardised for training and
+    predictions returned in g/cm².
+
+    Parameters
+    ----------
+    fusion : {"xattn", "concat", "image", "metadata"}, default="xattn"
+        How image and metadata meet (see :class:`~bmdkit.nn.BMDNet`).
+    image_col : str, default="image_path"
+        Column of image paths. Ignored (and may be absent) for ``"metadata"``.
+    numeric_cols, categorical_cols : list of str or None, default=None
+        Metadata columns; ``None`` detects them from dtypes.
+    backbone : str, default="resnet18"
+        timm model name of the image encoder.
+    pretrained : bool or path, default=False
+        ``False``, or a local weights file for the backbone (no hub download).
+    image_size : int, default=128
+        Side of the square network input in pixels.
+    embed_dim, n_heads, n_layers : int, default=64, 4, 3
+        Token width, attention heads and cross-attention layers.
+    dropout : float, default=0.1
+    augment : bool, default=True
+        Random rotation/shift/scale/brightness/contrast/noise while training.
+    contrast : {"percentile", "minmax"}, default="percentile"
+        Per-image contrast normalisation before the network.
+    cache_dir : str or None, default=None
+        On-disk image cache shared by processes (else ``BMDKIT_CACHE_DIR``,
+        else an in-process cache).
+    loss : {"weighted_smooth_l1", "smooth_l1", "mse"}, default="weighted_smooth_l1"
+        ``"weighted_smooth_l1"`` is :class:`~bmdkit.losses.WeightedSmoothL1Loss`
+        with :class:`~bmdkit.losses.TargetDensityWeights`.
+    smooth_l1_beta : float, default=1.0
+        Smooth L1 transition point, in standard deviations of y.
+    lds_bins, lds_sigma : int, float, default=20, 2.0
+        Bins and kernel width (in bins) of the target-density weights.
+    low_bmd_threshold : float, default=0.899
+        BMD (g/cm²) below which ``low_bmd_weight`` applies (T = -1, Lunar).
+    low_bmd_weight : float, default=1.0
+        Extra weight for targets below ``low_bmd_threshold``.
+    max_epochs : int, default=30
+    batch_size : int, default=16
+    lr : float, default=1e-3
+        AdamW learning rate.
+    weight_decay : float, default=1e-4
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training rows (shuffled) and
+        stop when the validation loss has not improved for
+        ``n_iter_no_change`` epochs, restoring the best weights (in memory).
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=10
+    callbacks : list of skorch callbacks or None, default=None
+        Extra callbacks for the skorch net.
+    random_state : int, RandomState or None, default=None
+        Seeds weights, shuffling and augmentation: an int makes a CPU fit
+        reproducible bit for bit.
+    device : str, default="cpu"
+        Torch device, e.g. ``"cuda"``.
+    verbose : int, default=0
+        1 prints skorch's per-epoch table.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNetRegressor
+        The fitted net; ``net_.module_`` is the :class:`~bmdkit.nn.BMDNet`.
+    preprocessor_ : BMDPreprocessor
+        Fitted on the training rows.
+    y_mean_, y_scale_ : float
+        Target standardisation.
+    loss_weights_ : TargetDensityWeights or None
+        The fitted target-density weights of ``"weighted_smooth_l1"``.
+    feature_names_in_ : ndarray of str
+
+    Examples
+    --------
+    >>> from bmdkit import BMDRegressor
+    >>> from bmdkit.datasets import make_synthetic_cohort
+    >>> X, y = make_synthetic_cohort(n=40, image_size=32, random_state=0)  # synthetic phantoms
+    >>> model = BMDRegressor(fusion="concat", image_size=32, max_epochs=2, random_state=0)
+    >>> model.fit(X, y).predict(X).shape
+    (40,)
+    """
+
+    def __init__(self, fusion="xattn", *, image_col="image_path", numeric_cols=None,
+                 categorical_cols=None, backbone="resnet18", pretrained=False, image_size=128,
+                 embed_dim=64, n_heads=4, n_layers=3, dropout=0.1, augment=True,
+                 contrast="percentile", cache_dir=None,
+                 loss="weighted_smooth_l1", smooth_l1_beta=1.0, lds_bins=20, lds_sigma=2.0,
+                 low_bmd_threshold=LUNAR_T_MINUS_1_FEMORAL_NECK, low_bmd_weight=1.0,
+                 max_epochs=30, batch_size=16, lr=1e-3, weight_decay=1e-4,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
+                 callbacks=None, random_state=None, device="cpu", verbose=0):
+        self.fusion = fusion
+        self.image_col = image_col
+        self.numeric_cols = numeric_cols
+        self.categorical_cols = categorical_cols
+        self.backbone = backbone
+        self.pretrained = pretrained
+        self.image_size = image_size
+        self.embed_dim = embed_dim
+        self.n_heads = n_heads
+        self.n_layers = n_layers
+        self.dropout = dropout
+        self.augment = augment
+        self.contrast = contrast
+        self.cache_dir = cache_dir
+        self.loss = loss
+        self.smooth_l1_beta = smooth_l1_beta
+        self.lds_bins = lds_bins
+        self.lds_sigma = lds_sigma
+        self.low_bmd_threshold = low_bmd_threshold
+        self.low_bmd_weight = low_bmd_weight
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    # -- validation -----------------------------------------------------------------
+    def _check_params(self):
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        for name in ("image_size", "embed_dim", "n_heads", "n_layers", "max_epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.embed_dim % self.n_heads:
+            raise ValueError(
+                f"embed_dim ({self.embed_dim}) must be divisible by n_heads ({self.n_heads})"
+            )
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
+            )
+
+    def _metadata_frame(self, X):
+        """X as the preprocessor should see it for this fusion."""
+        X = as_frame(X)
+        if self.fusion == "metadata" and self.image_col in X.columns:
+            X = X.drop(columns=[self.image_col])
+        return X
+
+    def _make_preprocessor(self):
+        image_col, numeric, categorical = self.image_col, self.numeric_cols, self.categorical_cols
+        if self.fusion == "metadata":
+            image_col = None
+        elif self.fusion == "image":
+            numeric, categorical = [], []
+        return BMDPreprocessor(
+            image_col, numeric, categorical, image_size=self.image_size,
+            contrast=self.contrast, cache_dir=self.cache_dir,
+        )
+
+    # -- fit / predict --------------------------------------------------------------
+    def fit(self, X, y):
+        """Fit the preprocessor and the network on (X, y).
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            Image paths in ``image_col`` plus metadata columns.
+        y : array-like of shape (n_samples,)
+            BMD in g/cm².
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        X = self._metadata_frame(X)
+        y = _check_targets(y, len(X))
+        if len(y) < 2:
+            raise ValueError(f"need at least 2 training rows, got {len(y)}")
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        torch.manual_seed(seed)
+
+        self.preprocessor_ = self._make_preprocessor().fit(X)
+        n_meta = len(self.preprocessor_.numeric_cols_) + len(self.preprocessor_.categorical_cols_)
+        if self.fusion != "image" and n_meta == 0:
+            raise ValueError(f"fusion={self.fusion!r} needs at least one metadata column; X has none")
+        arrays = self.preprocessor_.transform(X)
+
+        self.y_mean_ = float(y.mean())
+        self.y_scale_ = float(y.std()) or 1.0
+        y_scaled = ((y - self.y_mean_) / self.y_scale_).astype(np.float32)[:, None]
+
+        self.net_ = NeuralNetRegressor(
+            module=BMDNet,
+            module__fusion=self.fusion,
+            module__n_numeric=len(self.preprocessor_.numeric_cols_),
+            module__cardinalities=list(self.preprocessor_.cardinalities_),
+            module__backbone=self.backbone,
+            module__pretrained=self.pretrained,
+            module__embed_dim=self.embed_dim,
+            module__n_heads=self.n_heads,
+            module__n_layers=self.n_layers,
+            module__dropout=self.dropout,
+            module__augment=self.augment,
+            optimizer=torch.optim.AdamW,
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            iterator_train__shuffle=True,
+            train_split=(
+                ValidSplit(self.validation_fraction, random_state=seed)
+                if self.early_stopping else None
+            ),
+            callbacks=self._callbacks(),
+            device=self.device,
+            verbose=self.verbose,
+            **self._criterion(y),
+        )
+        self.net_.fit(arrays, y_scaled)
+        self.feature_names_in_ = self.preprocessor_.feature_names_in_
+        return self
+
+    def _criterion(self, y):
+        if self.loss == "mse":
+            self.loss_weights_ = None
+            return dict(criterion=torch.nn.MSELoss)
+        if self.loss == "smooth_l1":
+            self.loss_weights_ = None
+            return dict(criterion=WeightedSmoothL1Loss, criterion__beta=self.smooth_l1_beta)
+        self.loss_weights_ = TargetDensityWeights(
+            n_bins=self.lds_bins, sigma=self.lds_sigma, threshold=self.low_bmd_threshold,
+            threshold_weight=self.low_bmd_weight,
+        ).fit(y)
+        return dict(
+            criterion=WeightedSmoothL1Loss,
+            criterion__beta=self.smooth_l1_beta,
+            criterion__bin_edges=(self.loss_weights_.bin_edges_ - self.y_mean_) / self.y_scale_,
+            criterion__bin_weights=self.loss_weights_.bin_weights_,
+        )
+
+    def _callbacks(self):
+        callbacks = list(self.callbacks or [])
+        if self.early_stopping:
+            callbacks.append(
+                ("early_stopping", EarlyStopping(patience=self.n_iter_no_change, load_best=True))
+            )
+        return callbacks
+
+    def predict(self, X):
+        """Predicted BMD in g/cm², float64 of shape (n_samples,)."""
+        check_is_fitted(self, "net_")
+        arrays = self.preprocessor_.transform(self._metadata_frame(X))
+        scaled = self.net_.predict(arrays)[:, 0].astype(np.float64)
+        return scaled * self.y_scale_ + self.y_mean_
+
+    def attention(self, X):
+        """Cross-attention weights of a fitted ``fusion="xattn"`` model.
+
+        Returns
+        -------
+        dict of ndarray
+            ``image_to_metadata`` ``(n, L, N_img, N_meta)``: how much each image
+            token attends to each metadata field, per layer (head-averaged);
+            ``metadata_to_image`` ``(n, L, N_meta, N_img)``; ``layer_weights``
+            ``(L,)``; ``metadata_fields``: field names in token order.
+        """
+        check_is_fitted(self, "net_")
+        if self.fusion != "xattn":
+            raise ValueError(f"attention weights exist only for fusion='xattn', not {self.fusion!r}")
+        arrays = self.preprocessor_.transform(self._metadata_frame(X))
+        dataset = self.net_.get_dataset(arrays)
+        parts = {"image_to_metadata": [], "metadata_to_image": []}
+        self.net_.module_.eval()
+        with torch.no_grad():
+            for batch in self.net_.get_iterator(dataset, training=False):
+                _, attention = self.net_.infer(unpack_data(batch)[0], return_attention=True)
+                for key in parts:
+                    parts[key].append(attention[key].float().cpu().numpy())
+        result = {key: np.concatenate(value) for key, value in parts.items()}
+        result["layer_weights"] = attention["layer_weights"].float().cpu().numpy()
+        result["metadata_fields"] = (
+            self.preprocessor_.numeric_cols_ + self.preprocessor_.categorical_cols_
+        )
+        return result
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = self.fusion != "metadata"
+        tags.input_tags.categorical = True
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+def _named_init(fusion):
+    """``__init__`` of a named model: BMDRegressor's parameters less ``fusion``."""
+    base = inspect.signature(BMDRegressor.__init__)
+    params = [p for name, p in base.parameters.items() if name != "fusion"]
+    signature = base.replace(parameters=params)
+
+    def __init__(self, **kwargs):
+        bound = signature.bind(self, **kwargs)
+        bound.apply_defaults()
+        for name, value in list(bound.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    __init__.__signature__ = signature
+    __init__.__doc__ = f"Same parameters as BMDRegressor, with fusion={fusion!r} fixed."
+    return __init__
+
+
+class XAttnBMDRegressor(BMDRegressor):
+    """XAttn-BMD: bidirectional cross-attention fusion of radiograph and metadata.
+
+    Same parameters as :class:`BMDRegressor`, with ``fusion="xattn"`` fixed.
+
+    Examples
+    --------
+    >>> from bmdkit import XAttnBMDRegressor
+    >>> from bmdkit.datasets import make_synthetic_cohort
+    >>> X, y = make_synthetic_cohort(n=40, image_size=32, random_state=0)  # synthetic phantoms
+    >>> model = XAttnBMDRegressor(image_size=32, max_epochs=2, random_state=0).fit(X, y)
+    >>> model.attention(X.head(2))["image_to_metadata"].shape[:2]
+    (2, 3)
+    """
+
+    fusion = "xattn"
+    __init__ = _named_init("xattn")
+
+
+class ConcatBMDRegressor(BMDRegressor):
+    """Baseline: pooled image features concatenated with a metadata MLP embedding.
+
+    Same parameters as :class:`BMDRegressor`, with ``fusion="concat"`` fixed.
+    """
+
+    fusion = "concat"
+    __init__ = _named_init("concat")
+
+
+class ImageOnlyBMDRegressor(BMDRegressor):
+    """Baseline: the radiograph alone (metadata columns are ignored).
+
+    Same parameters as :class:`BMDRegressor`, with ``fusion="image"`` fixed.
+    """
+
+    fusion = "image"
+    __init__ = _named_init("image")
+
+
+class MetadataOnlyBMDRegressor(BMDRegressor):
+    """Baseline: the clinical metadata alone; X needs no image column.
+
+    Same parameters as :class:`BMDRegressor`, with ``fusion="metadata"`` fixed.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from bmdkit import MetadataOnlyBMDRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame({"age": rng.uniform(50, 90, 200), "sex": rng.choice(["F", "M"], 200)})
+    >>> y = 1.2 - 0.006 * X["age"] + 0.1 * (X["sex"] == "M") + rng.normal(0, 0.05, 200)
+    >>> model = MetadataOnlyBMDRegressor(max_epochs=20, random_state=0).fit(X, y)
+    >>> model.score(X, y) > 0.5
+    True
+    """
+
+    fusion = "metadata"
+    __init__ = _named_init("metadata")

@@ -1,0 +1,101 @@
+"""timm image backbones turned into a sequence of image tokens."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import timm
+import torch
+from torch import nn
+
+__all__ = ["create_backbone", "ImageEncoder"]
+
+
+def create_backbone(name="resnet18", *, pretrained=False, in_chans=1):
+    """Create a timm backbone that returns its last feature map.
+
+    Parameters
+    ----------
+    name : str
+        Any timm model name (``timm.list_models()``).
+    pretrained : bool or str or os.PathLike, default=False
+        ``False`` for random initialisation; a path to a local weights file
+        (``.safetensors``, ``.pth`` or ``.bin``), which timm adapts to
+        ``in_chans`` and to the missing classifier. ``True`` asks timm's hub,
+        which only works where the hub is reachable.
+    in_chans : int, default=1
+        Input channels (radiographs are grayscale).
+
+    Returns
+    -------
+    torch.nn.Module
+        A model whose ``forward_features`` gives ``(B, C, h, w)`` (CNNs) or
+        ``(B, N, C)`` (transformers), with ``num_features == C``.
+    """
+    kwargs = dict(in_chans=in_chans, num_classes=0, global_pool="")
+    if pretrained is False or pretrained is None:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    if pretrained is True:
+        try:
+            return timm.create_model(name, pretrained=True, **kwargs)
+        except Exception as exc:  # network errors come in many types
+            raise RuntimeError(
+                f"could not fetch pretrained weights for backbone {name!r} from the hub ({exc}); "
+                "pass pretrained='/path/to/weights.safetensors' to use a local file"
+            ) from exc
+    path = os.fspath(pretrained)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"pretrained weights file not found: {path}")
+    return timm.create_model(
+        name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **kwargs
+    )
+
+
+def sinusoidal_positions_2d(h, w, dim, device=None, dtype=torch.float32):
+    """Fixed 2-D sine/cosine position codes of shape ``(h * w, dim)``."""
+    quarter = dim // 4
+    freq = torch.exp(
+        -math.log(10000.0) * torch.arange(quarter, device=device, dtype=torch.float32) / max(quarter, 1)
+    )
+    ys = torch.arange(h, device=device, dtype=torch.float32)[:, None] * freq
+    xs = torch.arange(w, device=device, dtype=torch.float32)[:, None] * freq
+    codes = torch.cat(
+        [
+            ys.sin()[:, None, :].expand(h, w, quarter),
+            ys.cos()[:, None, :].expand(h, w, quarter),
+            xs.sin()[None, :, :].expand(h, w, quarter),
+            xs.cos()[None, :, :].expand(h, w, quarter),
+        ],
+        dim=-1,
+    ).reshape(h * w, 4 * quarter)
+    pad = dim - codes.shape[1]
+    if pad:
+        codes = torch.nn.functional.pad(codes, (0, pad))
+    return codes.to(dtype)
+
+
+class ImageEncoder(nn.Module):
+    """Backbone feature map → ``(B, N, embed_dim)`` tokens plus a pooled vector.
+
+    Each spatial cell of the last feature map becomes one token, projected to
+    ``embed_dim`` and given a fixed 2-D position code.
+    """
+
+    def __init__(self, backbone="resnet18", *, pretrained=False, embed_dim=64):
+        super().__init__()
+        self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=1)
+        self.proj = nn.Linear(self.backbone.num_features, embed_dim)
+        self.embed_dim = embed_dim
+
+    def forward(self, image):
+        features = self.backbone.forward_features(image)
+        if features.ndim == 4:
+            b, c, h, w = features.shape
+            tokens = features.flatten(2).transpose(1, 2)
+            tokens = self.proj(tokens) + sinusoidal_positions_2d(
+                h, w, self.embed_dim, features.device, tokens.dtype
+            )
+        else:
+            tokens = self.proj(features)
+        return tokens

@@ -1,0 +1,143 @@
+"""From a DataFrame of image paths and metadata to the network's input arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OrdinalEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from bmdkit.io import load_images
+
+__all__ = ["BMDPreprocessor"]
+
+
+def as_frame(X):
+    """A DataFrame view of ``X``; 2-D arrays get the columns ``x0, x1, ...``."""
+    if isinstance(X, pd.DataFrame):
+        return X
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"X must be a pandas DataFrame (or a 2-D array of metadata), got shape {arr.shape}"
+        )
+    return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+
+
+class BMDPreprocessor(TransformerMixin, BaseEstimator):
+    """Turn image paths and metadata into arrays for :class:`~bmdkit.nn.BMDNet`.
+
+    Numeric metadata are median-imputed and standardised; categorical metadata
+    are ordinal-encoded with code 0 for missing values and categories not seen
+    in ``fit`` (so unseen categories at predict time do not crash). Images are
+    read, resized with padding to ``image_size`` and cached.
+
+    Parameters
+    ----------
+    image_col : str or None, default="image_path"
+        Column of image paths; ``None`` for metadata only.
+    numeric_cols, categorical_cols : list of str or None
+        Metadata columns. ``None`` detects them from dtypes: numbers are
+        numeric; strings, categories and booleans are categorical.
+    image_size : int, default=128
+        Side of the square network input.
+    contrast : {"percentile", "minmax"}, default="percentile"
+        Contrast normalisation of each image (see :func:`bmdkit.io.load_images`).
+    cache_dir : str or None, default=None
+        Folder of the on-disk image cache shared between processes
+        (``None``: the ``BMDKIT_CACHE_DIR`` environment variable, else memory only).
+
+    Attributes
+    ----------
+    numeric_cols_, categorical_cols_ : list of str
+    cardinalities_ : list of int
+        Number of known categories of each categorical column.
+    metadata_transformer_ : sklearn.compose.ColumnTransformer
+    feature_names_in_ : ndarray of str
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"age": [70.0, 75.0, None], "sex": ["F", "M", "F"]})
+    >>> arrays = BMDPreprocessor(image_col=None).fit_transform(X)
+    >>> arrays["numeric"].shape, arrays["categorical"].tolist()
+    ((3, 1), [[1], [2], [1]])
+    """
+
+    def __init__(self, image_col="image_path", numeric_cols=None, categorical_cols=None,
+                 image_size=128, contrast="percentile", cache_dir=None):
+        self.image_col = image_col
+        self.numeric_cols = numeric_cols
+        self.categorical_cols = categorical_cols
+        self.image_size = image_size
+        self.contrast = contrast
+        self.cache_dir = cache_dir
+
+    def fit(self, X, y=None):
+        X = as_frame(X)
+        if self.image_col is not None and self.image_col not in X.columns:
+            raise KeyError(
+                f"image column {self.image_col!r} not found in X; columns are {list(X.columns)}"
+            )
+        metadata = X.drop(columns=[self.image_col]) if self.image_col is not None else X
+        if self.numeric_cols is None:
+            numeric = list(metadata.select_dtypes(include="number").columns)
+            numeric = [c for c in numeric if not pd.api.types.is_bool_dtype(metadata[c])]
+        else:
+            numeric = list(self.numeric_cols)
+        if self.categorical_cols is None:
+            categorical = [c for c in metadata.columns if c not in numeric]
+        else:
+            categorical = list(self.categorical_cols)
+        missing = [c for c in numeric + categorical if c not in X.columns]
+        if missing:
+            raise KeyError(f"metadata columns not found in X: {missing}")
+        self.numeric_cols_ = [str(c) for c in numeric]
+        self.categorical_cols_ = [str(c) for c in categorical]
+        self.metadata_transformer_ = ColumnTransformer(
+            [
+                ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+                 self.numeric_cols_),
+                ("categorical", OrdinalEncoder(
+                    handle_unknown="use_encoded_value", unknown_value=-1,
+                    encoded_missing_value=-1, dtype=np.float64,
+                ), self.categorical_cols_),
+            ],
+            remainder="drop",
+        ).fit(X[self.numeric_cols_ + self.categorical_cols_].astype(
+            {c: object for c in self.categorical_cols_}))
+        encoder = self.metadata_transformer_.named_transformers_["categorical"]
+        self.cardinalities_ = (
+            [len(c) for c in encoder.categories_] if self.categorical_cols_ else []
+        )
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        return self
+
+    def transform(self, X):
+        """Arrays ``{"image"?, "numeric", "categorical"}`` for the network."""
+        check_is_fitted(self, "metadata_transformer_")
+        X = as_frame(X)
+        needed = self.numeric_cols_ + self.categorical_cols_
+        if self.image_col is not None:
+            needed = [self.image_col] + needed
+        missing = [c for c in needed if c not in X.columns]
+        if missing:
+            raise KeyError(f"columns seen in fit are missing from X: {missing}")
+        n_num = len(self.numeric_cols_)
+        meta = X[self.numeric_cols_ + self.categorical_cols_].astype(
+            {c: object for c in self.categorical_cols_})
+        encoded = np.asarray(self.metadata_transformer_.transform(meta), dtype=np.float64)
+        arrays = {
+            "numeric": np.ascontiguousarray(encoded[:, :n_num], dtype=np.float32),
+            "categorical": np.ascontiguousarray(encoded[:, n_num:] + 1, dtype=np.int64),
+        }
+        if self.image_col is not None:
+            paths = [str(p) for p in X[self.image_col]]
+            arrays["image"] = load_images(
+                paths, image_size=self.image_size, contrast=self.contrast, cache_dir=self.cache_dir
+            )[:, None]
+        return arrays

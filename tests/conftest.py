@@ -1,0 +1,53 @@
+"""Shared fixtures: small cohorts whose BMD depends on the image and on metadata."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(1)
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+
+def make_signal_cohort(out_dir, n=120, size=40, seed=0):
+    """A tiny cohort: BMD = metadata part + a latent seen only as a disc's brightness.
+
+    Returns (X, y, latent). Images are 16-bit PNGs with noise and a random
+    exposure offset, so the image must be read, not memorised.
+    """
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=n)
+    age = rng.uniform(70, 81, n)
+    sex = rng.choice(["F", "M"], n)
+    yy, xx = np.mgrid[:size, :size]
+    paths = []
+    for i in range(n):
+        cy, cx = size / 2 + rng.uniform(-3, 3, 2)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < (size / 4) ** 2
+        img = 12000 + rng.normal(0, 800, (size, size))
+        img[disc] += 16000 + 7000 * latent[i]
+        path = os.path.join(out_dir, f"subject_{i:03d}.png")
+        Image.fromarray(np.clip(img, 0, 65535).astype(np.uint16)).save(path)
+        paths.append(path)
+    y = 0.85 + 0.06 * latent - 0.012 * (age - 75) + 0.06 * (sex == "M") + rng.normal(0, 0.01, n)
+    X = pd.DataFrame({"image_path": paths, "age": age, "sex": sex})
+    return X, y, latent
+
+
+@pytest.fixture(scope="session")
+def signal_cohort(tmp_path_factory):
+    return make_signal_cohort(tmp_path_factory.mktemp("signal_cohort"))[:2]
+
+
+@pytest.fixture(scope="session")
+def real_data():
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real data folder not found at {REAL_DATA}")
+    return REAL_DATA
