@@ -226,14 +226,17 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         X = self._metadata_frame(X)
         y = _check_targets(y, len(X))
         if len(y) < 2:
-            raise ValueError(f"need at least 2 training rows, got {len(y)}")
+            raise ValueError(f"need at least 2 training rows, got n_samples={len(y)}")
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         torch.manual_seed(seed)
 
         self.preprocessor_ = self._make_preprocessor().fit(X)
         n_meta = len(self.preprocessor_.numeric_cols_) + len(self.preprocessor_.categorical_cols_)
         if self.fusion != "image" and n_meta == 0:
-            raise ValueError(f"fusion={self.fusion!r} needs at least one metadata column; X has none")
+            raise ValueError(
+                f"fusion={self.fusion!r} needs at least one metadata column; X has 0 feature(s) "
+                f"(shape={(len(X), 0)}) while a minimum of 1 is required"
+            )
         arrays = self.preprocessor_.transform(X)
 
         self.y_mean_ = float(y.mean())

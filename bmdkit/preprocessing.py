@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -17,13 +18,21 @@ __all__ = ["BMDPreprocessor"]
 
 
 def as_frame(X):
-    """A DataFrame view of ``X``; 2-D arrays get the columns ``x0, x1, ...``."""
+    """A DataFrame view of ``X`` with string column names.
+
+    2-D arrays (metadata only) get the columns ``x0, x1, ...``.
+    """
+    if sparse.issparse(X):
+        raise TypeError("sparse input is not supported: pass X as a pandas DataFrame")
     if isinstance(X, pd.DataFrame):
-        return X
+        if all(isinstance(c, str) for c in X.columns):
+            return X
+        return X.rename(columns=str)
     arr = np.asarray(X)
     if arr.ndim != 2:
         raise ValueError(
-            f"X must be a pandas DataFrame (or a 2-D array of metadata), got shape {arr.shape}"
+            "X must be a pandas DataFrame (or a 2-D array of metadata), got an array of shape "
+            f"{arr.shape}. Reshape your data, e.g. with X.reshape(-1, 1) for a single feature."
         )
     return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
 

@@ -17,10 +17,11 @@ REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "re
 
 
 def make_signal_cohort(out_dir, n=120, size=40, seed=0):
-    """A tiny cohort: BMD = metadata part + a latent seen only as a disc's brightness.
+    """A tiny cohort: BMD = metadata part + a latent seen only as a ring's thickness.
 
-    Returns (X, y, latent). Images are 16-bit PNGs with noise and a random
-    exposure offset, so the image must be read, not memorised.
+    Returns (X, y, latent). Images are 16-bit PNGs with noise, a random
+    exposure and a random position, so the image must be read, not memorised;
+    the latent survives per-image contrast normalisation (it is geometry).
     """
     rng = np.random.default_rng(seed)
     latent = rng.normal(size=n)
@@ -30,9 +31,11 @@ def make_signal_cohort(out_dir, n=120, size=40, seed=0):
     paths = []
     for i in range(n):
         cy, cx = size / 2 + rng.uniform(-3, 3, 2)
-        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < (size / 4) ** 2
-        img = 12000 + rng.normal(0, 800, (size, size))
-        img[disc] += 16000 + 7000 * latent[i]
+        r2 = (yy - cy) ** 2 + (xx - cx) ** 2
+        inner = size * (0.22 - 0.06 * np.clip(latent[i], -2.5, 2.5) / 2.5)
+        ring = (r2 < (size * 0.36) ** 2) & (r2 >= inner**2)
+        img = rng.uniform(8000, 14000) + rng.normal(0, 800, (size, size))
+        img[ring] += rng.uniform(14000, 20000)
         path = os.path.join(out_dir, f"subject_{i:03d}.png")
         Image.fromarray(np.clip(img, 0, 65535).astype(np.uint16)).save(path)
         paths.append(path)

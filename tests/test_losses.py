@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter1d
+
+from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
+
+
+def test_density_weights_match_the_documented_formula():
+    rng = np.random.default_rng(0)
+    y = rng.normal(0.8, 0.12, 500)
+    weights = TargetDensityWeights(n_bins=15, sigma=1.5, threshold=0.7, threshold_weight=2.0).fit(y)
+
+    counts, edges = np.histogram(y, bins=15)
+    smoothed = gaussian_filter1d(counts.astype(float), 1.5, mode="constant")
+    bins = np.clip(np.digitize(y, edges[1:-1]), 0, 14)
+    expected = 1 / smoothed[bins]
+    centres = (edges[:-1] + edges[1:]) / 2
+    expected = expected * np.where(centres[bins] < 0.7, 2.0, 1.0)
+    expected /= expected.mean()
+
+    np.testing.assert_allclose(weights(y), expected, rtol=1e-12)
+    assert weights(y).mean() == pytest.approx(1.0)
+    low, typical = weights([y.min()])[0], weights([np.median(y)])[0]
+    assert low > 3 * typical
+
+
+def test_weighted_loss_equals_manual_weighted_smooth_l1():
+    edges, table = np.array([-1.0, 0.0, 1.0]), np.array([4.0, 0.5])
+    loss = WeightedSmoothL1Loss(beta=0.5, bin_edges=edges, bin_weights=table)
+    pred = torch.tensor([[0.3], [-2.0], [0.9], [5.0]])
+    target = torch.tensor([[-0.5], [-1.5], [0.2], [3.0]])
+    r = (pred - target).abs().numpy().ravel()
+    huber = np.where(r < 0.5, 0.5 * r**2 / 0.5, r - 0.25)
+    w = np.array([4.0, 4.0, 0.5, 0.5])
+    assert float(loss(pred, target)) == pytest.approx(np.mean(w * huber))
+
+
+def test_unweighted_loss_is_plain_smooth_l1():
+    pred, target = torch.randn(8, 1), torch.randn(8, 1)
+    expected = torch.nn.functional.smooth_l1_loss(pred, target, beta=1.0)
+    assert torch.allclose(WeightedSmoothL1Loss()(pred, target), expected)
+
+
+def test_loss_refuses_shapes_that_would_broadcast():
+    with pytest.raises(ValueError, match="broadcast"):
+        WeightedSmoothL1Loss()(torch.zeros(4, 1), torch.zeros(4))
