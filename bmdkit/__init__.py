@@ -13,6 +13,11 @@ from bmdkit.estimators import (
     MetadataOnlyBMDRegressor,
     XAttnBMDRegressor,
 )
+from bmdkit.model_selection import (
+    BMDStratifiedGroupKFold,
+    BMDStratifiedKFold,
+    RepeatedBMDStratifiedKFold,
+)
 
 try:
     __version__ = version("bmdkit")
@@ -21,9 +26,12 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "BMDRegressor",
+    "BMDStratifiedGroupKFold",
+    "BMDStratifiedKFold",
     "ConcatBMDRegressor",
     "ImageOnlyBMDRegressor",
     "MetadataOnlyBMDRegressor",
+    "RepeatedBMDStratifiedKFold",
     "XAttnBMDRegressor",
     "__version__",
 ]

@@ -1,0 +1,341 @@
+"""Compare several estimators under one cross-validation protocol.
+
+:func:`compare_models` fits every model on identical folds (by default the
+XAttn-BMD protocol, :class:`~bmdkit.model_selection.BMDStratifiedKFold` with
+10 folds), keeps the out-of-fold predictions and scores each fold with
+:func:`bmdkit.metrics.compute_metrics`. The returned
+:class:`ComparisonResults` summarises the folds (mean ± SD), the relative
+change of each model against a baseline and a paired test of each
+difference. This module works on predictions only; it never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.base import clone
+from tqdm.auto import tqdm
+
+from bmdkit.clinical import screening_thresholds
+from bmdkit.metrics import compute_metrics, metric_directions
+from bmdkit.model_selection import BMDStratifiedKFold
+
+__all__ = ["ComparisonResults", "compare_models", "corrected_paired_ttest"]
+
+#: Metrics shown by :meth:`ComparisonResults.table` (when present).
+KEY_METRICS = ("mse", "mae", "rmse", "r2", "pearson_r", "bias", "accuracy@T=-1.0",
+               "f1@T=-1.0", "sensitivity@T=-1.0", "specificity@T=-1.0", "roc_auc@T=-1.0",
+               "roc_auc@T=-2.5", "who_accuracy")
+#: Metrics whose change against the baseline :meth:`ComparisonResults.table` reports.
+CHANGE_METRICS = ("mse", "mae", "r2")
+
+_FOLD_COLUMNS = ("model", "fold", "n_train", "n_test", "fit_time")
+
+
+def corrected_paired_ttest(differences, n_train, n_test):
+    """Two-sided p-value of the corrected resampled t-test (Nadeau & Bengio 2003).
+
+    Cross-validation folds share training rows, so the plain paired t-test
+    over folds is too liberal; the correction inflates the variance by
+    ``1/k + n_test/n_train``.
+
+    Parameters
+    ----------
+    differences : array-like of shape (k,)
+        Per-fold score differences between two models.
+    n_train, n_test : float
+        Training and test rows per fold (means over folds).
+
+    Examples
+    --------
+    >>> round(corrected_paired_ttest([0.1, 0.2, 0.15, 0.12], n_train=90, n_test=10), 4)
+    0.0121
+    """
+    d = np.asarray(differences, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    k = len(d)
+    if k < 2:
+        return float("nan")
+    variance = (1.0 / k + n_test / n_train) * np.var(d, ddof=1)
+    if variance == 0:
+        return float("nan") if np.mean(d) == 0 else 0.0
+    t = np.mean(d) / np.sqrt(variance)
+    return float(2 * stats.t.sf(abs(t), k - 1))
+
+
+def _paired_pvalues(model, base):
+    """p-values of paired t-test and Wilcoxon signed-rank over folds with both finite."""
+    keep = np.isfinite(model) & np.isfinite(base)
+    model, base = model[keep], base[keep]
+    if len(model) < 2 or np.all(model == base):
+        return float("nan"), float("nan")
+    p_t = float(stats.ttest_rel(model, base).pvalue)
+    p_w = float(stats.wilcoxon(model - base).pvalue)
+    return p_t, p_w
+
+
+@dataclass
+class ComparisonResults:
+    """Per-fold scores and out-of-fold predictions of several models.
+
+    Attributes
+    ----------
+    fold_scores : pandas.DataFrame
+        One row per (model, fold): ``model``, ``fold``, ``n_train``,
+        ``n_test``, ``fit_time`` (s) and every metric of
+        :func:`bmdkit.metrics.compute_metrics`.
+    predictions : pandas.DataFrame
+        Out-of-fold predictions, long format: ``model``, ``fold``, ``row``
+        (position in X), ``y_true``, ``y_pred``.
+    thresholds : dict of str to float
+        Screening thresholds (g/cm²) by name.
+    baseline : str or None
+        Model that relative changes and tests are computed against.
+    clinical : dict
+        ``site``, ``device`` and ``reference`` of the T-scores.
+    models : dict of str to str
+        Each model's ``repr``.
+    """
+
+    fold_scores: pd.DataFrame
+    predictions: pd.DataFrame
+    thresholds: dict
+    baseline: str | None = None
+    clinical: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)
+
+    @property
+    def model_names(self):
+        """Model names in the order they were given."""
+        return list(dict.fromkeys(self.fold_scores["model"]))
+
+    @property
+    def metric_names(self):
+        """Names of the per-fold metrics."""
+        return [c for c in self.fold_scores.columns if c not in _FOLD_COLUMNS]
+
+    def directions(self):
+        """+1 / -1 / 0 for each metric: higher better / lower better / neither."""
+        return metric_directions(self.thresholds, **self.clinical)
+
+    def _baseline(self, baseline):
+        baseline = baseline if baseline is not None else self.baseline
+        if baseline is None:
+            raise ValueError("no baseline: pass baseline=<model name>")
+        if baseline not in self.model_names:
+            raise ValueError(f"baseline {baseline!r} is not one of {self.model_names}")
+        return baseline
+
+    def _per_fold(self, metric):
+        return self.fold_scores.pivot(index="fold", columns="model", values=metric)
+
+    def summary(self):
+        """Mean and SD over folds: index model, columns (metric, "mean" | "sd")."""
+        grouped = self.fold_scores.groupby("model", sort=False)[self.metric_names]
+        table = pd.concat({"mean": grouped.mean(), "sd": grouped.std(ddof=1)}, axis=1)
+        return table.swaplevel(axis=1)[self.metric_names].reindex(self.model_names)
+
+    def relative_change(self, baseline=None):
+        """Change of each model's mean score against the baseline, in percent.
+
+        ``100 * (model - baseline) / |baseline|`` for every metric (XAttn-BMD
+        reports XAttn vs concat as -16.7 % MSE, -6.03 % MAE, +16.4 % R²).
+        """
+        baseline = self._baseline(baseline)
+        means = self.fold_scores.groupby("model", sort=False)[self.metric_names].mean()
+        base = means.loc[baseline]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            change = 100.0 * (means - base) / base.abs()
+        return change.drop(index=baseline).reindex([m for m in self.model_names if m != baseline])
+
+    def paired_tests(self, baseline=None):
+        """Paired tests over folds of each model against the baseline, per metric.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``model``, ``metric``, ``mean_difference`` (model - baseline),
+            ``p_ttest`` (paired t-test), ``p_wilcoxon`` (Wilcoxon signed-rank)
+            and ``p_corrected`` (:func:`corrected_paired_ttest`).
+        """
+        baseline = self._baseline(baseline)
+        n_train = self.fold_scores["n_train"].mean()
+        n_test = self.fold_scores["n_test"].mean()
+        rows = []
+        for metric in self.metric_names:
+            per_fold = self._per_fold(metric)
+            base = per_fold[baseline].to_numpy()
+            for model in self.model_names:
+                if model == baseline:
+                    continue
+                values = per_fold[model].to_numpy()
+                diff = (values - base)[np.isfinite(values - base)]
+                p_t, p_w = _paired_pvalues(values, base)
+                rows.append(dict(
+                    model=model, metric=metric,
+                    mean_difference=float(diff.mean()) if diff.size else float("nan"),
+                    p_ttest=p_t, p_wilcoxon=p_w,
+                    p_corrected=corrected_paired_ttest(diff, n_train, n_test),
+                ))
+        return pd.DataFrame(rows)
+
+    def pooled_metrics(self):
+        """Metrics of the pooled out-of-fold predictions, one row per model."""
+        rows = {
+            model: compute_metrics(part["y_true"], part["y_pred"], thresholds=self.thresholds,
+                                   **self.clinical)
+            for model, part in self.predictions.groupby("model", sort=False)
+        }
+        return pd.DataFrame(rows).T.reindex(self.model_names)
+
+    def table(self, metrics=KEY_METRICS, digits=4):
+        """The results table: ``mean ± SD`` over folds, plus changes against the baseline.
+
+        With a baseline, columns ``Δ <metric> %`` (relative change) and
+        ``p <metric>`` (corrected resampled t-test) follow for MSE, MAE and R².
+        """
+        metrics = [m for m in metrics if m in self.metric_names]
+        summary = self.summary()
+        table = pd.DataFrame(index=self.model_names)
+        for metric in metrics:
+            mean, sd = summary[(metric, "mean")], summary[(metric, "sd")]
+            table[metric] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean, sd)]
+        if self.baseline is not None:
+            change = self.relative_change()
+            tests = self.paired_tests().set_index(["model", "metric"])["p_corrected"]
+            for metric in (m for m in CHANGE_METRICS if m in metrics):
+                table[f"Δ {metric} %"] = [
+                    "baseline" if model == self.baseline else f"{change.loc[model, metric]:+.1f}"
+                    for model in self.model_names
+                ]
+                table[f"p {metric}"] = [
+                    "" if model == self.baseline else f"{tests.loc[(model, metric)]:.3f}"
+                    for model in self.model_names
+                ]
+        table.index.name = "model"
+        return table
+
+    def save(self, path):
+        """Write ``fold_scores.csv``, ``predictions.csv`` and ``results.json`` to ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.fold_scores.to_csv(path / "fold_scores.csv", index=False)
+        self.predictions.to_csv(path / "predictions.csv", index=False)
+        meta = dict(thresholds=self.thresholds, baseline=self.baseline, clinical=self.clinical,
+                    models=self.models)
+        (path / "results.json").write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Read results written by :meth:`save`."""
+        path = Path(path)
+        for name in ("fold_scores.csv", "predictions.csv", "results.json"):
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"{path / name} not found: not a saved results folder")
+        meta = json.loads((path / "results.json").read_text())
+        return cls(
+            fold_scores=pd.read_csv(path / "fold_scores.csv"),
+            predictions=pd.read_csv(path / "predictions.csv"),
+            **meta,
+        )
+
+
+def _named_models(models):
+    if isinstance(models, dict):
+        return dict(models)
+    named = {}
+    for model in models:
+        name, i = type(model).__name__, 2
+        while name in named:
+            name, i = f"{type(model).__name__}_{i}", i + 1
+        named[name] = model
+    return named
+
+
+def _rows(X, index):
+    return X.iloc[index] if hasattr(X, "iloc") else np.asarray(X)[index]
+
+
+def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresholds=None,
+                   site="femoral_neck", device="lunar", reference="nhanes3_female",
+                   progress=True):
+    """Cross-validate several estimators on identical folds.
+
+    Parameters
+    ----------
+    models : dict of str to estimator, or list of estimators
+        Unfitted scikit-learn regressors; each is cloned for every fold.
+    X : pandas.DataFrame or array-like
+    y : array-like of shape (n,)
+        Measured BMD in g/cm².
+    cv : splitter, int or None, default=None
+        ``None``: ``BMDStratifiedKFold(10, random_state=0)``; an int: that many
+        folds of it. Any splitter with ``split(X, y, groups)`` works.
+    groups : array-like or None
+        Passed to ``cv.split`` (e.g. patient ids for a grouped splitter).
+    baseline : str or None
+        Name of the model to compare the others against.
+    thresholds : dict or None
+        Screening thresholds (see :func:`bmdkit.metrics.compute_metrics`).
+    site, device, reference
+        T-score settings (see :func:`bmdkit.clinical.t_score`).
+    progress : bool, default=True
+        Show a progress bar over folds × models, with the time left.
+
+    Returns
+    -------
+    ComparisonResults
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.dummy import DummyRegressor
+    >>> from sklearn.linear_model import Ridge
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(100, 2)); y = 0.85 + 0.1 * X[:, 0] + rng.normal(0, 0.03, 100)
+    >>> res = compare_models({"ridge": Ridge(), "mean": DummyRegressor()}, X, y, cv=5,
+    ...                      baseline="mean", progress=False)
+    >>> bool(res.relative_change().loc["ridge", "mse"] < -50)
+    True
+    """
+    models = _named_models(models)
+    if baseline is not None and baseline not in models:
+        raise ValueError(f"baseline {baseline!r} is not one of {list(models)}")
+    if cv is None or isinstance(cv, int):
+        cv = BMDStratifiedKFold(10 if cv is None else cv, random_state=0)
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if len(y) != len(X):
+        raise ValueError(f"X has {len(X)} rows but y has {len(y)} values")
+    clinical = dict(site=site, device=device, reference=reference)
+    thresholds = ({str(k): float(v) for k, v in thresholds.items()} if thresholds
+                  else screening_thresholds(**clinical))
+    splits = list(cv.split(X, y, groups))
+    scores, predictions = [], []
+    with tqdm(total=len(splits) * len(models), desc="cross-validation", unit="fit",
+              disable=not progress) as bar:
+        for fold, (train, test) in enumerate(splits):
+            for name, model in models.items():
+                bar.set_postfix_str(f"fold {fold + 1}/{len(splits)}, {name}")
+                start = time.perf_counter()
+                fitted = clone(model).fit(_rows(X, train), y[train])
+                y_pred = np.asarray(fitted.predict(_rows(X, test)), dtype=np.float64).ravel()
+                elapsed = time.perf_counter() - start
+                metrics = compute_metrics(y[test], y_pred, thresholds=thresholds, **clinical)
+                scores.append(dict(model=name, fold=fold, n_train=len(train), n_test=len(test),
+                                   fit_time=elapsed, **metrics))
+                predictions.append(pd.DataFrame(dict(model=name, fold=fold, row=test,
+                                                     y_true=y[test], y_pred=y_pred)))
+                bar.update()
+    return ComparisonResults(
+        fold_scores=pd.DataFrame(scores),
+        predictions=pd.concat(predictions, ignore_index=True),
+        thresholds=thresholds, baseline=baseline, clinical=clinical,
+        models={name: repr(model) for name, model in models.items()},
+    )
