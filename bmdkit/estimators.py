@@ -18,6 +18,7 @@ from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
 from bmdkit.nn import FUSIONS, BMDNet
 from bmdkit.preprocessing import BMDPreprocessor, as_frame
+from bmdkit.validation import check_targets
 
 __all__ = [
     "BMDRegressor", "XAttnBMDRegressor", "ConcatBMDRegressor", "ImageOnlyBMDRegressor",
@@ -25,20 +26,6 @@ __all__ = [
 ]
 
 LOSSES = ("weighted_smooth_l1", "smooth_l1", "mse")
-
-
-def _check_targets(y, n_rows):
-    y = np.asarray(y, dtype=np.float64)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"y must be 1-D (one BMD value per row), got shape {y.shape}")
-    if len(y) != n_rows:
-        raise ValueError(f"X has {n_rows} rows but y has {len(y)} values")
-    bad = np.flatnonzero(~np.isfinite(y))
-    if bad.size:
-        raise ValueError(f"y has NaN or infinite values at rows {bad.tolist()}")
-    return y
 
 
 class BMDRegressor(RegressorMixin, BaseEstimator):
@@ -224,7 +211,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         """
         self._check_params()
         X = self._metadata_frame(X)
-        y = _check_targets(y, len(X))
+        y = check_targets(y, len(X))
         if len(y) < 2:
             raise ValueError(f"need at least 2 training rows, got n_samples={len(y)}")
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))

@@ -13,6 +13,12 @@ from sklearn.preprocessing import OrdinalEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from bmdkit.io import load_images
+from bmdkit.validation import (
+    check_columns,
+    check_numeric,
+    numeric_like_columns,
+    warn_missing_values,
+)
 
 __all__ = ["BMDPreprocessor"]
 
@@ -42,8 +48,13 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
 
     Numeric metadata are median-imputed and standardised; categorical metadata
     are ordinal-encoded with code 0 for missing values and categories not seen
-    in ``fit`` (so unseen categories at predict time do not crash). Images are
-    read, resized with padding to ``image_size`` and cached.
+    in ``fit`` (so unseen categories at predict time do not crash); missing
+    values are counted in a :class:`~bmdkit.validation.ImputationWarning`.
+    Images are read, contrast-normalised, resized with padding to
+    ``image_size`` and cached (see :func:`bmdkit.io.load_images`). Bad input
+    (a missing column, a non-numeric value in a numeric column, a missing or
+    unreadable image) raises one :class:`~bmdkit.validation.InputError`
+    naming every offending row.
 
     Parameters
     ----------
@@ -51,11 +62,13 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
         Column of image paths; ``None`` for metadata only.
     numeric_cols, categorical_cols : list of str or None
         Metadata columns. ``None`` detects them from dtypes: numbers are
-        numeric; strings, categories and booleans are categorical.
+        numeric; strings, categories and booleans are categorical, except
+        that a text column of numbers with a few non-numbers (a CSV's
+        ``"?"``) is an error rather than a category per value.
     image_size : int, default=128
         Side of the square network input.
-    contrast : {"percentile", "minmax"}, default="percentile"
-        Contrast normalisation of each image (see :func:`bmdkit.io.load_images`).
+    contrast : {"percentile", "minmax", "none"}, default="percentile"
+        Contrast normalisation of each image (see :func:`bmdkit.io.normalise_contrast`).
     cache_dir : str or None, default=None
         Folder of the on-disk image cache shared between processes
         (``None``: the ``BMDKIT_CACHE_DIR`` environment variable, else memory only).
@@ -88,10 +101,8 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         X = as_frame(X)
-        if self.image_col is not None and self.image_col not in X.columns:
-            raise KeyError(
-                f"image column {self.image_col!r} not found in X; columns are {list(X.columns)}"
-            )
+        if self.image_col is not None:
+            check_columns(X, [self.image_col], role="image column")
         metadata = X.drop(columns=[self.image_col]) if self.image_col is not None else X
         if self.numeric_cols is None:
             numeric = list(metadata.select_dtypes(include="number").columns)
@@ -102,9 +113,10 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
             categorical = [c for c in metadata.columns if c not in numeric]
         else:
             categorical = list(self.categorical_cols)
-        missing = [c for c in numeric + categorical if c not in X.columns]
-        if missing:
-            raise KeyError(f"metadata columns not found in X: {missing}")
+        check_columns(X, numeric + categorical, role="metadata column")
+        check_numeric(X, numeric)
+        if self.categorical_cols is None:
+            check_numeric(X, numeric_like_columns(X, categorical))
         self.numeric_cols_ = [str(c) for c in numeric]
         self.categorical_cols_ = [str(c) for c in categorical]
         self.metadata_transformer_ = ColumnTransformer(
@@ -133,9 +145,9 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
         needed = self.numeric_cols_ + self.categorical_cols_
         if self.image_col is not None:
             needed = [self.image_col] + needed
-        missing = [c for c in needed if c not in X.columns]
-        if missing:
-            raise KeyError(f"columns seen in fit are missing from X: {missing}")
+        check_columns(X, needed, role="column seen in fit")
+        check_numeric(X, self.numeric_cols_)
+        warn_missing_values(X, self.numeric_cols_ + self.categorical_cols_)
         n_num = len(self.numeric_cols_)
         meta = X[self.numeric_cols_ + self.categorical_cols_].astype(
             {c: object for c in self.categorical_cols_})
@@ -145,8 +157,9 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
             "categorical": np.ascontiguousarray(encoded[:, n_num:] + 1, dtype=np.int64),
         }
         if self.image_col is not None:
-            paths = [str(p) for p in X[self.image_col]]
+            paths = X[self.image_col].tolist()
             arrays["image"] = load_images(
-                paths, image_size=self.image_size, contrast=self.contrast, cache_dir=self.cache_dir
+                paths, image_size=self.image_size, contrast=self.contrast,
+                cache_dir=self.cache_dir, index=X.index,
             )[:, None]
         return arrays

@@ -1,40 +1,301 @@
-"""Loading many radiographs as one preprocessed array, decoding each once."""
+"""Loading many radiographs as one preprocessed array, decoding each file once.
+
+:func:`load_images` is the single way images reach the network. Every file is
+decoded, contrast-normalised and resized once per (file, settings) and then
+served from two caches:
+
+* **memory**: an in-process least-recently-used cache shared by every fit in
+  the process (the folds of a cross-validation, the candidates of a grid
+  search, the trials of an Optuna study), bounded to ``BMDKIT_CACHE_MEMORY_MB``
+  megabytes (default 1024);
+* **disk**: when ``cache_dir`` is given (or the ``BMDKIT_CACHE_DIR``
+  environment variable is set), one small file per entry, shared by every
+  process on the machine, e.g. the workers of ``cross_validate(n_jobs=...)``
+  or of a parallel Optuna study.
+
+An entry is keyed by the file's resolved path, size and modification time,
+the image size, the contrast normalisation and :data:`CACHE_VERSION`, so an
+edited file or a changed setting never serves a stale image. Disk entries are
+written to a temporary file and renamed into place (atomic: concurrent
+writers never leave a half-written entry) and carry a header with their shape
+and a CRC-32 of the pixels: a damaged entry is detected, decoded again and
+rewritten. A result larger than the memory bound is returned as a
+:class:`numpy.memmap` on a temporary file (in ``cache_dir`` when given), so
+cohorts larger than RAM work. Delete the folder to empty the disk cache.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import struct
+import tempfile
+import threading
+import time
+import warnings
+import zlib
+from collections import OrderedDict, namedtuple
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from bmdkit.io.readers import read_image
-from bmdkit.io.transforms import resize_with_padding
+from bmdkit.io.transforms import CONTRASTS, normalise_contrast, resize_with_padding
+from bmdkit.validation import InputError, check_image_files
 
-__all__ = ["load_images"]
+__all__ = ["CACHE_VERSION", "CacheInfo", "cache_clear", "cache_info", "load_images"]
 
-_MEMORY_CACHE = {}
+#: Bump when reading or preprocessing changes, so old disk entries are not used.
+CACHE_VERSION = 1
+#: Progress bars appear (on a terminal) from this many files to decode.
+PROGRESS_MIN_FILES = 100
+_HEADER = struct.Struct("<8sIII")  # magic, rows, columns, CRC-32 of the pixel bytes
+_MAGIC = b"BMDKIMG1"
+
+CacheInfo = namedtuple(
+    "CacheInfo", "memory_hits disk_hits decoded damaged seconds memory_bytes")
+CacheInfo.__doc__ = """Counters of :func:`load_images` since the last :func:`cache_clear`.
+
+memory_hits, disk_hits, decoded : images served from memory, from disk, decoded from file
+damaged : disk entries found damaged (and rebuilt)
+seconds : wall time spent in :func:`load_images`
+memory_bytes : bytes now held by the in-process cache
+"""
+
+
+class _MemoryCache:
+    """Thread-safe least-recently-used cache of arrays, bounded in bytes."""
+
+    def __init__(self):
+        self._items = OrderedDict()
+        self.nbytes = 0
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            image = self._items.get(key)
+            if image is not None:
+                self._items.move_to_end(key)
+            return image
+
+    def put(self, key, image, limit):
+        with self.lock:
+            if key in self._items or image.nbytes > limit:
+                return
+            self._items[key] = image
+            self.nbytes += image.nbytes
+            while self.nbytes > limit:
+                self.nbytes -= self._items.popitem(last=False)[1].nbytes
+
+    def clear(self):
+        with self.lock:
+            self._items.clear()
+            self.nbytes = 0
+
+
+_MEMORY = _MemoryCache()
+_STATS = dict.fromkeys(("memory_hits", "disk_hits", "decoded", "damaged", "seconds"), 0)
+
+
+def cache_info():
+    """Counters of the image cache, a :class:`CacheInfo`.
+
+    Examples
+    --------
+    >>> from bmdkit.io import cache_clear, cache_info
+    >>> cache_clear()
+    >>> cache_info().decoded
+    0
+    """
+    with _MEMORY.lock:
+        return CacheInfo(**_STATS, memory_bytes=_MEMORY.nbytes)
+
+
+def cache_clear():
+    """Empty the in-process cache and reset the counters (the disk cache stays)."""
+    _MEMORY.clear()
+    with _MEMORY.lock:
+        _STATS.update(dict.fromkeys(_STATS, 0))
+
+
+def _count(**increments):
+    with _MEMORY.lock:
+        for name, value in increments.items():
+            _STATS[name] += value
+
+
+def _memory_limit():
+    return int(float(os.environ.get("BMDKIT_CACHE_MEMORY_MB", 1024)) * 2**20)
 
 
 def _key(path, image_size, contrast):
+    path = os.path.realpath(path)
     st = os.stat(path)
-    return (os.path.abspath(path), st.st_mtime_ns, st.st_size, image_size, contrast)
+    identity = f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{image_size}\0{contrast}\0{CACHE_VERSION}"
+    return hashlib.sha1(identity.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _normalise(image, contrast):
-    if contrast == "percentile":
-        lo, hi = np.percentile(image, [0.5, 99.5])
-        return np.clip((image - lo) / (hi - lo), 0, 1) if hi > lo else image
-    return image
+class _DiskStore:
+    """One file per entry under ``<root>/images-v<CACHE_VERSION>/<2 hex>/<key>.bin``."""
+
+    def __init__(self, root):
+        self.root = os.path.join(os.fspath(root), f"images-v{CACHE_VERSION}")
+
+    def _path(self, key):
+        return os.path.join(self.root, key[:2], key + ".bin")
+
+    def get(self, key, image_size):
+        """The stored image, or None when absent or damaged (counted)."""
+        try:
+            with open(self._path(key), "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        size = _HEADER.size + 4 * image_size * image_size
+        if len(data) == size:
+            magic, rows, cols, crc = _HEADER.unpack_from(data)
+            payload = memoryview(data)[_HEADER.size:]
+            if (magic, rows, cols) == (_MAGIC, image_size, image_size) and zlib.crc32(payload) == crc:
+                return np.frombuffer(payload, np.float32).reshape(rows, cols).copy()
+        _count(damaged=1)
+        return None
+
+    def put(self, key, image):
+        path = self._path(key)
+        payload = np.ascontiguousarray(image, np.float32).tobytes()
+        header = _HEADER.pack(_MAGIC, *image.shape, zlib.crc32(payload))
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(header + payload)
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as exc:
+            warnings.warn(f"image cache entry not written to {path}: {exc}", RuntimeWarning,
+                          stacklevel=4)
 
 
-def load_images(paths, *, image_size, contrast="percentile", cache_dir=None):
-    """Read and resize images, returning ``(n, image_size, image_size)`` float32.
+def _preprocess(path, image_size, contrast):
+    return resize_with_padding(normalise_contrast(read_image(path), contrast), image_size)
 
-    Minimal in-process version; ``cache_dir`` is accepted for the on-disk cache.
+
+def _allocate(n, image_size, cache_dir):
+    shape = (n, image_size, image_size)
+    if 4 * n * image_size * image_size <= _memory_limit():
+        return np.empty(shape, np.float32)
+    # larger than the memory bound: back it by an anonymous file, deleted when unused
+    return np.memmap(tempfile.TemporaryFile(dir=cache_dir), np.float32, "w+", shape=shape)
+
+
+def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, index=None,
+                n_jobs=None, verbose=False):
+    """Read, contrast-normalise and resize images through the cache.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        Image files (any format :func:`bmdkit.io.read_image` reads).
+    image_size : int
+        Side of the square output; aspect ratio is kept by zero padding.
+    contrast : {"percentile", "minmax", "none"}, default="percentile"
+        See :func:`bmdkit.io.normalise_contrast`.
+    cache_dir : str, os.PathLike or None, default=None
+        Folder of the disk cache shared by processes; ``None`` uses the
+        ``BMDKIT_CACHE_DIR`` environment variable when set, else memory only.
+    index : sequence or None, default=None
+        Row labels used in error messages (default: positions).
+    n_jobs : int or None, default=None
+        Threads decoding files not in the cache (``None``: up to 8, one per core).
+    verbose : bool, default=False
+        Always show a progress bar while decoding; otherwise one appears on a
+        terminal from :data:`PROGRESS_MIN_FILES` files to decode.
+
+    Returns
+    -------
+    ndarray of shape (n, image_size, image_size), float32
+        A :class:`numpy.memmap` when larger than ``BMDKIT_CACHE_MEMORY_MB``.
+
+    Raises
+    ------
+    bmdkit.validation.InputError
+        Naming every missing file before decoding anything, or else every
+        file that could not be decoded or is blank (after trying them all).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from PIL import Image
+    >>> from bmdkit.io import load_images
+    >>> path = os.path.join(tempfile.mkdtemp(), "hip.png")
+    >>> Image.fromarray(np.tri(40, 60, dtype=np.uint8) * 200).save(path)
+    >>> load_images([path, path], image_size=32).shape
+    (2, 32, 32)
     """
-    out = np.empty((len(paths), image_size, image_size), np.float32)
+    start = time.perf_counter()
+    if contrast not in CONTRASTS:
+        raise ValueError(f"contrast must be one of {CONTRASTS}, got {contrast!r}")
+    paths = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths]
+    index = list(range(len(paths)) if index is None else index)
+    check_image_files(paths, index)
+    cache_dir = cache_dir or os.environ.get("BMDKIT_CACHE_DIR") or None
+    store = _DiskStore(cache_dir) if cache_dir else None
+    limit = _memory_limit()
+    out = _allocate(len(paths), image_size, cache_dir)
+
+    todo = {}  # key -> positions in paths (a file listed twice is decoded once)
     for i, path in enumerate(paths):
         key = _key(path, image_size, contrast)
-        if key not in _MEMORY_CACHE:
-            _MEMORY_CACHE[key] = resize_with_padding(_normalise(read_image(path), contrast), image_size)
-        out[i] = _MEMORY_CACHE[key]
+        image = _MEMORY.get(key)
+        if image is not None:
+            _count(memory_hits=1)
+        elif store is not None and (image := store.get(key, image_size)) is not None:
+            _count(disk_hits=1)
+            _MEMORY.put(key, image, limit)
+        if image is None:
+            todo.setdefault(key, []).append(i)
+        else:
+            out[i] = image
+
+    problems = {}
+    for key, result in _decode(todo, paths, image_size, contrast, n_jobs, verbose):
+        positions = todo[key]
+        if isinstance(result, Exception):
+            i = positions[0]
+            problems[f"row {index[i]}: {paths[i]}"] = f"{type(result).__name__}: {result}"
+            continue
+        _count(decoded=1)
+        _MEMORY.put(key, result, limit)
+        if store is not None:
+            store.put(key, result)
+        out[positions] = result
+    _count(seconds=time.perf_counter() - start)
+    if problems:
+        n = len(problems)
+        raise InputError(f"{n} image file{'s' if n != 1 else ''} cannot be decoded or "
+                         "hold no image", problems)
     return out
+
+
+def _decode(todo, paths, image_size, contrast, n_jobs, verbose):
+    """Yield ``(key, image or exception)`` for every key of ``todo``, in threads."""
+
+    def work(key):
+        try:
+            return key, _preprocess(paths[todo[key][0]], image_size, contrast)
+        except Exception as exc:  # reported with every other failure, not raised one by one
+            return key, exc
+
+    if not todo:
+        return
+    n_jobs = min(n_jobs or min(8, os.cpu_count() or 1), len(todo))
+    disable = False if verbose else (None if len(todo) >= PROGRESS_MIN_FILES else True)
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool, \
+            tqdm(total=len(todo), desc="decoding images", unit="image", disable=disable) as bar:
+        for item in pool.map(work, todo):
+            bar.update()
+            yield item

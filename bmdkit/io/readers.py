@@ -1,43 +1,170 @@
-"""Reading radiographs into 2-D float32 arrays in [0, 1]."""
+"""Reading radiographs into 2-D float32 arrays in [0, 1], bone bright.
+
+Raster formats (PNG, TIFF, JPEG, BMP) are read with Pillow, DICOM with
+pydicom; JPEG 2000, JPEG-LS and JPEG DICOM transfer syntaxes are decoded by
+pylibjpeg with its openjpeg plugin (declared dependencies of bmdkit).
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-__all__ = ["read_image"]
+__all__ = ["ImageInfo", "read_image"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
+#: ITU-R BT.601 luma weights, the ones Pillow's ``convert("L")`` uses.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
 
-def read_image(path):
-    """Read a radiograph as a 2-D float32 array scaled to [0, 1].
+@dataclass(frozen=True)
+class ImageInfo:
+    """What :func:`read_image` learnt about a file besides its pixels.
+
+    Attributes
+    ----------
+    format : str
+        ``"DICOM"`` or Pillow's format name (``"PNG"``, ``"JPEG"``, ``"TIFF"``, ...).
+    shape : tuple of int
+        ``(rows, columns)`` of the returned image.
+    pixel_spacing : tuple of float or None
+        ``(row, column)`` spacing in mm: DICOM Pixel Spacing, else Imager
+        Pixel Spacing; ``None`` when absent or zero, and for raster formats
+        (their DPI tags rarely describe the detector).
+    photometric : str
+        ``"MONOCHROME1"`` (stored inverted, inverted back on reading),
+        ``"MONOCHROME2"``, ``"RGB"``... for DICOM; Pillow's mode otherwise.
+    n_frames : int
+        Frames in the file; only the first is read.
+    windowed : bool
+        Whether a DICOM VOI LUT or window was applied.
+    """
+
+    format: str
+    shape: tuple
+    pixel_spacing: tuple | None
+    photometric: str
+    n_frames: int = 1
+    windowed: bool = False
+
+
+def read_image(path, *, return_info=False, apply_voi=True):
+    """Read a radiograph as a 2-D float32 array scaled to [0, 1], bone bright.
+
+    Colour images become luma (BT.601 weights); multi-frame files give their
+    first frame. Integer raster images are divided by their type's maximum
+    (255 or 65535), so exposure differences survive; DICOM pixels go through
+    the modality LUT (rescale slope/intercept), the VOI LUT or window when
+    the file has one (``apply_voi``), are inverted when MONOCHROME1, and are
+    then scaled by their own minimum and maximum.
 
     Parameters
     ----------
     path : str or os.PathLike
-        PNG, JPEG, TIFF, BMP or DICOM file.
+        PNG, JPEG, TIFF, BMP or DICOM (``.dcm``/``.dicom``, or any file
+        Pillow cannot open that has the DICOM preamble) file.
+    return_info : bool, default=False
+        Also return an :class:`ImageInfo` (pixel spacing and the like).
+    apply_voi : bool, default=True
+        Apply a DICOM file's VOI LUT or window (its intended display
+        contrast). Narrow windows, such as a CT soft-tissue window, clip.
 
     Returns
     -------
-    ndarray of shape (H, W), float32
+    image : ndarray of shape (rows, columns), float32
+    info : ImageInfo
+        Only when ``return_info=True``.
+
+    Raises
+    ------
+    ValueError
+        When the file holds no pixels or a single constant value.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from PIL import Image
+    >>> from bmdkit.io import read_image
+    >>> path = os.path.join(tempfile.mkdtemp(), "hip.png")
+    >>> Image.fromarray(np.array([[0, 32768], [65535, 0]], np.uint16)).save(path)
+    >>> image, info = read_image(path, return_info=True)
+    >>> image.round(2).tolist(), info.format, info.pixel_spacing
+    ([[0.0, 0.5], [1.0, 0.0]], 'PNG', None)
     """
     path = os.fspath(path)
-    if path.lower().endswith(DICOM_SUFFIXES):
-        import pydicom
-
-        ds = pydicom.dcmread(path)
-        pixels = ds.pixel_array.astype(np.float32)
-        if pixels.ndim == 3:
-            pixels = pixels.mean(axis=-1)
-        if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
-            pixels = pixels.max() - pixels
+    if path.lower().endswith(DICOM_SUFFIXES) or _has_dicom_preamble(path):
+        image, info = _read_dicom(path, apply_voi)
     else:
-        with Image.open(path) as img:
-            if img.mode in ("RGB", "RGBA", "P", "LA", "CMYK"):
-                img = img.convert("L")
-            pixels = np.asarray(img, dtype=np.float32)
-    lo, hi = float(pixels.min()), float(pixels.max())
-    return (pixels - lo) / (hi - lo) if hi > lo else np.zeros_like(pixels)
+        image, info = _read_raster(path)
+    if image.size == 0:
+        raise ValueError("empty image: it has no pixels")
+    if not np.isfinite(image).all():
+        raise ValueError("image has NaN or infinite pixel values")
+    if image.min() == image.max():
+        raise ValueError("blank image: every pixel has the same value")
+    return (image, info) if return_info else image
+
+
+def _has_dicom_preamble(path):
+    with open(path, "rb") as f:
+        return f.read(132)[128:] == b"DICM"
+
+
+def _read_raster(path):
+    with Image.open(path) as img:
+        fmt, n_frames = img.format, getattr(img, "n_frames", 1)
+        img = ImageOps.exif_transpose(img)
+        mode = img.mode
+        if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+            img = img.convert("RGBA" if "A" in mode or "transparency" in img.info else "RGB")
+        pixels = np.asarray(img)
+    if pixels.ndim == 3:  # colour, maybe with alpha: drop alpha, take luma
+        pixels = pixels[..., :3] @ LUMA_WEIGHTS if pixels.shape[-1] >= 3 else pixels[..., 0]
+    if np.issubdtype(pixels.dtype, np.integer) and pixels.dtype.itemsize <= 2:
+        image = (pixels / np.iinfo(pixels.dtype).max).astype(np.float32)
+    elif pixels.dtype == bool:
+        image = pixels.astype(np.float32)
+    else:  # 32-bit integer or float images: no fixed range
+        image = _minmax(pixels)
+    return image, ImageInfo(fmt or "unknown", image.shape, None, mode, n_frames)
+
+
+def _read_dicom(path, apply_voi):
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+
+    ds = pydicom.dcmread(path)
+    pixels = pixel_array(ds, index=0)  # decodes the first frame only
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    windowed = False
+    if pixels.ndim == 3:  # RGB (YBR is converted to RGB by pydicom)
+        pixels = pixels @ LUMA_WEIGHTS
+    else:
+        pixels = apply_modality_lut(pixels, ds)
+        windowed = apply_voi and ("VOILUTSequence" in ds or "WindowCenter" in ds)
+        if windowed:
+            pixels = apply_voi_lut(pixels, ds, index=0)
+    image = _minmax(pixels)
+    if photometric == "MONOCHROME1":
+        image = 1.0 - image
+    info = ImageInfo("DICOM", image.shape, _pixel_spacing(ds), photometric,
+                     int(ds.get("NumberOfFrames", 1) or 1), windowed)
+    return image, info
+
+
+def _pixel_spacing(ds):
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        if value is not None and len(value) == 2 and all(float(v) > 0 for v in value):
+            return (float(value[0]), float(value[1]))
+    return None
+
+
+def _minmax(pixels):
+    pixels = np.asarray(pixels, dtype=np.float64)
+    lo, hi = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
+    scaled = (pixels - lo) / (hi - lo) if hi > lo else np.zeros_like(pixels)
+    return scaled.astype(np.float32)

@@ -1,0 +1,213 @@
+"""Strict checks of a cohort before anything is trained.
+
+Each check looks at every row and raises one :class:`InputError` naming every
+offending row, column or file, so one run shows all that needs fixing. The
+estimators and :class:`~bmdkit.preprocessing.BMDPreprocessor` call them in
+``fit`` before any training starts (unreadable and blank images are found by
+:func:`bmdkit.io.load_images`, which decodes every file before raising).
+Missing metadata values are not errors: they are imputed (numeric: median of
+the training rows; categorical: an "unknown" code) and counted in an
+:class:`ImputationWarning`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "ImputationWarning", "InputError", "check_columns", "check_image_files", "check_numeric",
+    "check_targets", "numeric_like_columns", "warn_missing_values",
+]
+
+
+class InputError(ValueError):
+    """Bad input data: every offending item is named in the message and in ``problems``.
+
+    Parameters
+    ----------
+    summary : str
+        What is wrong, e.g. ``"2 image files are missing"``.
+    problems : dict
+        Offending item (a row label, a column name, a path...) -> what is
+        wrong with it. All of them are listed in the message.
+
+    Examples
+    --------
+    >>> err = InputError("2 targets are not finite", {3: "nan", 7: "inf"})
+    >>> print(err)
+    2 targets are not finite:
+      3: nan
+      7: inf
+    >>> isinstance(err, ValueError), err.problems[7]
+    (True, 'inf')
+    """
+
+    def __init__(self, summary, problems):
+        self.problems = dict(problems)
+        lines = [f"  {item}: {why}" if why else f"  {item}" for item, why in self.problems.items()]
+        super().__init__("\n".join([f"{summary}:", *lines]) if lines else summary)
+
+
+class ImputationWarning(UserWarning):
+    """Missing metadata values were imputed."""
+
+
+def _raise_if(problems, noun, rest):
+    """Raise an :class:`InputError` "<count> <noun(s)> <rest>" when there are problems."""
+    if problems:
+        n = len(problems)
+        raise InputError(f"{n} {noun}{'' if n == 1 else 's'} {rest}", problems)
+
+
+def check_targets(y, n_rows=None):
+    """``y`` as a 1-D float64 array, or an :class:`InputError` naming every bad value.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,) or (n, 1)
+        BMD in g/cm². A pandas Series is reported by its index labels.
+    n_rows : int or None
+        Rows of X; a different length is an error.
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
+
+    Examples
+    --------
+    >>> check_targets([0.8, 0.9], 2).tolist()
+    [0.8, 0.9]
+    >>> check_targets([0.8, float("nan"), "n/a"])
+    Traceback (most recent call last):
+    ...
+    bmdkit.validation.InputError: 2 target values missing, not a number or infinite (row: value):
+      1: nan
+      2: 'n/a'
+    """
+    if y is None:
+        raise InputError("requires y to be passed, but the target y is None", {})
+    labels = y.index if isinstance(y, (pd.Series, pd.DataFrame)) else None
+    raw = np.asarray(y, dtype=object)
+    if raw.ndim == 2 and raw.shape[1] == 1:
+        raw = raw[:, 0]
+    if raw.ndim != 1:
+        raise InputError("y must be 1-D, one BMD value per row", {"shape": raw.shape})
+    if n_rows is not None and len(raw) != n_rows:
+        raise InputError("X and y differ in length", {"X rows": n_rows, "y values": len(raw)})
+    values = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    labels = range(len(raw)) if labels is None else labels
+    _raise_if({labels[i]: repr(raw[i]) for i in bad}, "target value",
+              "missing, not a number or infinite (row: value)")
+    return values
+
+
+def check_columns(X, columns, *, role="column"):
+    """Raise an :class:`InputError` naming every one of ``columns`` absent from ``X``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> check_columns(pd.DataFrame({"age": [70]}), ["image_path", "age", "sex"], role="X column")
+    Traceback (most recent call last):
+    ...
+    bmdkit.validation.InputError: 2 X columns not found (X has: ['age']):
+      'image_path'
+      'sex'
+    """
+    missing = [c for c in columns if c not in X.columns]
+    _raise_if({repr(c): "" for c in missing}, role,
+              f"not found (X has: {[str(c) for c in X.columns]})")
+
+
+def check_numeric(X, columns):
+    """Raise an :class:`InputError` naming every non-numeric or infinite cell of ``columns``.
+
+    Missing values (NaN, None) are allowed: they are imputed.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"age": [70, "seventy", None], "bmi": [25.0, 27.0, float("inf")]})
+    >>> check_numeric(X, ["age", "bmi"])
+    Traceback (most recent call last):
+    ...
+    bmdkit.validation.InputError: 2 values in numeric columns not a finite number (row, column: value):
+      1, 'age': 'seventy'
+      2, 'bmi': inf
+    """
+    columns = list(columns)
+    raw = X[columns].astype(object)
+    values = raw.apply(pd.to_numeric, errors="coerce").astype(np.float64)
+    bad = (values.isna() & raw.notna()) | np.isinf(values)
+    rows, cols = np.nonzero(bad.to_numpy())  # row-major: sorted by row, then column
+    _raise_if({f"{X.index[r]}, {columns[c]!r}": repr(raw.iat[r, c]) for r, c in zip(rows, cols)},
+              "value", "in numeric columns not a finite number (row, column: value)")
+
+
+def numeric_like_columns(X, columns, *, min_fraction=0.9):
+    """Those of ``columns`` holding text that is mostly numbers (a CSV's ``"?"`` among ages).
+
+    A column qualifies when it has object or string dtype and at least
+    ``min_fraction`` of its non-missing values parse as numbers, but not all.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"age": ["71", "?"] + ["75"] * 18, "sex": ["F", "M"] * 10})
+    >>> numeric_like_columns(X, ["age", "sex"])
+    ['age']
+    """
+    found = []
+    for column in columns:
+        values = X[column].dropna()
+        if values.empty or not (pd.api.types.is_object_dtype(values)
+                                or pd.api.types.is_string_dtype(values)):
+            continue
+        parsed = pd.to_numeric(values.astype(object), errors="coerce").notna().mean()
+        if min_fraction <= parsed < 1:
+            found.append(column)
+    return found
+
+
+def check_image_files(paths, index=None):
+    """Raise an :class:`InputError` naming every path that is not a readable file.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+    index : sequence or None
+        Row labels to report (default: positions).
+    """
+    index = range(len(paths)) if index is None else index
+    problems = {}
+    for label, path in zip(index, paths):
+        if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+            problems[f"row {label}"] = f"no image path ({path!r})"
+        elif not os.path.isfile(path):
+            problems[f"row {label}: {os.fspath(path)}"] = (
+                "is a folder" if os.path.isdir(path) else "file not found")
+        elif not os.access(path, os.R_OK):
+            problems[f"row {label}: {os.fspath(path)}"] = "not readable (permissions)"
+    _raise_if(problems, "image file", "cannot be read")
+
+
+def warn_missing_values(X, columns):
+    """Warn, once, how many values of ``columns`` are missing and will be imputed.
+
+    Returns the number of missing values.
+    """
+    counts = X[list(columns)].isna().sum()
+    counts = counts[counts > 0]
+    total = int(counts.sum())
+    if total:
+        detail = ", ".join(f"{c}: {int(k)}" for c, k in counts.items())
+        warnings.warn(
+            f"imputed {total} missing metadata value{'s' if total != 1 else ''} ({detail}); "
+            "numeric columns get the median of the training rows, categorical ones an "
+            "'unknown' code", ImputationWarning, stacklevel=2)
+    return total
