@@ -222,7 +222,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         if self.fusion != "image" and n_meta == 0:
             raise ValueError(
                 f"fusion={self.fusion!r} needs at least one metadata column; X has 0 feature(s) "
-                f"(shape={(len(X), 0)}) while a minimum of 1 is required"
+                f"(shape={(len(X), 0)}) while a minimum of 1 is required."
             )
         arrays = self.preprocessor_.transform(X)
 

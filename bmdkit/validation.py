@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import DataConversionWarning
 
 __all__ = [
     "ImputationWarning", "InputError", "check_columns", "check_image_files", "check_numeric",
@@ -93,6 +94,10 @@ def check_targets(y, n_rows=None):
     labels = y.index if isinstance(y, (pd.Series, pd.DataFrame)) else None
     raw = np.asarray(y, dtype=object)
     if raw.ndim == 2 and raw.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected; it is flattened",
+            DataConversionWarning, stacklevel=3,
+        )
         raw = raw[:, 0]
     if raw.ndim != 1:
         raise InputError("y must be 1-D, one BMD value per row", {"shape": raw.shape})
