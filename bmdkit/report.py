@@ -1,0 +1,265 @@
+"""Figures and a self-contained HTML report of a model comparison.
+
+:func:`write_report` turns :class:`~bmdkit.evaluation.ComparisonResults`
+into PNG figures (predicted vs DXA, Bland-Altman, ROC at each screening
+threshold, confusion matrices, per-fold scores) and one HTML page that embeds
+them (base64) next to the results table, so the page can be mailed or
+archived alone. Results from synthetic data are labelled as such.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import confusion_matrix, roc_curve
+
+from bmdkit.clinical import WHO_CATEGORIES, t_score, who_category
+from bmdkit.evaluation import KEY_METRICS
+from bmdkit.metrics import compute_metrics
+
+__all__ = ["FIGURES", "write_report"]
+
+#: Metrics shown in the per-fold comparison figure (when present).
+FOLD_METRICS = ("mse", "mae", "r2", "roc_auc@T=-1.0")
+_PANEL = 3.4  # inches per subplot
+
+
+def _grid(n, ncols=None):
+    ncols = ncols or min(n, 4)
+    nrows = int(np.ceil(n / ncols))
+    fig = Figure(figsize=(_PANEL * ncols, _PANEL * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def _by_model(results):
+    return [(name, results.predictions[results.predictions["model"] == name])
+            for name in results.model_names]
+
+
+def plot_scatter(results):
+    """Predicted vs DXA BMD per model, with the identity line and thresholds."""
+    parts = _by_model(results)
+    fig, axes = _grid(len(parts))
+    lo = min(results.predictions[["y_true", "y_pred"]].min())
+    hi = max(results.predictions[["y_true", "y_pred"]].max())
+    pad = 0.05 * (hi - lo)
+    for ax, (name, part) in zip(axes, parts):
+        m = compute_metrics(part["y_true"], part["y_pred"], thresholds=results.thresholds,
+                            **results.clinical)
+        ax.scatter(part["y_true"], part["y_pred"], s=10, alpha=0.6)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="identity")
+        for value in results.thresholds.values():
+            ax.axvline(value, color="grey", lw=0.6, ls=":")
+            ax.axhline(value, color="grey", lw=0.6, ls=":")
+        ax.set(xlim=(lo - pad, hi + pad), ylim=(lo - pad, hi + pad), aspect="equal",
+               xlabel="DXA BMD (g/cm²)", ylabel="predicted BMD (g/cm²)",
+               title=f"{name}\nR² {m['r2']:.3f}, MAE {m['mae']:.3f}")
+    return fig
+
+
+def plot_bland_altman(results):
+    """Bland-Altman plot per model: difference vs mean, bias and 95 % limits."""
+    parts = _by_model(results)
+    fig, axes = _grid(len(parts))
+    for ax, (name, part) in zip(axes, parts):
+        m = compute_metrics(part["y_true"], part["y_pred"], thresholds=results.thresholds,
+                            **results.clinical)
+        mean = (part["y_true"] + part["y_pred"]) / 2
+        ax.scatter(mean, part["y_pred"] - part["y_true"], s=10, alpha=0.6)
+        ax.axhline(m["bias"], color="C3", label=f"bias {m['bias']:+.3f}")
+        for key in ("loa_lower", "loa_upper"):
+            ax.axhline(m[key], color="C3", ls="--", lw=1)
+        ax.set(xlabel="mean of DXA and predicted (g/cm²)", ylabel="predicted − DXA (g/cm²)",
+               title=f"{name}\nLoA [{m['loa_lower']:+.3f}, {m['loa_upper']:+.3f}]")
+        ax.legend(loc="upper right", fontsize=8)
+    return fig
+
+
+def plot_roc(results):
+    """ROC curves of every model at each screening threshold (pooled out-of-fold)."""
+    fig, axes = _grid(len(results.thresholds))
+    for ax, (label, threshold) in zip(axes, results.thresholds.items()):
+        for name, part in _by_model(results):
+            positive = part["y_true"].to_numpy() < threshold
+            if positive.all() or not positive.any():
+                continue
+            fpr, tpr, _ = roc_curve(positive, -part["y_pred"].to_numpy())
+            auc = compute_metrics(part["y_true"], part["y_pred"], thresholds={label: threshold},
+                                  **results.clinical)[f"roc_auc@{label}"]
+            ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        ax.set(xlabel="1 − specificity", ylabel="sensitivity", aspect="equal",
+               title=f"BMD < {threshold:.3f} g/cm² ({label})")
+        ax.legend(loc="lower right", fontsize=7)
+    return fig
+
+
+def plot_confusion(results):
+    """Confusion matrices: rows models, columns thresholds and the WHO categories."""
+    parts = _by_model(results)
+    columns = list(results.thresholds.items()) + [("WHO", None)]
+    fig = Figure(figsize=(2.8 * len(columns), 2.6 * len(parts)), layout="constrained")
+    axes = fig.subplots(len(parts), len(columns), squeeze=False)
+    for row, (name, part) in enumerate(parts):
+        for col, (label, threshold) in enumerate(columns):
+            ax = axes[row, col]
+            if threshold is None:
+                names = list(WHO_CATEGORIES)
+                true = who_category(t_score(part["y_true"].to_numpy(), **results.clinical))
+                pred = who_category(t_score(part["y_pred"].to_numpy(), **results.clinical))
+            else:
+                names = ["low", "not low"]
+                true = np.where(part["y_true"] < threshold, "low", "not low")
+                pred = np.where(part["y_pred"] < threshold, "low", "not low")
+            matrix = confusion_matrix(true, pred, labels=names)
+            ax.imshow(matrix, cmap="Blues")
+            for (i, j), count in np.ndenumerate(matrix):
+                ax.text(j, i, str(count), ha="center", va="center",
+                        color="white" if count > matrix.max() / 2 else "black")
+            ticks = range(len(names))
+            ax.set_xticks(ticks, names, fontsize=6)
+            ax.set_yticks(ticks, names, fontsize=6, rotation=90, va="center")
+            ax.set_title(f"{name}: {label}", fontsize=8)
+            ax.set_xlabel("predicted", fontsize=7)
+            ax.set_ylabel("DXA", fontsize=7)
+    return fig
+
+
+def plot_fold_scores(results):
+    """Per-fold scores of each model; lines join the same fold across models."""
+    metrics = [m for m in FOLD_METRICS if m in results.metric_names]
+    fig, axes = _grid(len(metrics))
+    names = results.model_names
+    for ax, metric in zip(axes, metrics):
+        per_fold = results.fold_scores.pivot(index="fold", columns="model", values=metric)[names]
+        for _, values in per_fold.iterrows():
+            ax.plot(range(len(names)), values.to_numpy(), color="grey", lw=0.6, alpha=0.6)
+        ax.scatter(np.tile(np.arange(len(names)), len(per_fold)), per_fold.to_numpy().ravel(),
+                   s=12, zorder=3)
+        ax.errorbar(np.arange(len(names)), per_fold.mean(), yerr=per_fold.std(ddof=1), fmt="D",
+                    color="C3", capsize=4, zorder=4)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
+        ax.set_title(f"{metric} per fold (mean ± SD)")
+    return fig
+
+
+#: File stem -> (figure function, caption) of every figure in the report.
+FIGURES = {
+    "scatter": (plot_scatter, "Predicted vs DXA BMD (out-of-fold), identity line dashed, "
+                              "screening thresholds dotted."),
+    "bland_altman": (plot_bland_altman, "Bland–Altman: bias (solid) and 95 % limits of "
+                                        "agreement (dashed)."),
+    "roc": (plot_roc, "ROC curves for detecting BMD below each threshold "
+                      "(score: −predicted BMD), pooled out-of-fold predictions."),
+    "confusion": (plot_confusion, "Confusion matrices at each threshold and for the three "
+                                  "WHO categories (pooled out-of-fold)."),
+    "fold_scores": (plot_fold_scores, "Scores of each fold; grey lines join the same fold."),
+}
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; white-space: nowrap; }
+.scroll { overflow-x: auto; }
+th { background: #f3f3f3; }
+.synthetic { background: #fff3cd; border: 2px solid #d39e00; padding: 0.8em; font-weight: bold; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; }
+"""
+
+
+def _table_html(frame, float_format="{:.4g}".format):
+    table = frame.to_html(classes="results", border=0, float_format=float_format, na_rep="–")
+    return f'<div class="scroll">{table}</div>'
+
+
+
+def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic=False,
+                 description=None, dpi=110):
+    """Write the figures (PNG) and ``report.html`` for ``results`` into ``out_dir``.
+
+    Parameters
+    ----------
+    results : ComparisonResults
+    out_dir : str or Path
+    title : str
+    synthetic : bool, default=False
+        Mark every page and figure title as results on synthetic data.
+    description : str or None
+        A paragraph shown under the title (e.g. the cohort and protocol).
+    dpi : int, default=110
+
+    Returns
+    -------
+    pathlib.Path
+        The HTML page.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from sklearn.linear_model import Ridge
+    >>> from sklearn.dummy import DummyRegressor
+    >>> from bmdkit.evaluation import compare_models
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(120, 2)); y = 0.85 + 0.12 * X[:, 0] + rng.normal(0, 0.05, 120)
+    >>> res = compare_models({"ridge": Ridge(), "mean": DummyRegressor()}, X, y, cv=4,
+    ...                      baseline="mean", progress=False)
+    >>> page = write_report(res, tempfile.mkdtemp(), synthetic=True)
+    >>> sorted(p.name for p in page.parent.glob("*.png"))
+    ['bland_altman.png', 'confusion.png', 'fold_scores.png', 'roc.png', 'scatter.png']
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    label = "SYNTHETIC DATA — " if synthetic else ""
+    sections = []
+    for stem, (plot, caption) in FIGURES.items():
+        fig = plot(results)
+        if synthetic:
+            fig.suptitle("synthetic data", color="#b35c00", fontsize=9, x=0.99, ha="right")
+        fig.savefig(out_dir / f"{stem}.png", dpi=dpi, bbox_inches="tight")
+        data = base64.b64encode((out_dir / f"{stem}.png").read_bytes()).decode("ascii")
+        sections.append(
+            f'<figure id="{stem}"><img src="data:image/png;base64,{data}" '
+            f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+        )
+    key = [m for m in KEY_METRICS if m in results.metric_names]
+    n_rows = results.predictions.groupby("model").size().iloc[0]
+    n_folds = results.fold_scores["fold"].nunique()
+    thresholds = ", ".join(f"{k}: {v:.3f} g/cm²" for k, v in results.thresholds.items())
+    clinical = ", ".join(f"{k}={v}" for k, v in results.clinical.items())
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(label + title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    if synthetic:
+        parts.append('<p class="synthetic">Synthetic data: these numbers come from simulated '
+                     "radiographs and metadata and say nothing about clinical accuracy.</p>")
+    if description:
+        parts.append(f"<p>{html.escape(description)}</p>")
+    parts += [
+        f"<p>{n_rows} rows, {n_folds} folds; screening thresholds {html.escape(thresholds)} "
+        f"({html.escape(clinical)}).</p>",
+        "<h2>Results (mean ± SD over folds)</h2>", _table_html(results.table()),
+        "<h2>Pooled out-of-fold metrics</h2>", _table_html(results.pooled_metrics()[key]),
+    ]
+    if results.baseline is not None:
+        change = results.relative_change()[key]
+        tests = results.paired_tests()
+        tests = tests[tests["metric"].isin(key)].set_index(["model", "metric"])
+        parts += [f"<h2>Relative change vs {html.escape(results.baseline)} (%)</h2>",
+                  _table_html(change, "{:+.2f}".format),
+                  "<h2>Paired tests over folds (model − baseline)</h2>", _table_html(tests)]
+    parts += ["<h2>Figures</h2>", *sections, "<h2>Models</h2>", "<ul>"]
+    parts += [f"<li><b>{html.escape(k)}</b>: <code>{html.escape(v)}</code></li>"
+              for k, v in results.models.items()]
+    parts += ["</ul>", "</body></html>"]
+    page = out_dir / "report.html"
+    page.write_text("\n".join(parts), encoding="utf-8")
+    return page

@@ -1,0 +1,122 @@
+import ast
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.dummy import DummyRegressor
+from sklearn.linear_model import Ridge
+
+import bmdkit
+from bmdkit import BMDStratifiedKFold, MetadataOnlyBMDRegressor
+from bmdkit.evaluation import ComparisonResults, compare_models, corrected_paired_ttest
+from bmdkit.metrics import compute_metrics
+
+
+@pytest.fixture(scope="module")
+def metadata_cohort():
+    rng = np.random.default_rng(0)
+    n = 150
+    X = pd.DataFrame({"age": rng.uniform(60, 85, n), "weight": rng.normal(70, 12, n)})
+    y = 1.4 - 0.008 * X["age"] + 0.003 * X["weight"] + rng.normal(0, 0.05, n)
+    return X, y.to_numpy()
+
+
+@pytest.fixture(scope="module")
+def results(metadata_cohort):
+    X, y = metadata_cohort
+    models = {"ridge": Ridge(), "strong_ridge": Ridge(alpha=3000.0), "mean": DummyRegressor()}
+    return compare_models(models, X, y, cv=BMDStratifiedKFold(5, random_state=0),
+                          baseline="mean", progress=False)
+
+
+def test_identical_folds_and_out_of_fold_predictions(results, metadata_cohort):
+    X, y = metadata_cohort
+    pred = results.predictions
+    folds = pred.pivot(index="row", columns="model", values="fold")
+    assert (folds.nunique(axis=1) == 1).all()  # each row in the same fold for every model
+    assert sorted(pred.loc[pred.model == "ridge", "row"]) == list(range(len(y)))
+    expected = [t.tolist() for _, t in BMDStratifiedKFold(5, random_state=0).split(X, y)]
+    got = [sorted(g["row"]) for _, g in pred[pred.model == "ridge"].groupby("fold")]
+    assert got == [sorted(t) for t in expected]
+    # an out-of-fold prediction is the prediction of a model fit without that row
+    train = np.setdiff1d(np.arange(len(y)), expected[0])
+    ridge = Ridge().fit(X.iloc[train], y[train])
+    fold0 = pred[(pred.model == "ridge") & (pred.fold == 0)].sort_values("row")
+    np.testing.assert_allclose(fold0["y_pred"], ridge.predict(X.iloc[sorted(expected[0])]))
+
+
+def test_fold_scores_summary_and_change(results):
+    scores = results.fold_scores
+    assert len(scores) == 15 and set(scores["model"]) == {"ridge", "strong_ridge", "mean"}
+    ridge = scores[scores.model == "ridge"]
+    part = results.predictions.query("model == 'ridge' and fold == 2")
+    assert ridge.loc[ridge.fold == 2, "mse"].item() == pytest.approx(
+        compute_metrics(part.y_true, part.y_pred)["mse"])
+    summary = results.summary()
+    assert summary.loc["ridge", ("mse", "mean")] == pytest.approx(ridge["mse"].mean())
+    assert summary.loc["ridge", ("mse", "sd")] == pytest.approx(ridge["mse"].std(ddof=1))
+    change = results.relative_change()
+    base = scores[scores.model == "mean"]
+    assert change.loc["ridge", "mse"] == pytest.approx(
+        100 * (ridge["mse"].mean() - base["mse"].mean()) / base["mse"].mean())
+    assert change.loc["ridge", "mse"] < -30 and "mean" not in change.index
+    table = results.table()
+    assert table.loc["mean", "Δ mse %"] == "baseline"
+    assert table.loc["ridge", "mse"].count("±") == 1
+
+
+def test_paired_tests_match_scipy(results):
+    tests = results.paired_tests().set_index(["model", "metric"])
+    per_fold = results.fold_scores.pivot(index="fold", columns="model", values="mae")
+    a, b = per_fold["strong_ridge"], per_fold["mean"]
+    row = tests.loc[("strong_ridge", "mae")]
+    assert row["p_ttest"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert row["p_wilcoxon"] == pytest.approx(stats.wilcoxon(a - b).pvalue)
+    assert row["mean_difference"] == pytest.approx((a - b).mean())
+    assert row["p_corrected"] >= row["p_ttest"]  # the correction is conservative
+
+
+def test_corrected_ttest_by_hand():
+    d = np.array([0.02, 0.05, -0.01, 0.04, 0.03])
+    t = d.mean() / np.sqrt((1 / 5 + 20 / 80) * d.var(ddof=1))
+    assert corrected_paired_ttest(d, 80, 20) == pytest.approx(2 * stats.t.sf(abs(t), 4))
+
+
+def test_save_load_round_trip(results, tmp_path):
+    loaded = ComparisonResults.load(results.save(tmp_path / "res"))
+    pd.testing.assert_frame_equal(loaded.table(), results.table())
+    assert loaded.thresholds == results.thresholds and loaded.baseline == "mean"
+    with pytest.raises(FileNotFoundError, match="results"):
+        ComparisonResults.load(tmp_path)
+
+
+def test_bad_baseline(metadata_cohort):
+    X, y = metadata_cohort
+    with pytest.raises(ValueError, match="baseline"):
+        compare_models([Ridge()], X, y, baseline="nope", progress=False)
+
+
+def test_with_a_bmdkit_model(metadata_cohort, capsys):
+    X, y = metadata_cohort
+    tiny = MetadataOnlyBMDRegressor(embed_dim=8, n_heads=2, max_epochs=20, batch_size=32,
+                                    random_state=0)
+    res = compare_models([tiny, DummyRegressor()], X, y, cv=3,
+                         baseline="DummyRegressor")
+    assert res.model_names == ["MetadataOnlyBMDRegressor", "DummyRegressor"]
+    assert res.relative_change().loc["MetadataOnlyBMDRegressor", "mse"] < 0
+    assert "cross-validation" in capsys.readouterr().err  # the progress bar
+
+
+def test_evaluation_code_never_imports_torch():
+    root = Path(bmdkit.__file__).parent
+    for name in ("evaluation", "metrics", "clinical", "model_selection", "report"):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                modules = [a.name for a in node.names] if isinstance(node, ast.Import) \
+                    else [node.module or ""]
+                assert not any(m.split(".")[0] in ("torch", "skorch", "timm") for m in modules)
+                assert not any(m.startswith("bmdkit.nn") or m == "bmdkit.estimators"
+                               for m in modules), name
