@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetRegressor
-from skorch.callbacks import EarlyStopping
+from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.dataset import ValidSplit, unpack_data
 
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 LOSSES = ("weighted_smooth_l1", "smooth_l1", "mse")
+LR_SCHEDULES = ("cosine", None)
 
 
 class BMDRegressor(RegressorMixin, BaseEstimator):
@@ -62,9 +63,12 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     cache_dir : str or None, default=None
         On-disk image cache shared by processes (else ``BMDKIT_CACHE_DIR``,
         else an in-process cache).
-    loss : {"weighted_smooth_l1", "smooth_l1", "mse"}, default="weighted_smooth_l1"
-        ``"weighted_smooth_l1"`` is :class:`~bmdkit.losses.WeightedSmoothL1Loss`
-        with :class:`~bmdkit.losses.TargetDensityWeights`.
+    loss : {"smooth_l1", "weighted_smooth_l1", "mse"}, default="smooth_l1"
+        ``"weighted_smooth_l1"`` (XAttn-BMD's loss) is
+        :class:`~bmdkit.losses.WeightedSmoothL1Loss` with
+        :class:`~bmdkit.losses.TargetDensityWeights`; ``"smooth_l1"`` is the
+        same loss with all weights 1. The default is unweighted because the
+        density weights cost R² on real data (see docs/model.md).
     smooth_l1_beta : float, default=1.0
         Smooth L1 transition point, in standard deviations of y.
     lds_bins, lds_sigma : int, float, default=20, 2.0
@@ -78,6 +82,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     lr : float, default=1e-3
         AdamW learning rate.
     weight_decay : float, default=1e-4
+    lr_schedule : {"cosine", None}, default="cosine"
+        ``"cosine"`` anneals the learning rate to 0 over ``max_epochs``
+        (skorch ``LRScheduler`` callback); ``None`` keeps it constant.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training rows (shuffled) and
         stop when the validation loss has not improved for
@@ -120,9 +127,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
                  categorical_cols=None, backbone="resnet18", pretrained=False, image_size=128,
                  embed_dim=64, n_heads=4, n_layers=3, dropout=0.1, augment=True,
                  contrast="percentile", cache_dir=None,
-                 loss="weighted_smooth_l1", smooth_l1_beta=1.0, lds_bins=20, lds_sigma=2.0,
+                 loss="smooth_l1", smooth_l1_beta=1.0, lds_bins=20, lds_sigma=2.0,
                  low_bmd_threshold=LUNAR_T_MINUS_1_FEMORAL_NECK, low_bmd_weight=1.0,
-                 max_epochs=30, batch_size=16, lr=1e-3, weight_decay=1e-4,
+                 max_epochs=30, batch_size=16, lr=1e-3, weight_decay=1e-4, lr_schedule="cosine",
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
                  callbacks=None, random_state=None, device="cpu", verbose=0):
         self.fusion = fusion
@@ -149,6 +156,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -161,6 +169,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     def _check_params(self):
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("image_size", "embed_dim", "n_heads", "n_layers", "max_epochs", "batch_size"):
@@ -281,6 +291,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
 
     def _callbacks(self):
         callbacks = list(self.callbacks or [])
+        if self.lr_schedule == "cosine":
+            callbacks.append(("lr_schedule", LRScheduler(
+                policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=self.max_epochs)))
         if self.early_stopping:
             callbacks.append(
                 ("early_stopping", EarlyStopping(patience=self.n_iter_no_change, load_best=True))

@@ -1,0 +1,74 @@
+"""The torch modules: shapes, attention, augmentation, local pretrained weights."""
+
+import numpy as np
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from bmdkit.nn import BMDNet, RadiographAugment, create_backbone
+
+SMALL = dict(backbone="resnet10t", embed_dim=16, n_heads=2, n_layers=2, dropout=0.0)
+
+
+def batch(b=3, size=32):
+    torch.manual_seed(0)
+    return dict(image=torch.rand(b, 1, size, size), numeric=torch.randn(b, 2),
+                categorical=torch.tensor([[1], [2], [0]])[:b])
+
+
+@pytest.mark.parametrize("fusion", ["xattn", "concat", "image", "metadata"])
+def test_every_fusion_maps_a_batch_to_one_value_per_subject(fusion):
+    net = BMDNet(fusion, n_numeric=2, cardinalities=[2], **SMALL).eval()
+    assert net(**batch()).shape == (3, 1)
+
+
+def test_xattn_returns_attention_and_layer_weights():
+    net = BMDNet("xattn", n_numeric=2, cardinalities=[2], **SMALL).eval()
+    out, att = net(**batch(), return_attention=True)
+    assert out.shape == (3, 1)
+    assert att["image_to_metadata"].shape[:2] == (3, 2) and att["image_to_metadata"].shape[-1] == 3
+    assert att["metadata_to_image"].shape[2] == 3
+    assert torch.allclose(att["layer_weights"].sum(), torch.tensor(1.0))
+
+
+def test_metadata_tokens_attend_to_updated_image_tokens():
+    """Key-value updater: layer l's metadata queries use the image tokens updated in layer l."""
+    from bmdkit.nn import BidirectionalCrossAttention
+
+    torch.manual_seed(0)
+    fuse = BidirectionalCrossAttention(16, n_heads=2, n_layers=1, dropout=0.0).eval()
+    image, meta = torch.randn(2, 5, 16), torch.randn(2, 3, 16)
+    _, att = fuse(image, meta, return_attention=True)
+    updated, _ = fuse.image_from_metadata[0](image, meta)
+    _, with_updated = fuse.metadata_from_image[0](meta, updated, True)
+    _, with_original = fuse.metadata_from_image[0](meta, image, True)
+    assert torch.allclose(att["metadata_to_image"][:, 0], with_updated, atol=1e-6)
+    assert not torch.allclose(att["metadata_to_image"][:, 0], with_original, atol=1e-3)
+
+
+def test_augmentation_is_random_in_training_and_identity_in_eval():
+    aug = RadiographAugment()
+    image = torch.rand(4, 1, 32, 32)
+    assert torch.equal(aug.eval()(image), image)
+    torch.manual_seed(0)
+    first = aug.train()(image)
+    torch.manual_seed(0)
+    assert torch.equal(aug(image), first) and not torch.allclose(first, image)
+
+
+def test_pretrained_weights_come_from_a_local_file_and_adapt_to_one_channel(tmp_path):
+    donor = timm.create_model("resnet10t", pretrained=False, in_chans=3, num_classes=1000)
+    path = tmp_path / "resnet10t.safetensors"
+    save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(path))
+    model = create_backbone("resnet10t", pretrained=path)
+    first_conv = model.conv1[0].weight
+    assert first_conv.shape[1] == 1
+    expected = donor.conv1[0].weight.sum(dim=1, keepdim=True)
+    np.testing.assert_allclose(first_conv.detach().numpy(), expected.detach().numpy(), rtol=1e-5)
+    assert model.num_features == donor.num_features
+
+
+def test_missing_pretrained_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.safetensors"):
+        create_backbone("resnet10t", pretrained=tmp_path / "nothing.safetensors")
