@@ -18,6 +18,7 @@ from bmdkit.model_selection import (
     BMDStratifiedKFold,
     RepeatedBMDStratifiedKFold,
 )
+from bmdkit.persistence import load
 
 try:
     __version__ = version("bmdkit")
@@ -34,4 +35,5 @@ __all__ = [
     "RepeatedBMDStratifiedKFold",
     "XAttnBMDRegressor",
     "__version__",
+    "load",
 ]

@@ -307,6 +307,16 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         scaled = self.net_.predict(arrays)[:, 0].astype(np.float64)
         return scaled * self.y_scale_ + self.y_mean_
 
+    def save(self, path, *, overwrite=False):
+        """Save the fitted model to the folder ``path`` without pickle.
+
+        Weights go to safetensors, everything else to JSON; restore with
+        :func:`bmdkit.load`. See :func:`bmdkit.persistence.save`.
+        """
+        from bmdkit.persistence import save
+
+        return save(self, path, overwrite=overwrite)
+
     def attention(self, X):
         """Cross-attention weights of a fitted ``fusion="xattn"`` model.
 

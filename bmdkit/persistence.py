@@ -1,0 +1,370 @@
+"""Save and load fitted bmdkit models without pickle.
+
+A saved model is a folder of two files:
+
+- ``weights.safetensors``: the network's tensors (safetensors holds tensors
+  only, so reading it runs no code);
+- ``model.json``: everything else: the estimator's class and parameters,
+  the fitted preprocessor's state (column names, imputer medians, scaler
+  means and scales, categories), the target scaling, the loss weight table,
+  the net's settings, the SHA-256 of the weights and the versions of
+  bmdkit, torch, timm, skorch and scikit-learn that wrote it.
+
+Loading never unpickles or imports anything named in the files: classes are
+looked up in a fixed allow-list. The folder is written to a temporary
+sibling and renamed into place, so a failure leaves no half-written model.
+
+Parameters that JSON cannot hold (skorch ``callbacks``, a ``RandomState``
+instance) only matter for training: they are dropped with a warning, listed
+under ``dropped_params`` in ``model.json``, and the loaded model has their
+default (``None``). The loaded model predicts exactly like the saved one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from skorch import NeuralNetRegressor
+
+from bmdkit import estimators
+from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
+from bmdkit.nn import BMDNet
+
+__all__ = ["load", "save"]
+
+FORMAT = "bmdkit-model"
+FORMAT_VERSION = 1
+META_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+VERSIONED = ("bmdkit", "torch", "timm", "skorch", "scikit-learn", "numpy", "safetensors")
+
+#: The only classes a saved model may name (net module, criterion, optimizer).
+ALLOWED_CLASSES = {
+    cls.__module__ + "." + cls.__qualname__: cls
+    for cls in (BMDNet, WeightedSmoothL1Loss, torch.nn.MSELoss, torch.nn.SmoothL1Loss,
+                torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD)
+}
+_NET_CLASS_PARAMS = ("module", "criterion", "optimizer")
+_NET_SKIPPED = ("callbacks", "train_split", "dataset", "iterator_train", "iterator_valid",
+                "warm_start", "torch_load_kwargs")
+_FITTED = {"preprocessor_", "y_mean_", "y_scale_", "loss_weights_", "net_", "feature_names_in_"}
+
+
+def _versions():
+    found = {}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    found["torch"] = torch.__version__  # with its build tag, e.g. "+cu132"
+    return found
+
+
+class _Unserialisable(TypeError):
+    pass
+
+
+def _to_json(value):
+    """A JSON value for a parameter, or _Unserialisable."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, type):
+        name = value.__module__ + "." + value.__qualname__
+        if name in ALLOWED_CLASSES:
+            return {"__class__": name}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise _Unserialisable(f"{type(value).__name__} cannot be written as JSON")
+
+
+def _from_json(value):
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    if isinstance(value, dict) and "__ndarray__" in value:
+        return np.asarray(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
+    if isinstance(value, dict) and "__class__" in value:
+        if value["__class__"] not in ALLOWED_CLASSES:
+            raise ValueError(f"model.json names class {value['__class__']!r}, which bmdkit "
+                             "does not load (not in persistence.ALLOWED_CLASSES)")
+        return ALLOWED_CLASSES[value["__class__"]]
+    return value
+
+
+def _categories_to_json(categories):
+    return [[None if (isinstance(c, float) and np.isnan(c)) else _to_json(c) for c in cats]
+            for cats in categories]
+
+
+def _preprocessor_state(pre):
+    numeric = pre.metadata_transformer_.named_transformers_["numeric"]
+    imputer, scaler = numeric.named_steps["simpleimputer"], numeric.named_steps["standardscaler"]
+    encoder = pre.metadata_transformer_.named_transformers_["categorical"]
+    has_numeric, has_categorical = bool(pre.numeric_cols_), bool(pre.categorical_cols_)
+    return {
+        "params": {k: _to_json(v) for k, v in pre.get_params().items()},
+        "numeric_cols_": pre.numeric_cols_,
+        "categorical_cols_": pre.categorical_cols_,
+        "cardinalities_": [int(c) for c in pre.cardinalities_],
+        "feature_names_in_": [str(c) for c in pre.feature_names_in_],
+        "imputer_statistics": imputer.statistics_.tolist() if has_numeric else [],
+        "scaler_mean": scaler.mean_.tolist() if has_numeric else [],
+        "scaler_var": scaler.var_.tolist() if has_numeric else [],
+        "scaler_scale": scaler.scale_.tolist() if has_numeric else [],
+        "scaler_n_samples_seen": int(np.max(scaler.n_samples_seen_)) if has_numeric else 0,
+        "categories": _categories_to_json(encoder.categories_) if has_categorical else [],
+    }
+
+
+def _restore_preprocessor(model, state):
+    """A fitted preprocessor with exactly the saved state.
+
+    The sklearn transformers are fit on a few stand-in rows holding the saved
+    medians and categories (so their internal structure is sklearn's own),
+    then the learned numbers are set to the saved ones and checked.
+    """
+    numeric, categorical = state["numeric_cols_"], state["categorical_cols_"]
+    categories = [[np.nan if c is None else c for c in cats] for cats in state["categories"]]
+    n_rows = max([2] + [len(c) for c in categories])
+    frame = {}
+    for name in state["feature_names_in_"]:
+        if name in numeric:
+            frame[name] = np.full(n_rows, state["imputer_statistics"][numeric.index(name)])
+        elif name in categorical:
+            cats = categories[categorical.index(name)]
+            frame[name] = pd.Series([cats[i % len(cats)] for i in range(n_rows)], dtype=object)
+        else:
+            frame[name] = np.zeros(n_rows)
+    params = {k: _from_json(v) for k, v in state["params"].items()}
+    pre = type(model._make_preprocessor())(**params)
+    pre.set_params(numeric_cols=numeric, categorical_cols=categorical)
+    pre.fit(pd.DataFrame(frame))
+    pre.set_params(**params)
+    if numeric:
+        steps = pre.metadata_transformer_.named_transformers_["numeric"].named_steps
+        steps["simpleimputer"].statistics_ = np.asarray(state["imputer_statistics"], np.float64)
+        scaler = steps["standardscaler"]
+        scaler.mean_ = np.asarray(state["scaler_mean"], np.float64)
+        scaler.var_ = np.asarray(state["scaler_var"], np.float64)
+        scaler.scale_ = np.asarray(state["scaler_scale"], np.float64)
+        scaler.n_samples_seen_ = state["scaler_n_samples_seen"]
+    pre.feature_names_in_ = np.asarray(state["feature_names_in_"], dtype=object)
+    restored = _preprocessor_state(pre)
+    for key in ("numeric_cols_", "categorical_cols_", "cardinalities_", "categories"):
+        if restored[key] != state[key]:
+            raise ValueError(f"could not restore the preprocessor: {key} differs "
+                             f"({restored[key]!r} != {state[key]!r})")
+    return pre
+
+
+def _net_state(net):
+    state = {}
+    for key, value in net.get_params().items():
+        if key.split("__")[0] in _NET_SKIPPED or key.startswith("_"):
+            continue
+        try:
+            state[key] = _to_json(value)
+        except _Unserialisable as err:
+            raise ValueError(f"cannot save net parameter {key!r}: {err}") from None
+    return state
+
+
+def _model_params(model):
+    params, dropped = {}, []
+    for key, value in model.get_params(deep=False).items():
+        try:
+            params[key] = _to_json(value)
+        except _Unserialisable:
+            if value is not None:
+                dropped.append(key)
+    if dropped:
+        warnings.warn(
+            f"not saved (JSON cannot hold them; they only affect training): {dropped}; the "
+            "loaded model has None there", UserWarning, stacklevel=3)
+    return params, dropped
+
+
+def _sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def save(model, path, *, overwrite=False):
+    """Save a fitted bmdkit estimator to the folder ``path``.
+
+    Parameters
+    ----------
+    model : BMDRegressor
+        Fitted.
+    path : str or Path
+        Folder to create (its parent must exist).
+    overwrite : bool, default=False
+        Replace an existing saved model at ``path``; any other existing
+        folder is never replaced.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, pandas as pd
+    >>> import bmdkit
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame({"age": rng.uniform(50, 90, 60), "sex": rng.choice(["F", "M"], 60)})
+    >>> y = 1.2 - 0.006 * X["age"] + rng.normal(0, 0.05, 60)
+    >>> model = bmdkit.MetadataOnlyBMDRegressor(max_epochs=2, random_state=0).fit(X, y)
+    >>> folder = model.save(tempfile.mkdtemp() + "/model")
+    >>> bool((bmdkit.load(folder).predict(X) == model.predict(X)).all())
+    True
+    """
+    if not hasattr(model, "net_"):
+        raise ValueError(f"{type(model).__name__} is not fitted: fit it before saving")
+    if type(model).__name__ not in estimators.__all__:
+        raise TypeError(f"only bmdkit estimators can be saved, not {type(model).__name__}")
+    unknown = {k for k in vars(model) if k.endswith("_") and not k.startswith("_")} - _FITTED
+    if unknown:
+        raise NotImplementedError(f"bmdkit.persistence does not know how to save {sorted(unknown)}")
+    path = Path(path)
+    if path.exists() and not (overwrite and (path / META_FILE).is_file()):
+        raise FileExistsError(
+            f"{path} exists; pass overwrite=True to replace a saved model"
+            if (path / META_FILE).is_file() else f"{path} exists and is not a saved bmdkit model")
+    params, dropped = _model_params(model)
+    weights = model.loss_weights_
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "versions": _versions(),
+        "class": type(model).__name__, "params": params, "dropped_params": dropped,
+        "fitted": {
+            "y_mean_": model.y_mean_, "y_scale_": model.y_scale_,
+            "feature_names_in_": [str(c) for c in model.feature_names_in_],
+            "loss_weights_": None if weights is None else {
+                "params": {k: _to_json(v) for k, v in vars(weights).items() if not k.endswith("_")},
+                "bin_edges_": weights.bin_edges_.tolist(),
+                "bin_weights_": weights.bin_weights_.tolist(),
+            },
+            "preprocessor_": _preprocessor_state(model.preprocessor_),
+        },
+        "net": _net_state(model.net_),
+    }
+    tensors = {k: v.detach().cpu().contiguous().clone()
+               for k, v in model.net_.module_.state_dict().items()}
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        save_file(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT})
+        meta["weights"] = {"file": WEIGHTS_FILE, "sha256": _sha256(tmp / WEIGHTS_FILE)}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+            path.rename(old / "model")
+            tmp.rename(path)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _read_meta(path):
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found: {path} is not a saved bmdkit model")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{meta_path} is not valid JSON ({err}); the file is damaged") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{meta_path} is not a bmdkit model description")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} was written in bmdkit model format {meta.get('format_version')!r} "
+            f"(by bmdkit {meta.get('versions', {}).get('bmdkit')}); this bmdkit "
+            f"({_versions()['bmdkit']}) reads format {FORMAT_VERSION}: use a matching bmdkit")
+    return meta
+
+
+def load(path, *, device=None):
+    """Load a model written by :func:`save` (or ``model.save``).
+
+    Parameters
+    ----------
+    path : str or Path
+    device : str or None, default=None
+        Torch device to load onto (default: the saved ``device``).
+
+    Returns
+    -------
+    BMDRegressor
+        Fitted; ``predict`` gives exactly the saved model's predictions on
+        the same device.
+
+    Raises
+    ------
+    FileNotFoundError
+        A file is missing.
+    ValueError
+        A file is damaged or altered, or was written in another format.
+    """
+    path = Path(path)
+    meta = _read_meta(path)
+    saved_versions, here = meta.get("versions", {}), _versions()
+    differ = {k: (v, here.get(k)) for k, v in saved_versions.items() if here.get(k) != v}
+    if differ:
+        warnings.warn(f"{path} was saved with other library versions (saved, here): {differ}",
+                      UserWarning, stacklevel=2)
+    weights_path = path / meta["weights"]["file"]
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{weights_path} not found: the saved model is incomplete")
+    if _sha256(weights_path) != meta["weights"]["sha256"]:
+        raise ValueError(f"{weights_path} does not match the checksum in model.json: "
+                         "the weights were altered or damaged")
+    if meta["class"] not in estimators.__all__:
+        raise ValueError(f"unknown estimator class {meta['class']!r} in {path / META_FILE}")
+    params = {k: _from_json(v) for k, v in meta["params"].items()}
+    if device is not None:
+        params["device"] = device
+    model = getattr(estimators, meta["class"])(**params)
+    fitted = meta["fitted"]
+    model.y_mean_, model.y_scale_ = fitted["y_mean_"], fitted["y_scale_"]
+    model.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+    model.loss_weights_ = None
+    if fitted["loss_weights_"] is not None:
+        lw = fitted["loss_weights_"]
+        model.loss_weights_ = TargetDensityWeights(**{k: _from_json(v) for k, v in lw["params"].items()})
+        model.loss_weights_.bin_edges_ = np.asarray(lw["bin_edges_"], np.float64)
+        model.loss_weights_.bin_weights_ = np.asarray(lw["bin_weights_"], np.float64)
+    model.preprocessor_ = _restore_preprocessor(model, fitted["preprocessor_"])
+    net_params = {k: _from_json(v) for k, v in meta["net"].items()}
+    net_params["module__pretrained"] = False  # the saved weights replace any pretrained ones
+    if device is not None:
+        net_params["device"] = device
+    try:
+        net = NeuralNetRegressor(**net_params).initialize()
+        state = load_file(weights_path, device="cpu")
+        net.module_.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"could not rebuild the network of {path} (saved with {saved_versions}, this "
+            f"installation has {here}): {err}") from err
+    net.module_.eval()
+    model.net_ = net
+    return model

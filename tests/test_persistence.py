@@ -1,0 +1,138 @@
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from skorch.callbacks import EpochScoring
+
+import bmdkit
+from bmdkit import MetadataOnlyBMDRegressor, XAttnBMDRegressor, persistence
+
+
+@pytest.fixture(scope="module")
+def cohort(signal_cohort):
+    X, y = signal_cohort
+    X = X.iloc[:48].copy()
+    X["height"] = np.arange(150, 198)  # an integer column, with a gap
+    X["smoker"] = np.where(np.arange(48) % 3 == 0, "yes", "no").astype(object)
+    X.loc[X.index[5], "age"] = np.nan
+    X.loc[X.index[7], "smoker"] = None
+    return X, y[:48]
+
+
+@pytest.fixture(scope="module")
+def fitted(cohort):
+    X, y = cohort
+    model = XAttnBMDRegressor(image_size=32, embed_dim=16, n_heads=2, n_layers=1,
+                              max_epochs=2, batch_size=16, loss="weighted_smooth_l1", low_bmd_weight=2.0,
+                              random_state=0)
+    return model.fit(X, y)
+
+
+@pytest.fixture
+def saved(fitted, tmp_path):
+    return fitted.save(tmp_path / "model")
+
+
+def test_round_trip_predicts_exactly(fitted, saved, cohort, monkeypatch):
+    X, _ = cohort
+    # loading never unpickles anything
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle used while loading")
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    loaded = bmdkit.load(saved)
+    assert type(loaded) is XAttnBMDRegressor
+    assert loaded.get_params() == fitted.get_params()
+    new = X.copy()
+    new.loc[new.index[0], "smoker"] = "sometimes"  # a category never seen in fit
+    np.testing.assert_array_equal(loaded.predict(new), fitted.predict(new))
+    np.testing.assert_array_equal(loaded.attention(X.head(3))["image_to_metadata"],
+                                  fitted.attention(X.head(3))["image_to_metadata"])
+    np.testing.assert_array_equal(loaded.loss_weights_.bin_weights_,
+                                  fitted.loss_weights_.bin_weights_)
+    assert sorted(p.name for p in saved.iterdir()) == ["model.json", "weights.safetensors"]
+    clone(loaded).set_params(max_epochs=1).fit(X, cohort[1])  # refits like any estimator
+
+
+def test_metadata_only_and_callbacks_are_dropped(cohort, tmp_path):
+    X, y = cohort
+    X = X.drop(columns=["image_path"])
+    model = MetadataOnlyBMDRegressor(max_epochs=3, loss="mse", random_state=np.random.RandomState(0),
+                                     callbacks=[("r2", EpochScoring("r2"))]).fit(X, y)
+    with pytest.warns(UserWarning, match="callbacks"):
+        model.save(tmp_path / "m")
+    loaded = bmdkit.load(tmp_path / "m")
+    assert loaded.callbacks is None and loaded.loss_weights_ is None
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert set(meta["dropped_params"]) == {"callbacks", "random_state"}
+    assert meta["versions"]["torch"] == torch.__version__
+
+
+def test_tampered_missing_and_foreign_files(saved):
+    weights = saved / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        bmdkit.load(saved)
+    weights.unlink()
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        bmdkit.load(saved)
+    meta = saved / "model.json"
+    meta.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        bmdkit.load(saved)
+    meta.unlink()
+    with pytest.raises(FileNotFoundError, match="not a saved bmdkit model"):
+        bmdkit.load(saved)
+
+
+def _edit_meta(folder, edit):
+    path = folder / "model.json"
+    meta = json.loads(path.read_text())
+    edit(meta)
+    path.write_text(json.dumps(meta))
+
+
+def test_other_versions_and_formats(fitted, saved, cohort):
+    X, _ = cohort
+    _edit_meta(saved, lambda m: m["versions"].update(torch="1.0.0", bmdkit="0.0.1"))
+    with pytest.warns(UserWarning, match="other library versions"):
+        loaded = bmdkit.load(saved)
+    np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))
+    _edit_meta(saved, lambda m: m["net"].update(module__embed_dim=32))  # a different network
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="could not rebuild"):
+        bmdkit.load(saved)
+    _edit_meta(saved, lambda m: m["net"].update(module={"__class__": "os.system"}))
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="does not load"):
+        bmdkit.load(saved)
+    _edit_meta(saved, lambda m: m.update(format_version=99))
+    with pytest.raises(ValueError, match="format 99"):
+        bmdkit.load(saved)
+
+
+def test_writes_are_atomic(fitted, tmp_path, monkeypatch):
+    target = tmp_path / "model"
+    with pytest.raises(ValueError, match="not fitted"):
+        XAttnBMDRegressor().save(target)
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(persistence, "save_file", fail)
+    with pytest.raises(OSError, match="disk full"):
+        fitted.save(target)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+    monkeypatch.undo()
+    fitted.save(target)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        fitted.save(target)
+    fitted.save(target, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    (tmp_path / "other").mkdir()
+    with pytest.raises(FileExistsError, match="not a saved bmdkit model"):
+        fitted.save(tmp_path / "other", overwrite=True)
