@@ -85,6 +85,7 @@ def plot_bland_altman(results):
 def plot_roc(results):
     """ROC curves of every model at each screening threshold (pooled out-of-fold)."""
     fig, axes = _grid(len(results.thresholds))
+    y_true = results.predictions.drop_duplicates("row")["y_true"]
     for ax, (label, threshold) in zip(axes, results.thresholds.items()):
         for name, part in _by_model(results):
             positive = part["y_true"].to_numpy() < threshold
@@ -96,7 +97,7 @@ def plot_roc(results):
             ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
         ax.plot([0, 1], [0, 1], "k:", lw=1)
         ax.set(xlabel="1 − specificity", ylabel="sensitivity", aspect="equal",
-               title=f"BMD < {threshold:.3f} g/cm² ({label})")
+               title=f"BMD < {threshold:.3f} g/cm² ({label}): {(y_true < threshold).sum()} cases")
         ax.legend(loc="lower right", fontsize=7)
     return fig
 
