@@ -1,6 +1,6 @@
 """MetadataOnlyBMDRegressor vs a standardised ridge regression on a real BMD table.
 
-Data: ../shared/data/real/tabular/BoneQuality.csv, 968 South Korean adults
+Data: ../shared/data/real/tabular/BoneQuality.csv, 969 South Korean adults
 aged 50-93 (Kim & Kim 2022, PLOS ONE 17(1): e0260924, CC BY 4.0). Predictors:
 sex, age, height, weight, BMI; target: femoral neck BMD (g/cm²). Both models
 run under the same shuffled 10-fold cross-validation.
