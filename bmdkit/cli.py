@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -58,17 +59,27 @@ def _key_value(text):
         return key, value
 
 
-def add_model_options(parser, *, epochs=None, image_size=None):
+def _default(name):
+    """Default of a BMDRegressor parameter, for help texts."""
+    from bmdkit import BMDRegressor
+
+    return inspect.signature(BMDRegressor).parameters[name].default
+
+
+def add_model_options(parser):
     """Options setting the estimator's hyperparameters (see :func:`model_params`)."""
     group = parser.add_argument_group("model")
-    group.add_argument("--epochs", type=int, default=epochs,
-                       help="training epochs per fit (default: %(default)s, "
-                            "None: the estimator's default)")
-    group.add_argument("--image-size", type=int, default=image_size,
-                       help="side of the square network input in pixels (default: %(default)s)")
-    group.add_argument("--batch-size", type=int, help="mini-batch size")
-    group.add_argument("--backbone", help="timm backbone name, e.g. resnet18")
-    group.add_argument("--device", help='torch device, e.g. "cpu" or "cuda" (default: cpu)')
+    group.add_argument("--epochs", type=int,
+                       help=f"training epochs per fit (default: {_default('max_epochs')})")
+    group.add_argument("--image-size", type=int,
+                       help="side of the square network input in pixels "
+                            f"(default: {_default('image_size')})")
+    group.add_argument("--batch-size", type=int,
+                       help=f"mini-batch size (default: {_default('batch_size')})")
+    group.add_argument("--backbone",
+                       help=f"timm backbone name (default: {_default('backbone')})")
+    group.add_argument("--device", help='torch device, e.g. "cpu" or "cuda" '
+                                        f"(default: {_default('device')})")
     group.add_argument("--seed", type=int, default=0,
                        help="random_state of models and folds (default: %(default)s)")
     group.add_argument("--param", action="append", type=_key_value, default=[],
@@ -156,7 +167,7 @@ def _add_cv_options(parser, *, folds):
                         help="models to compare (default: all four; the baseline of relative "
                              f"changes is {BASELINE!r} when included)")
     parser.add_argument("--folds", type=int, default=folds,
-                        help="stratified folds (default: %(default)s)")
+                        help=f"stratified folds (default: {folds or 'see below'})")
 
 
 def _add_report_options(parser, *, title):
@@ -172,14 +183,16 @@ def add_demo_parser(subparsers):
         description="Cross-validate XAttn, concat, image-only and metadata-only models "
                     "(stratified K-fold) on the synthetic demo cohort, print the results "
                     "table and write an HTML report with figures. Synthetic data: the "
-                    "numbers show the pipeline works, not clinical accuracy.")
+                    "numbers show the pipeline works, not clinical accuracy.",
+        epilog="Defaults (--quick / full): " + "; ".join(
+            f"{key} {quick} / {full or 'all'}" for key, (quick, full) in DEMO_SETTINGS.items())
+        + ". --epochs, --image-size, --folds and --n override them.")
     parser.add_argument("--quick", action="store_true",
                         help="a smaller run (fewer rows, folds and epochs, 32 px images; "
                              "a few minutes on 2 CPU cores) instead of the full demo")
     parser.add_argument("--out", default="bmdkit-demo",
                         help="output folder for the report (default: %(default)s)")
-    parser.add_argument("--n", type=int, help="cohort size (default: 160 quick, else the "
-                                              "demo cohort's own size)")
+    parser.add_argument("--n", type=int, help="cohort size (default: see below)")
     _add_cv_options(parser, folds=None)
     add_model_options(parser)
     parser.set_defaults(func=run_demo)
