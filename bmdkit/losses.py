@@ -122,7 +122,7 @@ class WeightedSmoothL1Loss(nn.Module):
     >>> import torch
     >>> loss = WeightedSmoothL1Loss(beta=1.0, bin_edges=[0.0, 0.5, 1.0], bin_weights=[3.0, 1.0])
     >>> float(loss(torch.tensor([[0.5], [1.5]]), torch.tensor([[0.0], [1.0]])))
-    0.5
+    0.25
     """
 
     def __init__(self, beta=1.0, bin_edges=None, bin_weights=None):
