@@ -6,6 +6,7 @@ and metadata; see :class:`bmdkit.BMDRegressor`.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from bmdkit.datasets import load_cohort, load_demo_cohort
 from bmdkit.estimators import (
     BMDRegressor,
     ConcatBMDRegressor,
@@ -36,4 +37,6 @@ __all__ = [
     "XAttnBMDRegressor",
     "__version__",
     "load",
+    "load_cohort",
+    "load_demo_cohort",
 ]

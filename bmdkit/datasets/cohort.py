@@ -1,0 +1,70 @@
+"""Loading a user's cohort: a CSV of image paths, metadata and a target."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from bmdkit.validation import check_columns, check_image_files, check_targets
+
+__all__ = ["load_cohort"]
+
+
+def load_cohort(csv, *, image_col="image_path", target, image_root=None, **read_csv_kwargs):
+    """Read a cohort table into ``(X, y)`` for the bmdkit estimators.
+
+    Parameters
+    ----------
+    csv : str or os.PathLike
+        A CSV file (UTF-8, a byte-order mark is fine) with one row per image.
+    image_col : str, default="image_path"
+        Column of image paths; relative paths are resolved against
+        ``image_root``, else the CSV's folder.
+    target : str
+        Column of femoral neck BMD (g/cm²).
+    image_root : str, os.PathLike or None, default=None
+        Folder that relative image paths start from.
+    **read_csv_kwargs
+        Passed to :func:`pandas.read_csv` (e.g. ``sep=";"``).
+
+    Returns
+    -------
+    X : pandas.DataFrame
+        Every column but ``target``, names kept, image paths absolute.
+    y : ndarray of shape (n,)
+        The target as float64.
+
+    Raises
+    ------
+    bmdkit.validation.InputError
+        Naming every missing column, missing or unreadable image file, and
+        missing or non-numeric target value.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from bmdkit import load_cohort
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "a.png")
+    >>> _ = (folder / "cohort.csv").write_text("image_path,age,bmd\\na.png,74,0.81\\n")
+    >>> X, y = load_cohort(folder / "cohort.csv", target="bmd")
+    >>> list(X.columns), y.tolist(), pathlib.Path(X.image_path[0]).is_absolute()
+    (['image_path', 'age'], [0.81], True)
+    """
+    csv = Path(csv)
+    table = pd.read_csv(csv, encoding=read_csv_kwargs.pop("encoding", "utf-8-sig"),
+                        **read_csv_kwargs)
+    check_columns(table, [image_col, target], role=f"column of {csv}")
+    root = Path(image_root) if image_root is not None else csv.resolve().parent
+    paths = [
+        p if not isinstance(p, str) or os.path.isabs(p) else str((root / p).resolve())
+        for p in table[image_col]
+    ]
+    check_image_files(paths, index=table.index)
+    y = check_targets(table[target])
+    X = table.drop(columns=[target]).assign(**{image_col: paths})
+    return X, y

@@ -1,0 +1,79 @@
+"""The SYNTHETIC demo cohort and load_cohort."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bmdkit import load_demo_cohort
+from bmdkit.datasets import make_synthetic_cohort
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    return make_synthetic_cohort(n=233, image_size=64, random_state=0,
+                                 out_dir=tmp_path_factory.mktemp("phantoms"))
+
+
+def test_metadata_match_the_reference_cohort(cohort):
+    X, y = cohort
+    assert X.attrs["synthetic"] is True
+    assert list(X.columns) == [
+        "image_path", "age_at_xray", "age_at_bmd", "height_cm", "weight_kg", "bmi",
+        "alcohol_units_per_week", "physical_activity", "diet_quality", "sex", "smoking"]
+    assert 71.6 <= X["age_at_xray"].min() and X["age_at_xray"].max() <= 80.6
+    assert (X["age_at_bmd"] >= X["age_at_xray"]).all()
+    assert 0.40 < (X["sex"] == "F").mean() < 0.58
+    np.testing.assert_allclose(X["bmi"], X["weight_kg"] / (X["height_cm"] / 100) ** 2, atol=0.1)
+    assert set(X["smoking"].dropna()) == {"never", "former", "current"}
+    assert 0 < X.isna().sum().sum() < 0.05 * X.size
+
+
+def test_bmd_is_realistic_for_the_seventies(cohort):
+    _, y = cohort
+    assert 0.78 < y.mean() < 0.92 and 0.08 < y.std() < 0.15
+    assert (y < 0.691).mean() > 0.03, "osteoporotic cases (T <= -2.5 on Lunar) exist"
+
+
+def test_images_are_16_bit_hip_phantoms_that_show_bone_quality(cohort):
+    X, y = cohort
+    image = Image.open(X["image_path"][0])
+    assert image.size == (64, 64) and np.asarray(image).dtype == np.uint16
+    means = np.array([np.asarray(Image.open(p), np.float64).mean() for p in X["image_path"]])
+    assert np.ptp(means) > 0
+
+
+def test_the_same_seed_gives_the_same_cohort(tmp_path):
+    X1, y1 = make_synthetic_cohort(n=5, image_size=32, random_state=3, out_dir=tmp_path / "a")
+    X2, y2 = make_synthetic_cohort(n=5, image_size=32, random_state=3, out_dir=tmp_path / "b")
+    np.testing.assert_array_equal(y1, y2)
+    pd.testing.assert_frame_equal(X1.drop(columns="image_path"), X2.drop(columns="image_path"))
+    for a, b in zip(X1["image_path"], X2["image_path"]):
+        assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
+def test_demo_cohort_is_generated_once_then_reused(tmp_path):
+    X, y = load_demo_cohort(n=10, image_size=32, data_home=tmp_path)
+    folders = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(folders) == 1 and (folders[0] / "README.txt").read_text().startswith("SYNTHETIC")
+    stamp = (folders[0] / "cohort.csv").stat().st_mtime_ns
+    X2, y2 = load_demo_cohort(n=10, image_size=32, data_home=tmp_path)
+    assert (folders[0] / "cohort.csv").stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(y, y2)
+    assert X2.attrs["synthetic"] and len(X2) == 10
+
+
+def test_load_cohort_resolves_paths_against_the_csv_or_image_root(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(tmp_path / "imgs" / "a.png")
+    (tmp_path / "c.csv").write_text("\ufeffscan,Age (years),BMD\nimgs/a.png,70,0.8\n",
+                                    encoding="utf-8")
+    from bmdkit import load_cohort
+
+    X, y = load_cohort(tmp_path / "c.csv", image_col="scan", target="BMD")
+    assert list(X.columns) == ["scan", "Age (years)"] and y.tolist() == [0.8]
+    assert X["scan"][0] == str(tmp_path / "imgs" / "a.png")
+    (tmp_path / "d.csv").write_text("scan,BMD\na.png,0.8\n")
+    X, _ = load_cohort(tmp_path / "d.csv", image_col="scan", target="BMD",
+                       image_root=tmp_path / "imgs")
+    assert X["scan"][0] == str(tmp_path / "imgs" / "a.png")
