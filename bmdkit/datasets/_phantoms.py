@@ -22,6 +22,8 @@ __all__ = ["render_hips"]
 
 _K = 0.9  # attenuation -> signal: 1 - exp(-_K * A)
 _BONE = 1.6  # bone attenuation relative to soft tissue
+_ZOOM = 1.5  # image half-width / anatomy units
+_CENTRE = (-0.03, 0.0)  # anatomy point at the image centre
 
 
 def _chord(radius, dist):
@@ -37,11 +39,16 @@ def _segment_distance(x, y, ax, ay, bx, by):
     return np.hypot(x - ax - t * dx, y - ay - t * dy), t * np.sqrt(length2)
 
 
-def _tube(x, y, a, b, radius, cortex, fill):
-    """Projected attenuation of a hollow capsule: cortex plus filled interior."""
+def _tube(x, y, a, b, radius, cortex, fill, open_start=False):
+    """Projected attenuation of a hollow capsule: cortex plus filled interior.
+
+    ``open_start`` fades the tube in after ``a`` instead of closing it with a
+    hemisphere, so it merges into the bone it grows from.
+    """
     dist, along = _segment_distance(x, y, *a, *b)
     inner = radius - cortex
-    return _chord(radius, dist) - _chord(inner, dist) + fill(along) * _chord(inner, dist)
+    tube = _chord(radius, dist) - _chord(inner, dist) + fill(along) * _chord(inner, dist)
+    return tube * np.clip(along / 0.15, 0, 1) if open_start else tube
 
 
 def _ellipsoid(x, y, cx, cy, rx, ry, depth):
@@ -59,9 +66,9 @@ def _trabecular_network(q, angle, theta, mag, s, rng):
     n = len(q)
     fy, fx = np.fft.fftfreq(s)[:, None] * s / 2, np.fft.rfftfreq(s)[None, :] * s / 2
     radius, orient = np.hypot(fx, fy), np.arctan2(fy, fx)
-    spacing = _col(rng.uniform(0.04, 0.06, n)) * mag  # in image units
+    spacing = _col(rng.uniform(0.025, 0.035, n)) * mag  # in image units
     along = _col(angle) + theta[:, :, :1] + np.pi / 2  # wave vector across the neck axis
-    weight = (np.cos(orient - along) ** 8 + 0.6 * np.sin(orient - along) ** 8)
+    weight = (np.cos(orient - along) ** 16 + 0.6 * np.sin(orient - along) ** 16)
     spectrum = np.exp(-0.5 * ((radius * spacing - 1) / 0.25) ** 2) * weight
     noise = np.fft.rfft2(rng.standard_normal((n, s, s), dtype=np.float32))
     texture = np.fft.irfft2(noise * spectrum, s=(s, s)).astype(np.float32)
@@ -97,24 +104,24 @@ def render_hips(quality, bone_scale, soft_tissue, image_size, rng):
     q = _col(np.clip(quality, -3, 3))
     # positioning: rotation, magnification (with bone size), shift; femoral rotation
     theta = _col(np.deg2rad(rng.normal(0, 3, n)))
-    mag = _col(rng.uniform(0.93, 1.07, n) * bone_scale)
+    mag = _col(_ZOOM * rng.uniform(0.93, 1.07, n) * bone_scale)
     shift = rng.uniform(-0.06, 0.06, (2, n))
     grid = (np.arange(s, dtype=np.float32) + 0.5) / s * 2 - 1
     u, v = grid[None, None, :], grid[None, :, None]
     uu, vv = u - _col(shift[0]), v - _col(shift[1])
-    x = (np.cos(theta) * uu + np.sin(theta) * vv) / mag
-    y = (-np.sin(theta) * uu + np.cos(theta) * vv) / mag
+    x = (np.cos(theta) * uu + np.sin(theta) * vv) / mag + _CENTRE[0]
+    y = (-np.sin(theta) * uu + np.cos(theta) * vv) / mag + _CENTRE[1]
 
     # femur: shaft axis through the neck-shaft junction n0, neck at the neck-shaft angle
-    n0 = (np.float32(-0.25), np.float32(0.18))
+    n0 = (np.float32(-0.22), np.float32(0.1))
     shaft_dir = np.array([0.1, 1.0]) / np.hypot(0.1, 1.0)
     angle = np.arctan2(shaft_dir[1], shaft_dir[0]) - np.deg2rad(rng.normal(128, 4, n))
-    neck_len = 0.6 * np.cos(np.deg2rad(rng.normal(0, 10, n)))  # femoral rotation foreshortens
+    neck_len = 0.5 * np.cos(np.deg2rad(rng.normal(0, 10, n)))  # femoral rotation foreshortens
     head = (_col(n0[0] + neck_len * np.cos(angle)), _col(n0[1] + neck_len * np.sin(angle)))
-    r_shaft, r_neck, r_head = 0.16, 0.11, 0.22
+    r_shaft, r_neck, r_head = 0.15, 0.14, 0.23
     trabecular = 0.55 * _trabecular_network(q, angle, theta, mag, s, rng)
 
-    def metaphysis(along):  # trabecular bone near the junction, marrow further down
+    def marrow(along):  # trabecular bone near the junction, marrow further down
         return trabecular * np.exp(-along / 0.25)
 
     def neck_fill(along):
@@ -123,32 +130,30 @@ def render_hips(quality, bone_scale, soft_tissue, image_size, rng):
     head_dist = np.hypot(x - head[0], y - head[1])
     parts = [
         _tube(x, y, n0, (n0[0] + 3 * shaft_dir[0], n0[1] + 3 * shaft_dir[1]), r_shaft,
-              r_shaft * np.clip(0.32 + 0.08 * q, 0.08, 0.65), metaphysis),
-        _tube(x, y, n0, head, r_neck, r_neck * np.clip(0.18 + 0.05 * q, 0.04, 0.45), neck_fill),
-        _tube(x, y, n0, head, r_neck + 0.05, 0.0, neck_fill) * np.clip(  # flared neck base
-            1 - np.hypot(x - n0[0], y - n0[1]) / 0.35, 0, 1),
+              r_shaft * np.clip(0.32 + 0.08 * q, 0.08, 0.65), marrow, open_start=True),
+        _tube(x, y, n0, head, r_neck, r_neck * np.clip(0.16 + 0.05 * q, 0.04, 0.45), neck_fill),
         _chord(r_head, head_dist) * trabecular
         + _chord(r_head, head_dist) - _chord(r_head - 0.02, head_dist),
-        _ellipsoid(x, y, n0[0] - 0.13, n0[1] - 0.14, 0.14, 0.2, 0.13) * (0.3 + trabecular),
-        _ellipsoid(x, y, n0[0] + 0.16, n0[1] + 0.3, 0.07, 0.09, 0.06) * (0.4 + trabecular),
+        _ellipsoid(x, y, n0[0] - 0.02, n0[1] + 0.02, 0.21, 0.24, 0.15) * (0.2 + trabecular),
+        _ellipsoid(x, y, n0[0] - 0.13, n0[1] - 0.16, 0.13, 0.18, 0.12) * (0.3 + trabecular),
+        _ellipsoid(x, y, n0[0] + 0.18, n0[1] + 0.25, 0.07, 0.08, 0.06) * (0.4 + trabecular),
     ]
     femur = np.maximum.reduce(parts)
 
-    # pelvis: acetabular cup around the head, ilium above, obturator ring below
+    # pelvis: acetabular roof arching over the head, ilium above, obturator ring below
     dx, dy = x - head[0], y - head[1]
     rho, phi = np.hypot(dx, dy), np.arctan2(dy, dx)
-    off_centre = (phi + np.deg2rad(55) + np.pi) % (2 * np.pi) - np.pi  # roof centred up-medial
-    cup_arc = np.clip(np.cos(off_centre * 0.9), 0, None)
-    cup = 1.2 * _chord(0.05, rho - r_head - 0.07) * cup_arc
-    ilium = _ellipsoid(x, y, head[0] + 0.4, head[1] - 0.75, 0.7, 0.55, 0.15)
-    ring = (_ellipsoid(x, y, head[0] + 0.38, head[1] + 0.6, 0.34, 0.27, 0.1)
-            - _ellipsoid(x, y, head[0] + 0.38, head[1] + 0.6, 0.2, 0.15, 0.1))
-    pelvis = (cup + ilium + np.clip(ring, 0, None)) * (1 + 0.1 * q)
+    off_centre = (phi + np.deg2rad(60) + np.pi) % (2 * np.pi) - np.pi  # roof centred up-medial
+    roof = 2.0 * _chord(0.045, rho - r_head - 0.07) * np.clip(np.cos(off_centre * 0.85), 0, None)
+    ilium = _ellipsoid(x, y, head[0] + 0.3, head[1] - 1.0, 0.75, 0.85, 0.1)
+    ring = (_ellipsoid(x, y, head[0] + 0.42, head[1] + 0.62, 0.36, 0.3, 0.09)
+            - _ellipsoid(x, y, head[0] + 0.42, head[1] + 0.62, 0.22, 0.17, 0.09))
+    pelvis = (roof + ilium + np.clip(ring, 0, None)) * (1 + 0.1 * q)
 
     # soft tissue: a thigh of elliptical cross-section, wider and thicker with BMI
     fat = _col(soft_tissue)
-    width = 1.0 + 0.35 * (fat - 1)
-    tissue = 0.45 * fat * np.sqrt(np.clip(1 - ((u - 0.35 - 0.1 * v) / width) ** 2, 0, None))
+    width = 1.3 + 0.5 * (fat - 1)
+    tissue = 0.45 * fat * np.sqrt(np.clip(1 - ((u - 0.45 - 0.1 * v) / width) ** 2, 0, None))
 
     signal = 1 - np.exp(-_K * (_BONE * (femur + pelvis) + tissue))
     scatter = _col(0.15 + 0.1 * np.clip(soft_tissue - 1, -1, 1))
