@@ -21,6 +21,8 @@ from bmdkit.model_selection import (
 )
 from bmdkit.persistence import load
 
+from bmdkit import clinical, evaluation, metrics, report  # isort: skip
+
 try:
     __version__ = version("bmdkit")
 except PackageNotFoundError:  # running from a source tree without installation
@@ -36,7 +38,11 @@ __all__ = [
     "RepeatedBMDStratifiedKFold",
     "XAttnBMDRegressor",
     "__version__",
+    "clinical",
+    "evaluation",
     "load",
     "load_cohort",
     "load_demo_cohort",
+    "metrics",
+    "report",
 ]
