@@ -64,16 +64,25 @@ def _trabecular_network(q, angle, theta, mag, s, rng):
     tensile trabeculae), thresholded: better bone quality fills more of it.
     """
     n = len(q)
-    fy, fx = np.fft.fftfreq(s)[:, None] * s / 2, np.fft.rfftfreq(s)[None, :] * s / 2
+    fy = (np.fft.fftfreq(s)[:, None] * s / 2).astype(np.float32)
+    fx = (np.fft.rfftfreq(s)[None, :] * s / 2).astype(np.float32)
     radius, orient = np.hypot(fx, fy), np.arctan2(fy, fx)
     spacing = _col(rng.uniform(0.025, 0.035, n)) * mag  # in image units
     along = _col(angle) + theta[:, :, :1] + np.pi / 2  # wave vector across the neck axis
-    weight = (np.cos(orient - along) ** 16 + 0.6 * np.sin(orient - along) ** 16)
-    spectrum = np.exp(-0.5 * ((radius * spacing - 1) / 0.25) ** 2) * weight
+    cos2 = np.cos(orient - along) ** 2
+    weight = _pow8(cos2) + 0.6 * _pow8(1 - cos2)  # cos^16 + 0.6 sin^16: two narrow lobes
+    spectrum = (np.exp(-0.5 * ((radius * spacing - 1) / 0.25) ** 2) * weight).astype(np.float32)
     noise = np.fft.rfft2(rng.standard_normal((n, s, s), dtype=np.float32))
     texture = np.fft.irfft2(noise * spectrum, s=(s, s)).astype(np.float32)
     texture /= texture.std(axis=(1, 2), keepdims=True) + 1e-12
     return 1 / (1 + np.exp(-(texture + 0.3 + 0.35 * q) / 0.5))
+
+
+def _pow8(values):
+    """``values ** 8`` by repeated squaring (numpy's power is slow for integer exponents)."""
+    values = values * values
+    values *= values
+    return values * values
 
 
 def _col(values):
@@ -114,7 +123,7 @@ def render_hips(quality, bone_scale, soft_tissue, image_size, rng):
 
     # femur: shaft axis through the neck-shaft junction n0, neck at the neck-shaft angle
     n0 = (np.float32(-0.22), np.float32(0.1))
-    shaft_dir = np.array([0.1, 1.0]) / np.hypot(0.1, 1.0)
+    shaft_dir = (np.array([0.1, 1.0]) / np.hypot(0.1, 1.0)).astype(np.float32)
     angle = np.arctan2(shaft_dir[1], shaft_dir[0]) - np.deg2rad(rng.normal(128, 4, n))
     neck_len = 0.5 * np.cos(np.deg2rad(rng.normal(0, 10, n)))  # femoral rotation foreshortens
     head = (_col(n0[0] + neck_len * np.cos(angle)), _col(n0[1] + neck_len * np.sin(angle)))
