@@ -28,6 +28,7 @@ COMMANDS = [
     ("fit", "bmdkit.cli:add_fit_parser"),
     ("predict", "bmdkit.cli:add_predict_parser"),
     ("report", "bmdkit.cli:add_report_parser"),
+    ("tune", "bmdkit._tune_cli:add_tune_parser"),
 ]
 
 #: Model choices: CLI name -> (fusion, display name). XAttn-BMD's four models.
@@ -101,10 +102,10 @@ def model_params(args):
     return params
 
 
-def add_data_options(parser, *, target_required=True):
+def add_data_options(parser, *, target_required=True, csv_required=True):
     """Options naming a cohort CSV and its columns (see :func:`read_data`)."""
     group = parser.add_argument_group("data")
-    group.add_argument("--csv", required=True, type=Path,
+    group.add_argument("--csv", required=csv_required, type=Path,
                        help="cohort table (CSV); relative image paths are relative to its folder")
     group.add_argument("--target", required=target_required,
                        help="column of measured femoral neck BMD in g/cm²")

@@ -1,0 +1,101 @@
+"""``bmdkit tune``: an Optuna study over one model, shareable by several processes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+#: ``bmdkit tune --demo`` settings: cohort size, folds and fixed parameters kept small.
+DEMO = {"n": 160, "folds": 3, "image_size": 32, "max_epochs": 4, "backbone": "resnet18"}
+
+
+def add_tune_parser(subparsers):
+    """Register ``bmdkit tune`` (see :mod:`bmdkit.cli`)."""
+    from bmdkit.cli import MODELS, add_data_options, add_model_options
+
+    parser = subparsers.add_parser(
+        "tune", help="tune a model's hyperparameters in an Optuna study",
+        description="Run trials of an Optuna study: each cross-validates the model "
+                    "(BMDStratifiedKFold) with parameters drawn from bmdkit.tuning.search_space. "
+                    "Start the same command in several shells or on several machines with "
+                    "one --storage and --study-name to share the study and its trial budget. "
+                    "Parameters given on the command line (--epochs, --backbone, --param ...) "
+                    "are fixed, not searched.",
+        epilog="View the study with: optuna-dashboard STORAGE (e.g. optuna-dashboard "
+               "sqlite:///bmdkit-tune.db). See docs/tuning.md.")
+    data = add_data_options(parser, target_required=False, csv_required=False)
+    data.add_argument("--demo", action="store_true",
+                      help="tune on the synthetic demo cohort instead of --csv (small and quick: "
+                           + ", ".join(f"{k} {v}" for k, v in DEMO.items()) + ")")
+    parser.add_argument("--model", choices=list(MODELS), default="xattn",
+                        help="which model (default: %(default)s)")
+    study = parser.add_argument_group("study")
+    study.add_argument("--n-trials", type=int, default=20,
+                       help="trial budget of the whole study, shared by all workers "
+                            "(default: %(default)s)")
+    study.add_argument("--storage", default="sqlite:///bmdkit-tune.db",
+                       help="database URL (sqlite:///FILE, postgresql://USER@HOST/DB) or a "
+                            "journal file path (default: %(default)s)")
+    study.add_argument("--study-name", help="study name (default: bmdkit-MODEL)")
+    study.add_argument("--folds", type=int, help="CV folds per trial (default: 5; demo: 3)")
+    study.add_argument("--scoring", default="neg_mean_squared_error",
+                       help="scikit-learn scorer to maximise (default: %(default)s)")
+    study.add_argument("--timeout", type=float, help="start no trial after this many seconds")
+    study.add_argument("--heartbeat", type=int, default=60,
+                       help="seconds between heartbeats of a database storage; a trial silent "
+                            "for twice as long is marked FAIL and retried (default: %(default)s)")
+    study.add_argument("--best-params", help="write the best parameters to this JSON file")
+    add_model_options(parser)
+    parser.set_defaults(func=run_tune)
+    return parser
+
+
+def run_tune(args):
+    """Run ``bmdkit tune``."""
+    import optuna
+
+    from bmdkit import BMDStratifiedKFold
+    from bmdkit.cli import make_models, model_params, read_data
+    from bmdkit.tuning import progress_line, search_space, tune
+    from bmdkit.validation import ImputationWarning
+
+    params = model_params(args)
+    folds = args.folds
+    if args.demo:
+        from bmdkit.datasets import load_demo_cohort
+
+        X, y = load_demo_cohort(n=DEMO["n"], image_size=DEMO["image_size"],
+                                random_state=args.seed)
+        params = {k: DEMO[k] for k in ("image_size", "max_epochs", "backbone")} | params
+        folds = folds or DEMO["folds"]
+    elif args.csv is None or args.target is None:
+        raise SystemExit("error: bmdkit tune needs --csv and --target, or --demo")
+    else:
+        X, y = read_data(args)
+    (_, model), = make_models([args.model], params, args.image_col).items()
+    space = {k: v for k, v in search_space(model).items() if k not in params}
+    study_name = args.study_name or f"bmdkit-{args.model}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress_line reports each trial
+    n_missing = int(X.isna().sum().sum())
+    if n_missing:  # said once here rather than once per fit
+        print(f"{n_missing} missing metadata values will be imputed in every fit",
+              file=sys.stderr)
+        warnings.simplefilter("ignore", ImputationWarning)
+    print(f"study {study_name!r} in {args.storage}: {len(y)} rows, {folds or 5} folds, "
+          f"searching {sorted(space)}", file=sys.stderr)
+    study = tune(model, X, y, cv=BMDStratifiedKFold(folds or 5, random_state=args.seed),
+                 n_trials=args.n_trials, scoring=args.scoring, storage=args.storage,
+                 study_name=study_name, timeout=args.timeout, space=space,
+                 callbacks=[progress_line], heartbeat_interval=args.heartbeat)
+    try:
+        best = study.best_trial
+    except ValueError:
+        print("no completed trial yet", file=sys.stderr)
+        return
+    print(f"best trial {best.number}: {args.scoring} = {best.value:.5g}")
+    print(json.dumps(best.params, indent=2, sort_keys=True))
+    if args.best_params:
+        with open(args.best_params, "w", encoding="utf-8") as f:
+            json.dump({**params, **best.params}, f, indent=2, sort_keys=True)
+    print(f"view the study: optuna-dashboard {args.storage}", file=sys.stderr)

@@ -1,0 +1,340 @@
+"""Optuna hyperparameter studies for bmdkit estimators.
+
+:func:`search_space` gives each named model's default space as
+``optuna.distributions`` (usable by :func:`tune` and by
+``optuna_integration.OptunaSearchCV``); :func:`tune` runs a study whose trials
+cross-validate a clone of the estimator; :func:`best_estimator` rebuilds the
+winner. Several processes or machines calling :func:`tune` with the same
+storage and study name share one study and one trial budget; see
+docs/tuning.md.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import warnings
+
+import numpy as np
+import optuna
+from filelock import FileLock
+from joblib import Parallel, delayed
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+from sklearn.base import clone
+from sklearn.metrics import check_scoring
+from sklearn.model_selection import check_cv
+
+from bmdkit.preprocessing import as_frame
+
+__all__ = ["CPU_BACKBONES", "best_estimator", "make_storage", "search_space", "tune"]
+
+#: timm backbones that train in seconds per epoch on a CPU at small image sizes (the
+#: depthwise convolutions of MobileNet/EfficientNet train several times slower on a CPU).
+CPU_BACKBONES = ("resnet10t", "resnet18", "resnet34")
+
+#: States counted against a study's trial budget (a failed trial is retried, not counted).
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def search_space(estimator):
+    """The default Optuna search space of a bmdkit estimator.
+
+    Training parameters (learning rate, weight decay, batch size, epochs),
+    the fusion's sizes (token width, heads, dropout; cross-attention layers
+    for ``"xattn"``), the loss weighting and, for models that see images,
+    the backbone among :data:`CPU_BACKBONES`.
+
+    Parameters
+    ----------
+    estimator : BMDRegressor
+        Any bmdkit estimator; its ``fusion`` selects the parameters.
+
+    Returns
+    -------
+    dict of str to optuna.distributions.BaseDistribution
+        Flat (no conditional parameters), so it also serves as
+        ``OptunaSearchCV(param_distributions=...)``. Every ``embed_dim``
+        choice is divisible by every ``n_heads`` choice.
+
+    Examples
+    --------
+    >>> from bmdkit import MetadataOnlyBMDRegressor, XAttnBMDRegressor
+    >>> sorted(search_space(XAttnBMDRegressor()))  # doctest: +NORMALIZE_WHITESPACE
+    ['backbone', 'batch_size', 'dropout', 'embed_dim', 'lds_sigma', 'loss', 'low_bmd_weight',
+     'lr', 'max_epochs', 'n_heads', 'n_layers', 'weight_decay']
+    >>> "backbone" in search_space(MetadataOnlyBMDRegressor())
+    False
+    """
+    fusion = getattr(estimator, "fusion", None)
+    if fusion is None:
+        raise TypeError(f"search_space needs a bmdkit estimator, got {type(estimator).__name__}; "
+                        "pass space= to tune() for other estimators")
+    space = {
+        "lr": FloatDistribution(1e-4, 1e-2, log=True),
+        "weight_decay": FloatDistribution(1e-6, 1e-2, log=True),
+        "batch_size": CategoricalDistribution((8, 16, 32)),
+        "max_epochs": IntDistribution(10, 50, step=10),
+        "dropout": FloatDistribution(0.0, 0.5),
+        "embed_dim": CategoricalDistribution((32, 64, 128)),
+        "n_heads": CategoricalDistribution((2, 4, 8)),
+        "loss": CategoricalDistribution(("smooth_l1", "weighted_smooth_l1")),
+        "low_bmd_weight": FloatDistribution(1.0, 4.0),
+        "lds_sigma": FloatDistribution(0.5, 4.0),
+    }
+    if fusion == "xattn":
+        space["n_layers"] = IntDistribution(1, 4)
+    if fusion != "metadata":
+        space["backbone"] = CategoricalDistribution(CPU_BACKBONES)
+    return space
+
+
+def make_storage(storage, *, heartbeat_interval=60, grace_period=None, max_retry=1):
+    """An Optuna storage from a URL or a journal file path.
+
+    Parameters
+    ----------
+    storage : str, os.PathLike, optuna.storages.BaseStorage or None
+        ``None``: in memory (this process only). A database URL
+        (``sqlite:///tune.db``, ``postgresql://user@host/db``): an
+        ``RDBStorage`` with heartbeats, so that the trial of a worker that
+        died is marked FAIL and retried. Any other string or path: a journal
+        file (``JournalFileBackend``), safe for several processes on one
+        machine (or on a file system with working locks) but without
+        heartbeats. A storage object is returned unchanged.
+    heartbeat_interval : int, default=60
+        Seconds between a running trial's heartbeats (database URLs only).
+    grace_period : int or None, default=None
+        Seconds without a heartbeat after which a running trial is failed
+        (default: twice ``heartbeat_interval``).
+    max_retry : int, default=1
+        How often a failed trial is re-queued with the same parameters.
+
+    Returns
+    -------
+    optuna.storages.BaseStorage or None
+
+    Notes
+    -----
+    A new SQLite file is initialised under a file lock and a new PostgreSQL
+    schema with retries, so several workers may start at once.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> type(make_storage(f"sqlite:///{folder}/tune.db")).__name__
+    'RDBStorage'
+    >>> type(make_storage(os.path.join(folder, "tune.log"))).__name__
+    'JournalStorage'
+    """
+    if storage is None or isinstance(storage, optuna.storages.BaseStorage):
+        return storage
+    storage = os.fspath(storage)
+    if "://" not in storage:
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(storage))
+    with warnings.catch_warnings():  # heartbeats and retries are "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _rdb_storage(storage, heartbeat_interval, grace_period, max_retry)
+
+
+def _rdb_storage(storage, heartbeat_interval, grace_period, max_retry):
+    kwargs = dict(
+        heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+    )
+    if storage.startswith("sqlite:///"):
+        # wait for the database lock instead of failing at once; create the schema once
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+        with FileLock(storage[len("sqlite:///"):] + ".lock", timeout=300):
+            return RDBStorage(storage, **kwargs)
+    for attempt in range(5):
+        try:
+            return RDBStorage(storage, **kwargs)
+        except Exception:  # two workers creating the schema at once: one wins, retry loads it
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+
+
+def _suggest(trial, name, distribution):
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    suggest = trial.suggest_int if isinstance(distribution, IntDistribution) else trial.suggest_float
+    return suggest(name, distribution.low, distribution.high, step=distribution.step,
+                   log=distribution.log)
+
+
+def _rows(X, index):
+    return X.iloc[index] if hasattr(X, "iloc") else X[index]
+
+
+def _fit_and_score(estimator, X, y, train, test, scorer):
+    model = clone(estimator).fit(_rows(X, train), y[train])
+    return float(scorer(model, _rows(X, test), y[test]))
+
+
+def _objective(estimator, X, y, cv, scorer, space, n_jobs):
+    splits = list(cv.split(X, y))
+
+    def objective(trial):
+        params = {name: _suggest(trial, name, dist) for name, dist in space.items()}
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        model = clone(estimator).set_params(**params)
+        scores = []
+        folds = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_fit_and_score)(model, X, y, train, test, scorer) for train, test in splits
+        )
+        for step, score in enumerate(folds):
+            scores.append(score)
+            trial.report(float(np.mean(scores)), step)
+            if trial.should_prune():
+                trial.set_user_attr("fold_scores", scores)
+                raise optuna.TrialPruned(f"pruned after fold {step + 1} of {len(splits)}")
+        trial.set_user_attr("fold_scores", scores)
+        return float(np.mean(scores))
+
+    return objective
+
+
+def tune(estimator, X, y, *, cv=5, n_trials=20, scoring="neg_mean_squared_error", storage=None,
+         study_name=None, timeout=None, pruner=None, sampler=None, space=None, n_jobs=1,
+         callbacks=None, heartbeat_interval=60, grace_period=None):
+    """Tune an estimator's hyperparameters in an Optuna study.
+
+    Each trial draws parameters from ``space``, cross-validates a clone of
+    ``estimator`` with them and returns the mean score (higher is better).
+    After each fold the running mean is reported, so ``pruner`` can stop a
+    hopeless trial early.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Usually a bmdkit estimator; its own parameters are kept except those
+        in ``space``.
+    X : pandas.DataFrame
+    y : array-like of shape (n_samples,)
+    cv : int or CV splitter, default=5
+        E.g. :class:`bmdkit.BMDStratifiedKFold`. Every trial uses the same folds.
+    n_trials : int or None, default=20
+        Trial budget of the whole study: finished trials (complete or
+        pruned) from all processes count, so workers that share a study stop
+        together (one extra trial per concurrent worker at most). ``None``
+        runs until ``timeout``.
+    scoring : str or callable, default="neg_mean_squared_error"
+        A scikit-learn scorer (see :func:`bmdkit.metrics.scorers`).
+    storage : str, path, optuna storage or None, default=None
+        See :func:`make_storage`: ``None`` in memory, a database URL, or a
+        journal file path.
+    study_name : str or None, default=None
+        Processes passing the same storage and name share the study
+        (created by whichever starts first).
+    timeout : float or None, default=None
+        Seconds after which this process starts no new trial.
+    pruner : optuna.pruners.BasePruner or None, default=None
+        ``None``: ``MedianPruner(n_startup_trials=5, n_warmup_steps=1)``
+        (prunes on the running mean from the second fold on).
+    sampler : optuna.samplers.BaseSampler or None, default=None
+        Optuna's default (TPE) when ``None``. Seed it only in a single
+        process: seeded workers would propose the same parameters.
+    space : dict or None, default=None
+        Parameter name to ``optuna.distributions`` object; default
+        :func:`search_space` of ``estimator``.
+    n_jobs : int, default=1
+        Folds fitted in parallel through joblib (any active joblib backend,
+        e.g. Dask: see docs/scaleout.md). The running mean is reported as
+        folds finish in order.
+    callbacks : list of callable or None, default=None
+        Extra ``callback(study, trial)`` run after each trial.
+    heartbeat_interval, grace_period : int
+        Heartbeats of database storages (see :func:`make_storage`).
+
+    Returns
+    -------
+    optuna.Study
+        Trials keep ``user_attrs["fold_scores"]`` and ``user_attrs["worker"]``
+        (host:pid).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from bmdkit import MetadataOnlyBMDRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame({"age": rng.uniform(50, 90, 120), "sex": rng.choice(["F", "M"], 120)})
+    >>> y = 1.2 - 0.006 * X["age"] + 0.1 * (X["sex"] == "M") + rng.normal(0, 0.05, 120)
+    >>> model = MetadataOnlyBMDRegressor(max_epochs=3, random_state=0)
+    >>> space = {"lr": search_space(model)["lr"]}
+    >>> study = tune(model, X, y, cv=2, n_trials=2, space=space)
+    >>> len(study.trials), sorted(study.best_params)
+    (2, ['lr'])
+    >>> best_estimator(model, study).lr == study.best_params["lr"]
+    True
+    """
+    space = search_space(estimator) if space is None else dict(space)
+    X = as_frame(X)
+    y = np.asarray(y, dtype=np.float64)
+    cv = check_cv(cv, y)
+    scorer = check_scoring(estimator, scoring=scoring)
+    if pruner is None:
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    storage = make_storage(storage, heartbeat_interval=heartbeat_interval,
+                           grace_period=grace_period)
+    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
+                                pruner=pruner, sampler=sampler, load_if_exists=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # trials of workers that died before we came
+    callbacks = list(callbacks or [])
+    remaining = None
+    if n_trials is not None:
+        callbacks.insert(0, MaxTrialsCallback(n_trials, states=FINISHED))
+        remaining = n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
+        if remaining <= 0:
+            return study
+    study.optimize(_objective(estimator, X, y, cv, scorer, space, n_jobs), n_trials=remaining,
+                   timeout=timeout, callbacks=callbacks, catch=())
+    return study
+
+
+def best_estimator(estimator, study):
+    """An unfitted clone of ``estimator`` with the study's best parameters.
+
+    Examples
+    --------
+    >>> import optuna
+    >>> from bmdkit import XAttnBMDRegressor
+    >>> study = optuna.create_study(direction="maximize")
+    >>> study.add_trial(optuna.trial.create_trial(
+    ...     params={"lr": 3e-4}, distributions={"lr": search_space(XAttnBMDRegressor())["lr"]},
+    ...     value=-0.01))
+    >>> best_estimator(XAttnBMDRegressor(max_epochs=5), study).get_params()["lr"]
+    0.0003
+    """
+    return clone(estimator).set_params(**study.best_params)
+
+
+def progress_line(study, trial, file=None):
+    """Print one line about a finished trial: number, state, value, best so far, parameters.
+
+    A ``callback(study, trial)`` for :func:`tune` (the ``bmdkit tune`` command uses it).
+    """
+    value = "" if trial.value is None else f" score={trial.value:.5g}"
+    try:
+        best = f" best={study.best_value:.5g} (trial {study.best_trial.number})"
+    except ValueError:  # no completed trial yet
+        best = ""
+    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in trial.params.items())
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    print(f"[pid {os.getpid()}] trial {trial.number} {trial.state.name}"
+          f"{value}{best} finished={finished} | {params}", file=file or sys.stderr, flush=True)
