@@ -80,7 +80,7 @@ def _blank_some(meta, rng, fraction=0.02):
     return meta
 
 
-def make_synthetic_cohort(n=233, image_size=256, random_state=0, out_dir=None):
+def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None):
     r"""Generate a SYNTHETIC cohort of hip phantoms, metadata and femoral neck BMD.
 
     The generative model, per subject *i*:
@@ -116,7 +116,7 @@ def make_synthetic_cohort(n=233, image_size=256, random_state=0, out_dir=None):
     ----------
     n : int, default=233
         Number of subjects.
-    image_size : int, default=256
+    image_size : int, default=128
         Side of the square PNG images in pixels.
     random_state : int, default=0
         Seed: the same seed gives the same cohort, images included.
@@ -162,7 +162,7 @@ def demo_data_home():
     return Path(os.environ.get("BMDKIT_DATA_DIR") or Path.home() / ".cache" / "bmdkit")
 
 
-def load_demo_cohort(n=233, image_size=256, random_state=0, data_home=None):
+def load_demo_cohort(n=233, image_size=128, random_state=0, data_home=None):
     """The SYNTHETIC demo cohort, generated once into a cache folder and then reused.
 
     Parameters
