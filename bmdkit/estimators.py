@@ -14,6 +14,7 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.dataset import ValidSplit, unpack_data
 
+from bmdkit.batching import ArrayDataset, BatchIterator, torch_threads
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
 from bmdkit.nn import FUSIONS, BMDNet
@@ -98,6 +99,10 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         reproducible bit for bit.
     device : str, default="cpu"
         Torch device, e.g. ``"cuda"``.
+    n_threads : int or None, default=None
+        Torch intra-op threads during ``fit`` and ``predict``
+        (``torch.set_num_threads``, restored afterwards); ``None`` keeps
+        torch's setting. See docs/performance.md.
     verbose : int, default=0
         1 prints skorch's per-epoch table.
 
@@ -131,7 +136,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
                  low_bmd_threshold=LUNAR_T_MINUS_1_FEMORAL_NECK, low_bmd_weight=1.0,
                  max_epochs=30, batch_size=16, lr=1e-3, weight_decay=1e-4, lr_schedule="cosine",
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 callbacks=None, random_state=None, device="cpu", verbose=0):
+                 callbacks=None, random_state=None, device="cpu", n_threads=None, verbose=0):
         self.fusion = fusion
         self.image_col = image_col
         self.numeric_cols = numeric_cols
@@ -163,6 +168,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.callbacks = callbacks
         self.random_state = random_state
         self.device = device
+        self.n_threads = n_threads
         self.verbose = verbose
 
     # -- validation -----------------------------------------------------------------
@@ -257,7 +263,10 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
+            dataset=ArrayDataset,
+            iterator_train=BatchIterator,
             iterator_train__shuffle=True,
+            iterator_valid=BatchIterator,
             train_split=(
                 ValidSplit(self.validation_fraction, random_state=seed)
                 if self.early_stopping else None
@@ -267,7 +276,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             verbose=self.verbose,
             **self._criterion(y),
         )
-        self.net_.fit(arrays, y_scaled)
+        with torch_threads(self.n_threads):
+            self.net_.fit(arrays, y_scaled)
         self.feature_names_in_ = self.preprocessor_.feature_names_in_
         return self
 
@@ -304,7 +314,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         """Predicted BMD in g/cm², float64 of shape (n_samples,)."""
         check_is_fitted(self, "net_")
         arrays = self.preprocessor_.transform(self._metadata_frame(X))
-        scaled = self.net_.predict(arrays)[:, 0].astype(np.float64)
+        with torch_threads(self.n_threads):
+            scaled = self.net_.predict(arrays)[:, 0].astype(np.float64)
         return scaled * self.y_scale_ + self.y_mean_
 
     def save(self, path, *, overwrite=False):
