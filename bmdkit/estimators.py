@@ -246,7 +246,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.y_scale_ = float(y.std()) or 1.0
         y_scaled = ((y - self.y_mean_) / self.y_scale_).astype(np.float32)[:, None]
 
-        self.net_ = NeuralNetRegressor(
+        self.net_ = self._make_net(
             module=BMDNet,
             module__fusion=self.fusion,
             module__n_numeric=len(self.preprocessor_.numeric_cols_),
@@ -280,6 +280,10 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             self.net_.fit(arrays, y_scaled)
         self.feature_names_in_ = self.preprocessor_.feature_names_in_
         return self
+
+    def _make_net(self, **params):
+        """The skorch net to train (:mod:`bmdkit.scaleout` swaps in an accelerated one)."""
+        return NeuralNetRegressor(**params)
 
     def _criterion(self, y):
         if self.loss == "mse":
