@@ -1,0 +1,65 @@
+"""Folds on a Dask cluster through joblib; training through Hugging Face Accelerate."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from joblib import parallel_config
+from sklearn.base import clone
+from sklearn.model_selection import cross_validate
+
+from bmdkit import BMDRegressor, MetadataOnlyBMDRegressor
+from bmdkit.tuning import search_space, tune
+
+distributed = pytest.importorskip("distributed", reason="dask[distributed] is in the test extra")
+pytest.importorskip("accelerate", reason="accelerate is in the test extra")
+
+from bmdkit.scaleout import AcceleratedBMDRegressor, TorchThreads  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"age": rng.uniform(60, 85, 80), "sex": rng.choice(["F", "M"], 80)})
+    y = 1.2 - 0.006 * X["age"].to_numpy() + 0.08 * (X["sex"] == "M") + rng.normal(0, 0.03, 80)
+    return X, y.to_numpy()
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A local cluster of 2 worker processes × 1 thread, closed after the tests."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        client.register_plugin(TorchThreads(1))
+        yield client
+
+
+def test_torch_threads_are_capped_on_every_dask_worker(dask_client):
+    assert list(dask_client.run(torch.get_num_threads).values()) == [1, 1]
+
+
+def test_cv_folds_and_tuning_folds_run_on_the_dask_cluster(dask_client, cohort):
+    X, y = cohort
+    model = MetadataOnlyBMDRegressor(max_epochs=3, random_state=0)
+    with distributed.get_task_stream(dask_client) as tasks, parallel_config(backend="dask"):
+        remote = cross_validate(model, X, y, cv=2, n_jobs=2)["test_score"]
+        study = tune(model, X, y, cv=2, n_trials=1, n_jobs=2,
+                     space={"lr": search_space(model)["lr"]})
+    assert len(tasks.data) >= 4  # 2 folds of cross_validate + 2 folds of the trial
+    assert remote.shape == (2,) and np.all(remote > 0)  # R² of real fits, not failures
+    assert len(study.trials[0].user_attrs["fold_scores"]) == 2
+
+
+@pytest.mark.parametrize("fusion", ["metadata", "concat"])
+def test_accelerate_on_cpu_matches_plain_training(fusion, signal_cohort, cohort):
+    X, y = signal_cohort if fusion == "concat" else cohort
+    params = dict(fusion=fusion, image_size=32, embed_dim=16, n_heads=2, n_layers=1,
+                  max_epochs=2, batch_size=16, random_state=0)
+    accelerated = AcceleratedBMDRegressor(**params)
+    assert clone(accelerated).get_params() == accelerated.get_params()
+    assert accelerated.get_params()["mixed_precision"] == "no"
+    accelerated.fit(X, y)
+    assert type(accelerated.net_).__name__ == "AcceleratedNeuralNetRegressor"
+    plain = BMDRegressor(**params).fit(X, y)
+    np.testing.assert_allclose(accelerated.predict(X), plain.predict(X), rtol=1e-5, atol=1e-6)
