@@ -1,6 +1,7 @@
 """bmdkit.tuning: search spaces, studies, pruning, and sklearn/Optuna search tools."""
 
 import itertools
+import json
 import signal
 import time
 
@@ -20,7 +21,7 @@ from bmdkit import (
     MetadataOnlyBMDRegressor,
     XAttnBMDRegressor,
 )
-from bmdkit.tuning import CPU_BACKBONES, best_estimator, search_space, tune
+from bmdkit.tuning import CPU_BACKBONES, best_estimator, make_storage, search_space, tune
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -188,8 +189,6 @@ def test_a_killed_worker_trial_fails_and_the_study_finishes(tmp_path):
 
 def _wait_for_running_trial(storage, study_name, process, timeout=120):
     """Number of a trial ``process`` is running (polls the study)."""
-    from bmdkit.tuning import make_storage
-
     worker = f":{process.pid}"
     storage = make_storage(storage)
     deadline = time.monotonic() + timeout
@@ -205,3 +204,26 @@ def _wait_for_running_trial(storage, study_name, process, timeout=120):
                 return trial.number
         time.sleep(0.2)
     raise AssertionError(f"worker {process.pid} started no trial in {timeout} s")
+
+
+def test_tune_command_on_the_demo_cohort(tmp_path, monkeypatch, capsys):
+    from bmdkit import cli
+
+    monkeypatch.setenv("BMDKIT_DATA_DIR", str(tmp_path / "data"))
+    storage = str(tmp_path / "study.log")
+    cli.main(["tune", "--demo", "--n-trials", "1", "--folds", "2", "--epochs", "1",
+              "--storage", storage, "--study-name", "demo",
+              "--best-params", str(tmp_path / "best.json")])
+    out, err = capsys.readouterr()
+    assert "trial 0 COMPLETE" in err and f"optuna-dashboard {storage}" in err
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["max_epochs"] == 1 and best["backbone"] == "resnet18" and "lr" in best
+    study = optuna.load_study(study_name="demo", storage=make_storage(storage))
+    assert "max_epochs" not in study.best_params  # fixed on the command line, not searched
+
+
+def test_tune_command_needs_data():
+    from bmdkit import cli
+
+    with pytest.raises(SystemExit, match="--csv and --target, or --demo"):
+        cli.main(["tune", "--n-trials", "1"])
