@@ -35,7 +35,7 @@ from sklearn.model_selection import check_cv
 
 from bmdkit.preprocessing import as_frame
 
-__all__ = ["CPU_BACKBONES", "best_estimator", "make_storage", "search_space", "tune"]
+__all__ = ["CPU_BACKBONES", "best_estimator", "make_storage", "progress_line", "search_space", "tune"]
 
 #: timm backbones that train in seconds per epoch on a CPU at small image sizes (the
 #: depthwise convolutions of MobileNet/EfficientNet train several times slower on a CPU).
