@@ -29,6 +29,7 @@ COMMANDS = [
     ("predict", "bmdkit.cli:add_predict_parser"),
     ("report", "bmdkit.cli:add_report_parser"),
     ("tune", "bmdkit._tune_cli:add_tune_parser"),
+    ("bench", "bmdkit.benchmarks:add_bench_parser"),
 ]
 
 #: Model choices: CLI name -> (fusion, display name). XAttn-BMD's four models.

@@ -1,0 +1,518 @@
+"""``bmdkit bench``: where the time of a fit goes, measured side by side.
+
+For one network (the estimator's own :class:`~bmdkit.nn.BMDNet`) the bench
+times, per training epoch:
+
+* ``floor``: forward + backward + optimiser step on tensors already in
+  memory, in a plain torch loop (no skorch, no data loader): the network's
+  arithmetic alone;
+* ``fit``: :meth:`BMDRegressor.fit`'s own epochs once the image cache is
+  warm (skorch's epoch durations); ``overhead_ratio = fit / floor``;
+* ``naive``: the typical research loop, a torch ``Dataset`` that decodes,
+  normalises and resizes every file in ``__getitem__`` every epoch, under a
+  ``DataLoader``; ``cache_speedup = naive / fit``;
+
+plus ``predict`` throughput, peak memory, and how epoch time and memory grow
+with the number of subjects and with ``image_size``. It runs on generated
+radiograph-sized files (16-bit PNG, 2048 × 1664 by default) and on the
+synthetic demo cohort. Peak memory is the process's peak anonymous resident
+memory (``RssAnon``, Linux; file-backed pages of a memory-mapped image store
+are reclaimable and are not counted), elsewhere ``ru_maxrss``; on CUDA it is
+``torch.cuda.max_memory_allocated``.
+
+Benchmarks are not tests: timings depend on the machine and its load. See
+docs/performance.md for figures and what each optimisation bought.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from skorch.callbacks import Callback
+
+from bmdkit.batching import torch_threads
+
+__all__ = ["SETTINGS", "add_bench_parser", "run_benchmarks"]
+
+#: Bench settings per mode: name -> (smoke, quick, full).
+SETTINGS = {
+    "n": (12, 128, 250),                       # subjects of the radiograph / demo comparisons
+    "image_size": (16, 64, 128),               # network input side
+    "file_shape": ((96, 80), (2048, 1664), (2048, 1664)),  # generated files (rows, columns)
+    "epochs": (1, 3, 5),                       # epochs per fit / floor measurement
+    "repeats": (1, 2, 3),                      # fit + floor pairs (medians are reported)
+    "naive_epochs": (1, 1, 2),
+    "scaling_n": ((8, 16), (64, 128, 256), (250, 1000, 4000)),
+    "scaling_base_size": (16, 32, 64),        # image_size while n varies
+    "scaling_image_size": ((16, 24), (32, 64, 96), (64, 128, 256)),
+    "scaling_base_n": (8, 64, 250),           # n while image_size varies
+    "model": (dict(backbone="resnet18", batch_size=4),
+              dict(backbone="resnet18", batch_size=16),
+              dict(backbone="resnet18", batch_size=16)),
+}
+_MODES = ("smoke", "quick", "full")
+_DISTINCT_FILES = 8  # distinct generated radiographs; the rest are byte copies (decode cost is equal)
+
+
+# -- measuring helpers --------------------------------------------------------------
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _anon_rss():
+    """Anonymous resident bytes of this process (Linux), else None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class _PeakMemory:
+    """Peak memory of the process during a ``with`` block, and at its start, in bytes.
+
+    See the module docstring for what is counted.
+    """
+
+    def __init__(self, device):
+        self.device = device
+        self.peak = self.start = 0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start = torch.cuda.memory_allocated(self.device)
+            return self
+        self._high = self.start = _anon_rss()
+        if self._high is None:
+            return self
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.wait(0.005):
+                self._high = max(self._high, _anon_rss())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            high = torch.cuda.max_memory_allocated(self.device)
+        elif hasattr(self, "_thread"):
+            self._stop.set()
+            self._thread.join()
+            high = max(self._high, _anon_rss())
+        else:
+            high = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self.peak = high
+
+
+# -- data -----------------------------------------------------------------------------
+def make_radiograph_files(n, shape, out_dir, random_state=0):
+    """Write ``n`` radiograph-sized 16-bit PNGs (smooth anatomy-like shapes plus noise).
+
+    Only :data:`_DISTINCT_FILES` images are rendered; the other files are byte
+    copies under their own names, which cost the same to decode.
+
+    Returns
+    -------
+    list of str
+        The file paths.
+    """
+    rng = np.random.default_rng(random_state)
+    rows, cols = shape
+    yy, xx = np.mgrid[:rows, :cols].astype(np.float32)
+    yy, xx = yy / rows, xx / cols
+    encoded = []
+    for _ in range(min(n, _DISTINCT_FILES)):
+        cy, cx, r = rng.uniform(0.3, 0.5), rng.uniform(0.3, 0.6), rng.uniform(0.1, 0.2)
+        image = (12000 + 20000 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+                 + 9000 * (np.abs(xx - cx - 0.1 * (yy - cy)) < 0.06) * (yy > cy)
+                 + rng.normal(0, 400, shape).astype(np.float32))
+        path = Path(out_dir) / f"distinct_{len(encoded)}.png"
+        Image.fromarray(np.clip(image, 0, 65535).astype(np.uint16)).save(path)
+        encoded.append(path.read_bytes())
+    paths = []
+    for i in range(n):
+        path = Path(out_dir) / f"radiograph_{i:05d}.png"
+        path.write_bytes(encoded[i % len(encoded)])
+        paths.append(str(path))
+    return paths
+
+
+def _radiograph_cohort(n, shape, out_dir, random_state=0):
+    """Demo-cohort metadata and targets with radiograph-sized image files."""
+    from bmdkit.datasets import make_synthetic_cohort
+
+    X, y = make_synthetic_cohort(n=n, image_size=16, random_state=random_state,
+                                 out_dir=Path(out_dir) / "thumbnails")
+    X["image_path"] = make_radiograph_files(n, shape, out_dir, random_state)
+    return X, y
+
+
+class _DecodingDataset(torch.utils.data.Dataset):
+    """The typical research loop's dataset: every file decoded in ``__getitem__``."""
+
+    def __init__(self, paths, numeric, categorical, y, image_size, contrast):
+        self.paths, self.numeric, self.categorical, self.y = paths, numeric, categorical, y
+        self.image_size, self.contrast = image_size, contrast
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        from bmdkit.io import normalise_contrast, read_image, resize_with_padding
+
+        image = resize_with_padding(normalise_contrast(read_image(self.paths[i]), self.contrast),
+                                    self.image_size)
+        x = {"image": torch.from_numpy(image)[None], "numeric": torch.from_numpy(self.numeric[i]),
+             "categorical": torch.from_numpy(self.categorical[i])}
+        return x, torch.from_numpy(self.y[i])
+
+
+# -- the three training loops ---------------------------------------------------------
+def _fresh_training(model, device):
+    """A new network, optimiser and loss configured exactly as ``model.net_``."""
+    net = model.net_
+    module = net.module(**net.get_params_for("module")).to(device).train()
+    optimizer = net.optimizer(module.parameters(), lr=net.lr, **net.get_params_for("optimizer"))
+    return module, optimizer, net.criterion_
+
+
+def _epoch(module, optimizer, criterion, batches, device):
+    """Seconds for one pass of forward + backward + step over ``batches``."""
+    _sync(device)
+    start = time.perf_counter()
+    for x, y in batches:
+        x = {k: v.to(device, non_blocking=True) for k, v in x.items()}
+        optimizer.zero_grad(set_to_none=True)
+        criterion(module(**x), y.to(device, non_blocking=True)).backward()
+        optimizer.step()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def floor_runner(model, arrays, y_scaled, device):
+    """A function running one epoch of a plain torch loop over in-memory (on-device) tensors.
+
+    Same network, optimiser, loss, batch size and shuffling as ``model``'s
+    fit; returns the epoch's seconds.
+    """
+    module, optimizer, criterion = _fresh_training(model, device)
+    tensors = {k: torch.as_tensor(np.array(v), device=device) for k, v in arrays.items()}
+    target = torch.as_tensor(y_scaled, device=device)
+    size, n = model.batch_size, len(target)
+
+    def batches():
+        order = torch.randperm(n, device=device)
+        for start in range(0, n, size):
+            idx = order[start:start + size]
+            yield {k: v[idx] for k, v in tensors.items()}, target[idx]
+
+    return lambda: _epoch(module, optimizer, criterion, batches(), device)
+
+
+class _FloorAfterEachEpoch(Callback):
+    """Runs one floor epoch after every fit epoch, so both are timed under the same load."""
+
+    def __init__(self, floor):
+        self.floor = floor
+        self.seconds = []
+
+    def on_epoch_end(self, net, **kwargs):
+        self.seconds.append(self.floor())
+
+
+def naive_epochs(model, X, arrays, y_scaled, epochs, device):
+    """Per-epoch seconds of a loop that decodes every file every epoch (DataLoader, 0 workers)."""
+    module, optimizer, criterion = _fresh_training(model, device)
+    dataset = _DecodingDataset(X[model.image_col].tolist(), arrays["numeric"],
+                               arrays["categorical"], y_scaled, model.image_size, model.contrast)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=model.batch_size, shuffle=True)
+    return [_epoch(module, optimizer, criterion, loader, device) for _ in range(epochs)]
+
+
+def _fit_epochs(model, X, y, epochs, device):
+    """(per-epoch seconds, wall seconds, _PeakMemory) of ``model.fit`` with ``epochs`` epochs."""
+    model.set_params(max_epochs=epochs)
+    with _PeakMemory(device) as memory:
+        start = time.perf_counter()
+        model.fit(X, y)
+        wall = time.perf_counter() - start
+    return list(model.net_.history[:, "dur"]), wall, memory
+
+
+# -- one comparison ---------------------------------------------------------------------
+def compare(X, y, *, params, epochs, repeats, naive_epochs_, device):
+    """Floor, fit, naive and predict figures of one cohort (see the module docstring)."""
+    from bmdkit import BMDRegressor
+    from bmdkit.io import load_images
+
+    device = torch.device(device)
+    model = BMDRegressor(**params, device=str(device))
+    start = time.perf_counter()
+    load_images(X["image_path"].tolist(), image_size=model.image_size, contrast=model.contrast)
+    cache_build = time.perf_counter() - start
+    _fit_epochs(model, X, y, 1, device)  # warm-up: allocator, kernels
+    arrays = model.preprocessor_.transform(X)
+    y_scaled = ((y - model.y_mean_) / model.y_scale_).astype(np.float32)[:, None]
+
+    fit, walls = [], []
+    with torch_threads(params.get("n_threads")):
+        paired = _FloorAfterEachEpoch(floor_runner(model, arrays, y_scaled, device))
+        paired.floor()  # warm-up
+        model.set_params(callbacks=[paired])
+        for _ in range(repeats):
+            durations, wall, _ = _fit_epochs(model, X, y, epochs, device)
+            fit += durations
+            walls.append(wall - sum(durations) - sum(paired.seconds[-epochs:]))
+        model.set_params(callbacks=None)
+        floor = paired.seconds
+        naive = naive_epochs(model, X, arrays, y_scaled, naive_epochs_, device)
+    start = time.perf_counter()
+    model.predict(X)
+    predict = time.perf_counter() - start
+    result = {
+        "n": len(y), "image_size": model.image_size,
+        "floor_epoch_s": statistics.median(floor), "fit_epoch_s": statistics.median(fit),
+        "naive_epoch_s": statistics.median(naive),
+        "fit_fixed_s": statistics.median(walls), "cache_build_s": cache_build,
+        "predict_images_per_s": len(y) / predict,
+        "floor_epochs_s": floor, "fit_epochs_s": fit, "naive_epochs_s": naive,
+    }
+    # paired epoch by epoch: the median of fit/floor ratios cancels slow drifts of machine load
+    result["overhead_ratio"] = statistics.median(a / b for a, b in zip(fit, floor))
+    result["cache_speedup"] = result["naive_epoch_s"] / result["fit_epoch_s"]
+    return result
+
+
+def _scaling_point(X, y, params, device):
+    """Epoch seconds, image store size and fit peak memory of one (n, image_size)."""
+    from bmdkit import BMDRegressor
+
+    device = torch.device(device)
+    model = BMDRegressor(**params, device=str(device))
+    _fit_epochs(model, X, y, 1, device)  # warms the image cache
+    durations, _, memory = _fit_epochs(model, X, y, 2, device)
+    n, size, epoch = len(y), model.image_size, min(durations)
+    return {"n": n, "image_size": size, "epoch_s": epoch, "ms_per_subject": 1000 * epoch / n,
+            "store_mb": 4 * n * size * size / 2**20, "fit_peak_mb": memory.peak / 2**20,
+            "fit_growth_mb": (memory.peak - (memory.start or 0)) / 2**20}
+
+
+@contextmanager
+def _env(**values):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: str(v) for k, v in values.items()})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# -- the whole bench ------------------------------------------------------------------
+def _machine(device):
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "python": sys.version.split()[0],
+            "device": str(device)}
+    if hasattr(os, "getloadavg"):
+        info["load_average_1min"] = os.getloadavg()[0]
+    if torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def run_benchmarks(mode="quick", *, device="cpu", n_threads=None, workdir=None, data_home=None,
+                   log=None):
+    """Run the bench and return every figure as a JSON-ready dict.
+
+    Parameters
+    ----------
+    mode : {"smoke", "quick", "full"}, default="quick"
+        Sizes from :data:`SETTINGS`; ``"smoke"`` takes seconds (for CI).
+    device : str, default="cpu"
+        Torch device, e.g. ``"cuda"``.
+    n_threads : int or None, default=None
+        Torch threads (the estimator's ``n_threads``); ``None`` keeps torch's.
+    workdir : str, os.PathLike or None, default=None
+        Folder for generated files (default: a temporary folder, removed after).
+    data_home : str, os.PathLike or None, default=None
+        Where demo cohorts are cached (see :func:`bmdkit.load_demo_cohort`).
+    log : callable or None, default=None
+        Called with a progress message before each step.
+
+    Returns
+    -------
+    dict
+        ``overhead_ratio`` and ``cache_speedup`` (radiograph-sized files),
+        ``datasets`` (per cohort: floor/fit/naive epoch seconds and ratios,
+        predict images/s, peak memory), ``scaling_n``, ``scaling_image_size``,
+        ``larger_than_ram``, ``settings`` and ``machine``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from bmdkit.benchmarks import run_benchmarks
+    >>> figures = run_benchmarks("smoke", data_home=tempfile.mkdtemp())  # doctest: +SKIP
+    >>> sorted(figures["datasets"])  # doctest: +SKIP
+    ['demo', 'radiographs']
+    """
+    from bmdkit.datasets import load_demo_cohort
+
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} asked for, but torch sees no CUDA device")
+    s = {key: value[_MODES.index(mode)] for key, value in SETTINGS.items()}
+    log = log or (lambda message: None)
+    params = dict(s["model"], image_size=s["image_size"], random_state=0, n_threads=n_threads)
+    common = dict(epochs=s["epochs"], repeats=s["repeats"], naive_epochs_=s["naive_epochs"],
+                  device=device)
+    result = {"mode": mode, "settings": {k: v for k, v in s.items()}, "machine": _machine(device)}
+    with tempfile.TemporaryDirectory(prefix="bmdkit-bench-", dir=workdir) as tmp:
+        log(f"writing {s['n']} radiograph-sized 16-bit PNGs {s['file_shape'][0]}x"
+            f"{s['file_shape'][1]}")
+        X, y = _radiograph_cohort(s["n"], s["file_shape"], tmp)
+        log("radiographs: floor / fit / naive / predict")
+        radiographs = compare(X, y, params=params, **common)
+        log("demo cohort: floor / fit / naive / predict")
+        X, y = load_demo_cohort(n=s["n"], data_home=data_home)
+        demo = compare(X, y, params=params, **dict(common, repeats=1))
+
+        scaling_n = []
+        for n in s["scaling_n"]:
+            log(f"scaling: n={n}")
+            X, y = load_demo_cohort(n=n, data_home=data_home)
+            scaling_n.append(_scaling_point(
+                X, y, dict(params, image_size=s["scaling_base_size"]), device))
+        X, y = load_demo_cohort(n=s["scaling_base_n"], data_home=data_home)
+        scaling_size = []
+        for size in s["scaling_image_size"]:
+            log(f"scaling: image_size={size}")
+            scaling_size.append(_scaling_point(X, y, dict(params, image_size=size), device))
+        n = s["scaling_n"][-1]
+        log(f"larger than RAM: n={n} through a memory-mapped store")
+        X, y = load_demo_cohort(n=n, data_home=data_home)
+        with _env(BMDKIT_CACHE_MEMORY_MB=0.5):
+            mapped = _scaling_point(
+                X, y, dict(params, image_size=s["scaling_base_size"], cache_dir=tmp), device)
+
+    per_subject = [p["ms_per_subject"] for p in scaling_n]
+    result.update({
+        "overhead_ratio": radiographs["overhead_ratio"],
+        "cache_speedup": radiographs["cache_speedup"],
+        "datasets": {"radiographs": radiographs, "demo": demo},
+        "scaling_n": scaling_n,
+        "time_linearity": max(per_subject) / min(per_subject),
+        "scaling_image_size": scaling_size,
+        "larger_than_ram": mapped,
+    })
+    result["machine"]["load_average_1min_after"] = _machine(device).get("load_average_1min")
+    return result
+
+
+# -- output -------------------------------------------------------------------------------
+def format_table(result):
+    """The bench's figures as text, ending with the one-line headline."""
+    lines = [f"bmdkit bench ({result['mode']}) on {result['machine']['cpu']}, "
+             f"{result['machine']['cpu_count']} cores, {result['machine']['torch_threads']} torch "
+             f"threads, device {result['machine']['device']}", ""]
+    head = (f"{'cohort':<12}{'n':>6}{'px':>5}{'floor s/ep':>12}{'fit s/ep':>10}{'naive s/ep':>12}"
+            f"{'overhead':>10}{'cache x':>9}{'predict img/s':>15}")
+    lines.append(head)
+    for name, r in result["datasets"].items():
+        lines.append(f"{name:<12}{r['n']:>6}{r['image_size']:>5}{r['floor_epoch_s']:>12.3f}"
+                     f"{r['fit_epoch_s']:>10.3f}{r['naive_epoch_s']:>12.3f}"
+                     f"{r['overhead_ratio']:>10.3f}{r['cache_speedup']:>9.1f}"
+                     f"{r['predict_images_per_s']:>15.0f}")
+    lines += ["", f"{'scaling':<12}{'n':>6}{'px':>5}{'fit s/ep':>10}{'ms/subject':>12}"
+                  f"{'store MB':>10}{'fit peak MB':>13}{'growth MB':>11}"]
+    for name, points in (("n", result["scaling_n"]), ("image_size", result["scaling_image_size"]),
+                         ("memmap", [result["larger_than_ram"]])):
+        for p in points:
+            lines.append(f"{name:<12}{p['n']:>6}{p['image_size']:>5}{p['epoch_s']:>10.3f}"
+                         f"{p['ms_per_subject']:>12.2f}{p['store_mb']:>10.1f}"
+                         f"{p['fit_peak_mb']:>13.0f}{p['fit_growth_mb']:>11.1f}")
+    lines += ["", f"overhead_ratio={result['overhead_ratio']:.3f} "
+                  f"cache_speedup={result['cache_speedup']:.1f} "
+                  f"time_linearity={result['time_linearity']:.2f} "
+                  f"(radiographs, n={result['datasets']['radiographs']['n']}, "
+                  f"{result['datasets']['radiographs']['image_size']} px, "
+                  f"{result['machine']['device']})"]
+    return "\n".join(lines)
+
+
+def add_bench_parser(subparsers):
+    """Register ``bmdkit bench`` (see :data:`bmdkit.cli.COMMANDS`)."""
+    parser = subparsers.add_parser(
+        "bench", help="measure training overhead, cache speedup, throughput and scaling",
+        description="Time the network's own forward/backward (floor), the estimator's fit, "
+                    "and a loop decoding every file every epoch (naive), on generated "
+                    "radiograph-sized files and on the demo cohort; then predict throughput, "
+                    "peak memory and scaling with n and image_size. Prints a table and, "
+                    "last, the headline ratios. On Linux the command re-runs itself with "
+                    "OMP_WAIT_POLICY=PASSIVE unless that variable is set (see "
+                    "docs/performance.md).")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--quick", action="store_true",
+                       help="smaller sizes: under 3 minutes on 2 CPU cores")
+    modes.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (for CI)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write every figure to FILE")
+    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads (default: torch's, usually one per core)")
+    parser.set_defaults(func=run_bench)
+    return parser
+
+
+def _passive_openmp():
+    """Re-run ``bmdkit bench`` with ``OMP_WAIT_POLICY=PASSIVE`` unless it is set.
+
+    OpenMP's default spin-waiting costs up to 25x on a CPU shared with other
+    processes (docs/performance.md); the variable is read when torch loads,
+    so only a new process can change it.
+    """
+    if "OMP_WAIT_POLICY" in os.environ or sys.argv[1:2] != ["bench"]:
+        return
+    os.execve(sys.executable, [sys.executable, "-m", "bmdkit.cli", *sys.argv[1:]],
+              dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
+
+
+def run_bench(args):
+    _passive_openmp()
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    result = run_benchmarks(mode, device=args.device, n_threads=args.threads,
+                            log=lambda message: print(f"[bench] {message}", file=sys.stderr,
+                                                      flush=True))
+    print(format_table(result))
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2))

@@ -1,0 +1,45 @@
+"""`bmdkit bench` in smoke mode: it runs and reports every figure (timings are not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bmdkit import cli
+from bmdkit.benchmarks import format_table, make_radiograph_files, run_benchmarks
+
+
+def test_smoke_bench_reports_every_figure(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # keeps `bmdkit bench` in this process
+    monkeypatch.setenv("BMDKIT_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "bench.json"
+    assert cli.main(["bench", "--smoke", "--threads", "1", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    for name in ("radiographs", "demo"):
+        row = figures["datasets"][name]
+        assert row["floor_epoch_s"] > 0 and row["fit_epoch_s"] > 0 and row["naive_epoch_s"] > 0
+        assert row["predict_images_per_s"] > 0
+    assert figures["overhead_ratio"] == figures["datasets"]["radiographs"]["overhead_ratio"]
+    assert [p["n"] for p in figures["scaling_n"]] == [8, 16]
+    assert figures["machine"]["torch_threads"] >= 1
+    assert "overhead_ratio=" in format_table(figures).splitlines()[-1]
+
+
+def test_radiograph_files_are_16_bit_and_distinct_paths(tmp_path):
+    from PIL import Image
+
+    paths = make_radiograph_files(10, (40, 30), tmp_path)
+    assert len(set(paths)) == 10
+    with Image.open(paths[9]) as image:
+        assert image.size == (30, 40) and image.mode.startswith("I")
+
+
+def test_unknown_mode_and_missing_cuda_are_errors():
+    with pytest.raises(ValueError, match="mode"):
+        run_benchmarks("huge")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA"):
+            run_benchmarks("smoke", device="cuda")
