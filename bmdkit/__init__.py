@@ -4,7 +4,13 @@ The estimators are scikit-learn regressors over a DataFrame of image paths
 and metadata; see :class:`bmdkit.BMDRegressor`.
 """
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# OpenMP threads that spin between torch ops made training steps ~25x slower on a CPU shared
+# with other processes (parallel CV workers, a busy machine): docs/performance.md. The
+# variable is read when torch loads, so it is set here, before bmdkit imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from bmdkit.datasets import load_cohort, load_demo_cohort
 from bmdkit.estimators import (

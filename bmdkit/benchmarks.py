@@ -479,8 +479,8 @@ def add_bench_parser(subparsers):
                     "and a loop decoding every file every epoch (naive), on generated "
                     "radiograph-sized files and on the demo cohort; then predict throughput, "
                     "peak memory and scaling with n and image_size. Prints a table and, "
-                    "last, the headline ratios. On Linux the command re-runs itself with "
-                    "OMP_WAIT_POLICY=PASSIVE unless that variable is set (see "
+                    "last, the headline ratios. OpenMP threads wait passively "
+                    "(OMP_WAIT_POLICY=PASSIVE, set by bmdkit unless already set; see "
                     "docs/performance.md).")
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--quick", action="store_true",
@@ -494,21 +494,7 @@ def add_bench_parser(subparsers):
     return parser
 
 
-def _passive_openmp():
-    """Re-run ``bmdkit bench`` with ``OMP_WAIT_POLICY=PASSIVE`` unless it is set.
-
-    OpenMP's default spin-waiting costs up to 25x on a CPU shared with other
-    processes (docs/performance.md); the variable is read when torch loads,
-    so only a new process can change it.
-    """
-    if "OMP_WAIT_POLICY" in os.environ or sys.argv[1:2] != ["bench"]:
-        return
-    os.execve(sys.executable, [sys.executable, "-m", "bmdkit.cli", *sys.argv[1:]],
-              dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
-
-
 def run_bench(args):
-    _passive_openmp()
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     result = run_benchmarks(mode, device=args.device, n_threads=args.threads,
                             log=lambda message: print(f"[bench] {message}", file=sys.stderr,

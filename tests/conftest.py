@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see bmdkit/__init__.py
+
 import numpy as np
 import pandas as pd
 import pytest
