@@ -27,7 +27,7 @@ from bmdkit.model_selection import (
 )
 from bmdkit.persistence import load
 
-from bmdkit import clinical, evaluation, metrics, report  # isort: skip
+from bmdkit import clinical, evaluation, metrics, report, tuning  # isort: skip
 
 try:
     __version__ = version("bmdkit")
@@ -51,4 +51,5 @@ __all__ = [
     "load_demo_cohort",
     "metrics",
     "report",
+    "tuning",
 ]
