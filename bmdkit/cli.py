@@ -16,6 +16,7 @@ import importlib
 import inspect
 import json
 import sys
+import warnings
 from pathlib import Path
 
 __all__ = ["COMMANDS", "add_data_options", "add_model_options", "build_parser", "main",
@@ -44,9 +45,10 @@ BASELINE = "concat"
 #: ``bmdkit demo`` settings: (--quick, full).
 DEMO_SETTINGS = {
     "folds": (5, 10),
-    "epochs": (6, 30),
-    "image_size": (32, 64),
-    "n": (160, None),
+    "epochs": (10, 20),
+    "image_size": (64, 64),
+    "backbone": ("resnet10t", "resnet10t"),
+    "n": (None, None),
 }
 
 
@@ -149,11 +151,15 @@ def _run_comparison(X, y, args, params, *, title, synthetic, description):
     from bmdkit import BMDStratifiedKFold
     from bmdkit.evaluation import compare_models
     from bmdkit.report import write_report
+    from bmdkit.validation import ImputationWarning, warn_missing_values
 
     models = make_models(args.models, params, getattr(args, "image_col", "image_path"))
     baseline = MODELS[BASELINE][1] if BASELINE in args.models else None
     cv = BMDStratifiedKFold(args.folds, random_state=args.seed)
-    results = compare_models(models, X, y, cv=cv, baseline=baseline)
+    warn_missing_values(X, [c for c in X.columns if c != getattr(args, "image_col", "image_path")])
+    with warnings.catch_warnings():  # counted once above, not again in every fold
+        warnings.simplefilter("ignore", ImputationWarning)
+        results = compare_models(models, X, y, cv=cv, baseline=baseline)
     out = Path(args.out)
     results.save(out / "results")
     page = write_report(results, out, title=title, synthetic=synthetic, description=description)
@@ -188,10 +194,10 @@ def add_demo_parser(subparsers):
                     "numbers show the pipeline works, not clinical accuracy.",
         epilog="Defaults (--quick / full): " + "; ".join(
             f"{key} {quick} / {full or 'all'}" for key, (quick, full) in DEMO_SETTINGS.items())
-        + ". --epochs, --image-size, --folds and --n override them.")
+        + ". --epochs, --image-size, --backbone, --folds and --n override them.")
     parser.add_argument("--quick", action="store_true",
-                        help="a smaller run (fewer rows, folds and epochs, 32 px images; "
-                             "a few minutes on 2 CPU cores) instead of the full demo")
+                        help="a smaller run (5 folds, 10 epochs; under 5 minutes on 2 CPU "
+                             "cores) instead of the full demo (10 folds, 20 epochs; under 30)")
     parser.add_argument("--out", default="bmdkit-demo",
                         help="output folder for the report (default: %(default)s)")
     parser.add_argument("--n", type=int, help="cohort size (default: see below)")
@@ -201,7 +207,7 @@ def add_demo_parser(subparsers):
     return parser
 
 
-def _demo_cohort(n, image_size, seed):
+def _demo_cohort(n, seed):
     from bmdkit.datasets import load_demo_cohort
 
     kwargs = {"random_state": seed}
@@ -216,11 +222,12 @@ def run_demo(args):
     args.folds = args.folds or settings["folds"]
     args.epochs = args.epochs or settings["epochs"]
     args.image_size = args.image_size or settings["image_size"]
-    X, y = _demo_cohort(args.n or settings["n"], args.image_size, args.seed)
+    args.backbone = args.backbone or settings["backbone"]
+    X, y = _demo_cohort(args.n or settings["n"], args.seed)
     mode = "quick" if args.quick else "full"
     description = (f"bmdkit demo ({mode}): synthetic hip radiographs and metadata, "
                    f"{len(y)} subjects, {args.folds}-fold BMDStratifiedKFold, "
-                   f"{args.epochs} epochs, {args.image_size} px images.")
+                   f"{args.backbone}, {args.epochs} epochs, {args.image_size} px images.")
     print(description, file=sys.stderr)
     _run_comparison(X, y, args, model_params(args), title="bmdkit demo: XAttn-BMD and baselines",
                     synthetic=True, description=description)

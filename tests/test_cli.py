@@ -80,15 +80,15 @@ def test_demo_quick(monkeypatch, signal_cohort, tmp_path, capsys):
     X, y = signal_cohort
     seen = {}
 
-    def cohort(n, image_size, seed):
-        seen.update(n=n, image_size=image_size)
+    def cohort(n, seed):
+        seen.update(n=n, seed=seed)
         return X.iloc[:n], y[:n]
     monkeypatch.setattr(cli, "_demo_cohort", cohort)
     cli.main(["demo", "--quick", "--n", "40", "--folds", "2", "--out", str(tmp_path), *TINY])
     out = capsys.readouterr().out
     assert all(name in out for name in ("XAttn", "Concat", "Image-only", "Metadata-only"))
     assert "SYNTHETIC" in (tmp_path / "report.html").read_text().upper()
-    assert seen == {"n": 40, "image_size": 32}
+    assert seen == {"n": 40, "seed": 0}
 
 
 def test_bad_column_is_a_clear_error(cohort_csv, tmp_path):
