@@ -28,6 +28,9 @@ __all__ = [
 
 LOSSES = ("weighted_smooth_l1", "smooth_l1", "mse")
 LR_SCHEDULES = ("cosine", None)
+#: skorch settings that cut batches out of contiguous arrays (bmdkit.batching).
+FAST_DATA_PATH = dict(dataset=ArrayDataset, iterator_train=BatchIterator,
+                      iterator_valid=BatchIterator)
 
 
 class BMDRegressor(RegressorMixin, BaseEstimator):
@@ -263,10 +266,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
-            dataset=ArrayDataset,
-            iterator_train=BatchIterator,
             iterator_train__shuffle=True,
-            iterator_valid=BatchIterator,
+            **FAST_DATA_PATH,
             train_split=(
                 ValidSplit(self.validation_fraction, random_state=seed)
                 if self.early_stopping else None

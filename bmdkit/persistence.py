@@ -358,7 +358,7 @@ def load(path, *, device=None):
     if device is not None:
         net_params["device"] = device
     try:
-        net = NeuralNetRegressor(**net_params).initialize()
+        net = NeuralNetRegressor(**net_params, **estimators.FAST_DATA_PATH).initialize()
         state = load_file(weights_path, device="cpu")
         net.module_.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, TypeError) as err:

@@ -47,6 +47,7 @@ def test_round_trip_predicts_exactly(fitted, saved, cohort, monkeypatch):
     loaded = bmdkit.load(saved)
     assert type(loaded) is XAttnBMDRegressor
     assert loaded.get_params() == fitted.get_params()
+    assert loaded.net_.iterator_valid is fitted.net_.iterator_valid  # the fast batch path
     new = X.copy()
     new.loc[new.index[0], "smoker"] = "sometimes"  # a category never seen in fit
     np.testing.assert_array_equal(loaded.predict(new), fitted.predict(new))
