@@ -99,7 +99,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         Extra callbacks for the skorch net.
     random_state : int, RandomState or None, default=None
         Seeds weights, shuffling and augmentation: an int makes a CPU fit
-        reproducible bit for bit.
+        reproducible bit for bit (on the same machine with the same torch
+        thread count: floating-point sums run in another order on more or
+        fewer threads).
     device : str, default="cpu"
         Torch device, e.g. ``"cuda"``.
     n_threads : int or None, default=None
