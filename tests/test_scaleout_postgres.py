@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from system_packages import ensure_debian_package
-from tuning_workers import check_every_trial_once, metadata_csv, start_worker, stop
+from tuning_workers import run_two_workers_sharing_a_study
 
 pytest.importorskip("psycopg", reason="psycopg[binary] is in the test extra")
 
@@ -58,13 +58,5 @@ def postgres_url():
 
 
 def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
-    csv = metadata_csv(tmp_path / "cohort.csv")
-    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
     # both start against an empty database: the schema and the study are created once
-    workers = [start_worker(csv, postgres_url, "pg", 6, log, "--epochs", "3") for log in logs]
-    try:
-        for worker, log in zip(workers, logs):
-            assert worker.wait(timeout=300) == 0, log.read_text()[-2000:]
-    finally:
-        stop(workers)
-    check_every_trial_once(postgres_url, "pg", logs, n_trials=6, n_workers=2)
+    run_two_workers_sharing_a_study(tmp_path, postgres_url, "pg")

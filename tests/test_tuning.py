@@ -12,7 +12,13 @@ import pytest
 from optuna.trial import TrialState
 from optuna_integration import OptunaSearchCV, SkorchPruningCallback
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
-from tuning_workers import check_every_trial_once, metadata_csv, start_worker, stop
+from tuning_workers import (
+    check_every_trial_once,
+    metadata_csv,
+    run_two_workers_sharing_a_study,
+    start_worker,
+    stop,
+)
 
 from bmdkit import (
     BMDStratifiedKFold,
@@ -144,17 +150,9 @@ def test_grid_and_randomized_search_over_a_bmdkit_estimator(cohort):
 
 @pytest.mark.parametrize("kind", ["journal", "sqlite"])
 def test_two_worker_processes_share_one_study(tmp_path, kind):
-    csv = metadata_csv(tmp_path / "cohort.csv")
     storage = (str(tmp_path / "study.log") if kind == "journal"
                else f"sqlite:///{tmp_path / 'study.db'}")
-    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
-    workers = [start_worker(csv, storage, "shared", 6, log, "--epochs", "3") for log in logs]
-    try:
-        for worker, log in zip(workers, logs):
-            assert worker.wait(timeout=300) == 0, log.read_text()[-2000:]
-    finally:
-        stop(workers)
-    check_every_trial_once(storage, "shared", logs, n_trials=6, n_workers=2)
+    run_two_workers_sharing_a_study(tmp_path, storage, "shared")
 
 
 def test_a_killed_worker_trial_fails_and_the_study_finishes(tmp_path):

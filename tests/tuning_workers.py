@@ -47,6 +47,20 @@ def stop(processes):
         process.wait(timeout=30)
 
 
+def run_two_workers_sharing_a_study(tmp_path, storage, study_name, n_trials=6):
+    """Two ``bmdkit tune`` processes on one study; each must record every trial once."""
+    csv = metadata_csv(tmp_path / "cohort.csv")
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    workers = [start_worker(csv, storage, study_name, n_trials, log, "--epochs", "3")
+               for log in logs]
+    try:
+        for worker, log in zip(workers, logs):
+            assert worker.wait(timeout=300) == 0, log.read_text()[-2000:]
+    finally:
+        stop(workers)
+    return check_every_trial_once(storage, study_name, logs, n_trials=n_trials, n_workers=2)
+
+
 def reported_trials(log_path):
     """{trial number: state} from the progress lines a worker printed."""
     with open(log_path) as f:
