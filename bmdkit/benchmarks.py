@@ -13,7 +13,10 @@ times, per training epoch:
   ``DataLoader``; ``cache_speedup = naive / fit``;
 
 plus ``predict`` throughput, peak memory, and how epoch time and memory grow
-with the number of subjects and with ``image_size``. It runs on generated
+with the number of subjects and with ``image_size``. ``bmdkit bench --options``
+instead A/Bs the optional speed-ups (:data:`OPTIONS`: bfloat16 autocast,
+channels-last, a frozen backbone with cached features, ``torch.compile``)
+against the float32 default: epoch times, fit time and held-out accuracy. It runs on generated
 radiograph-sized files (16-bit PNG, 2048 × 1664 by default) and on the
 synthetic demo cohort. Peak memory is the process's peak anonymous resident
 memory (``RssAnon``, Linux; file-backed pages of a memory-mapped image store
@@ -45,7 +48,16 @@ from skorch.callbacks import Callback
 
 from bmdkit.batching import torch_threads
 
-__all__ = ["SETTINGS", "add_bench_parser", "run_benchmarks"]
+__all__ = ["OPTIONS", "SETTINGS", "add_bench_parser", "run_benchmarks", "run_option_benchmarks"]
+
+#: The optimisations ``bmdkit bench --options`` compares: name -> estimator parameters.
+OPTIONS = {
+    "float32": {},
+    "bfloat16": dict(precision="bfloat16"),
+    "channels_last": dict(channels_last=True),
+    "freeze_backbone": dict(freeze_backbone=True),
+    "compile": dict(compile=True),
+}
 
 #: Bench settings per mode: name -> (smoke, quick, full).
 SETTINGS = {
@@ -59,6 +71,11 @@ SETTINGS = {
     "scaling_base_size": (16, 32, 64),        # image_size while n varies
     "scaling_image_size": ((16, 24), (32, 64, 96), (64, 128, 256)),
     "scaling_base_n": (8, 64, 250),           # n while image_size varies
+    "options": (("float32", "freeze_backbone", "bfloat16"),
+                ("float32", "bfloat16", "channels_last", "freeze_backbone"),
+                tuple(OPTIONS)),
+    "options_image_sizes": ((16,), (64, 128), (64, 128)),
+    "options_epochs": (2, 3, 10),
     "model": (dict(backbone="resnet18", batch_size=4),
               dict(backbone="resnet18", batch_size=16),
               dict(backbone="resnet18", batch_size=16)),
@@ -318,6 +335,44 @@ def _scaling_point(X, y, params, device):
             "fit_growth_mb": (memory.peak - (memory.start or 0)) / 2**20}
 
 
+def compare_options(X, y, *, params, options, epochs, device):
+    """Each optimisation of ``options`` (names in :data:`OPTIONS`) against float32.
+
+    Every model trains from the same seed on the first 80 % of the rows and
+    predicts the other 20 % (the demo cohort's rows are in random order).
+    """
+    from sklearn.metrics import mean_absolute_error, r2_score
+
+    from bmdkit import BMDRegressor
+
+    device = torch.device(device)
+    cut = int(round(0.8 * len(y)))
+    train, test = (X.iloc[:cut], y[:cut]), (X.iloc[cut:], y[cut:])
+    _fit_epochs(BMDRegressor(**params, device=str(device)), *train, 1, device)  # warm caches
+    rows, reference = [], None
+    for name in options:
+        model = BMDRegressor(**params, **OPTIONS[name], device=str(device))
+        durations, wall, memory = _fit_epochs(model, *train, epochs, device)
+        start = time.perf_counter()
+        predicted = model.predict(test[0])
+        predict = time.perf_counter() - start
+        reference = predicted if reference is None else reference
+        rows.append({
+            "option": name, "n_train": cut, "image_size": model.image_size,
+            "first_epoch_s": durations[0],
+            "epoch_s": statistics.median(durations[1:] or durations),
+            "fit_s": wall, "predict_images_per_s": len(predicted) / predict,
+            "fit_peak_mb": memory.peak / 2**20,
+            "heldout_r2": r2_score(test[1], predicted),
+            "heldout_mae": mean_absolute_error(test[1], predicted),
+            "max_abs_diff_vs_first": float(np.abs(predicted - reference).max()),
+        })
+    for row in rows:
+        row["epoch_speedup"] = rows[0]["epoch_s"] / row["epoch_s"]
+        row["fit_speedup"] = rows[0]["fit_s"] / row["fit_s"]
+    return rows
+
+
 @contextmanager
 def _env(**values):
     old = {k: os.environ.get(k) for k in values}
@@ -349,6 +404,11 @@ def _machine(device):
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
+
+
+def _check_device(device):
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} asked for, but torch sees no CUDA device")
 
 
 def run_benchmarks(mode="quick", *, device="cpu", n_threads=None, workdir=None, data_home=None,
@@ -390,8 +450,7 @@ def run_benchmarks(mode="quick", *, device="cpu", n_threads=None, workdir=None, 
 
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device!r} asked for, but torch sees no CUDA device")
+    _check_device(device)
     s = {key: value[_MODES.index(mode)] for key, value in SETTINGS.items()}
     log = log or (lambda message: None)
     params = dict(s["model"], image_size=s["image_size"], random_state=0, n_threads=n_threads)
@@ -440,6 +499,34 @@ def run_benchmarks(mode="quick", *, device="cpu", n_threads=None, workdir=None, 
     return result
 
 
+def run_option_benchmarks(mode="quick", *, device="cpu", n_threads=None, data_home=None,
+                          log=None):
+    """A/B the optional speed-ups of :data:`OPTIONS` on the demo cohort (``bmdkit bench --options``).
+
+    Parameters are those of :func:`run_benchmarks`. Returns a dict with
+    ``options`` (one row per option and image size: first and median epoch
+    seconds, fit seconds including any one-off cost such as compilation or
+    computing frozen features, predict images/s, peak memory, held-out R² and
+    MAE, the largest prediction difference from float32, and the speed-ups
+    over float32), ``settings`` and ``machine``.
+    """
+    from bmdkit.datasets import load_demo_cohort
+
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    _check_device(device)
+    s = {key: value[_MODES.index(mode)] for key, value in SETTINGS.items()}
+    log = log or (lambda message: None)
+    X, y = load_demo_cohort(n=s["n"], data_home=data_home)
+    rows = []
+    for size in s["options_image_sizes"]:
+        log(f"options at {size} px: {', '.join(s['options'])}")
+        params = dict(s["model"], image_size=size, random_state=0, n_threads=n_threads)
+        rows += compare_options(X, y, params=params, options=s["options"],
+                                epochs=s["options_epochs"], device=device)
+    return {"mode": mode, "settings": s, "machine": _machine(device), "options": rows}
+
+
 # -- output -------------------------------------------------------------------------------
 def format_table(result):
     """The bench's figures as text, ending with the one-line headline."""
@@ -471,6 +558,24 @@ def format_table(result):
     return "\n".join(lines)
 
 
+def format_options_table(result):
+    """The ``--options`` figures as text."""
+    machine = result["machine"]
+    lines = [f"bmdkit bench --options ({result['mode']}) on {machine['cpu']}, "
+             f"{machine['torch_threads']} torch threads, device {machine['device']}; SYNTHETIC "
+             f"demo cohort, {result['settings']['options_epochs']} epochs per fit", "",
+             f"{'option':<17}{'px':>5}{'1st ep s':>10}{'epoch s':>9}{'fit s':>8}{'epoch x':>9}"
+             f"{'fit x':>7}{'R2':>7}{'MAE':>8}{'|diff|':>8}{'peak MB':>9}"]
+    for r in result["options"]:
+        lines.append(f"{r['option']:<17}{r['image_size']:>5}{r['first_epoch_s']:>10.2f}"
+                     f"{r['epoch_s']:>9.3f}{r['fit_s']:>8.2f}{r['epoch_speedup']:>9.2f}"
+                     f"{r['fit_speedup']:>7.2f}{r['heldout_r2']:>7.3f}{r['heldout_mae']:>8.4f}"
+                     f"{r['max_abs_diff_vs_first']:>8.4f}{r['fit_peak_mb']:>9.0f}")
+    lines += ["", "epoch x / fit x: speed-up over float32 at the same size (> 1 is faster); "
+                  "|diff|: largest held-out prediction difference from float32, g/cm²"]
+    return "\n".join(lines)
+
+
 def add_bench_parser(subparsers):
     """Register ``bmdkit bench`` (see :data:`bmdkit.cli.COMMANDS`)."""
     parser = subparsers.add_parser(
@@ -486,6 +591,10 @@ def add_bench_parser(subparsers):
     modes.add_argument("--quick", action="store_true",
                        help="smaller sizes: under 3 minutes on 2 CPU cores")
     modes.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (for CI)")
+    parser.add_argument("--options", action="store_true",
+                        help="instead, compare the optional speed-ups (bfloat16, channels-last, "
+                             "frozen backbone, torch.compile) with float32: times and held-out "
+                             "accuracy on the demo cohort")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every figure to FILE")
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     parser.add_argument("--threads", type=int,
@@ -496,9 +605,10 @@ def add_bench_parser(subparsers):
 
 def run_bench(args):
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    result = run_benchmarks(mode, device=args.device, n_threads=args.threads,
-                            log=lambda message: print(f"[bench] {message}", file=sys.stderr,
-                                                      flush=True))
-    print(format_table(result))
+    bench, table = ((run_option_benchmarks, format_options_table) if args.options
+                    else (run_benchmarks, format_table))
+    result = bench(mode, device=args.device, n_threads=args.threads,
+                   log=lambda message: print(f"[bench] {message}", file=sys.stderr, flush=True))
+    print(table(result))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2))

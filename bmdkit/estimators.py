@@ -17,7 +17,8 @@ from skorch.dataset import ValidSplit, unpack_data
 from bmdkit.batching import ArrayDataset, BatchIterator, torch_threads
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
-from bmdkit.nn import FUSIONS, BMDNet
+from bmdkit.nn import FUSIONS, PRECISIONS, BMDNet
+from bmdkit.nn.frozen import backbone_features
 from bmdkit.preprocessing import BMDPreprocessor, as_frame
 from bmdkit.validation import check_targets
 
@@ -61,7 +62,23 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         Token width, attention heads and cross-attention layers.
     dropout : float, default=0.1
     augment : bool, default=True
-        Random rotation/shift/scale/brightness/contrast/noise while training.
+        Random rotation/shift/scale/brightness/contrast/noise while training
+        (not with ``freeze_backbone``: it acts before the backbone).
+    freeze_backbone : bool, default=False
+        Keep the backbone's weights fixed (eval mode) and train the rest on
+        its features, computed once per image and cached in the process
+        across epochs, folds and trials (:mod:`bmdkit.nn.frozen`). The fast
+        path for a ``pretrained`` backbone; see docs/performance.md.
+    precision : {"float32", "bfloat16"}, default="float32"
+        ``"bfloat16"`` trains and predicts under ``torch.autocast`` (CPU with
+        AVX-512 BF16/AMX, or CUDA); see docs/performance.md for when it pays.
+        For float16 on GPUs use :class:`bmdkit.scaleout.AcceleratedBMDRegressor`
+        (Accelerate's ``mixed_precision="fp16"`` scales the loss).
+    channels_last : bool, default=False
+        Backbone weights and images in channels-last memory format.
+    compile : bool, default=False
+        ``torch.compile`` the network (skorch's ``compile``): a one-off
+        compilation (tens of seconds on CPU) for faster steps afterwards.
     contrast : {"percentile", "minmax"}, default="percentile"
         Per-image contrast normalisation before the network.
     cache_dir : str or None, default=None
@@ -136,6 +153,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, fusion="xattn", *, image_col="image_path", numeric_cols=None,
                  categorical_cols=None, backbone="resnet18", pretrained=False, image_size=128,
                  embed_dim=64, n_heads=4, n_layers=3, dropout=0.1, augment=True,
+                 freeze_backbone=False, precision="float32", channels_last=False, compile=False,
                  contrast="percentile", cache_dir=None,
                  loss="smooth_l1", smooth_l1_beta=1.0, lds_bins=20, lds_sigma=2.0,
                  low_bmd_threshold=LUNAR_T_MINUS_1_FEMORAL_NECK, low_bmd_weight=1.0,
@@ -154,6 +172,10 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.n_layers = n_layers
         self.dropout = dropout
         self.augment = augment
+        self.freeze_backbone = freeze_backbone
+        self.precision = precision
+        self.channels_last = channels_last
+        self.compile = compile
         self.contrast = contrast
         self.cache_dir = cache_dir
         self.loss = loss
@@ -182,6 +204,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("image_size", "embed_dim", "n_heads", "n_layers", "max_epochs", "batch_size"):
@@ -263,6 +287,10 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             module__n_layers=self.n_layers,
             module__dropout=self.dropout,
             module__augment=self.augment,
+            module__freeze_backbone=self.freeze_backbone,
+            module__precision=self.precision,
+            module__channels_last=self.channels_last,
+            compile=self.compile,
             optimizer=torch.optim.AdamW,
             optimizer__weight_decay=self.weight_decay,
             lr=self.lr,
@@ -280,9 +308,18 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             **self._criterion(y),
         )
         with torch_threads(self.n_threads):
-            self.net_.fit(arrays, y_scaled)
+            self.net_.initialize()  # what net_.fit does first; the features need the backbone
+            self.net_.partial_fit(self._network_inputs(arrays), y_scaled)
         self.feature_names_in_ = self.preprocessor_.feature_names_in_
         return self
+
+    def _network_inputs(self, arrays):
+        """The preprocessed arrays, with a frozen backbone's (cached) features for the images."""
+        if not (self.freeze_backbone and "image" in arrays):
+            return arrays
+        arrays = dict(arrays)
+        arrays["image_features"] = backbone_features(self.net_.module_, arrays.pop("image"))
+        return arrays
 
     def _make_net(self, **params):
         """The skorch net to train (:mod:`bmdkit.scaleout` swaps in an accelerated one)."""
@@ -322,7 +359,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         arrays = self.preprocessor_.transform(self._metadata_frame(X))
         with torch_threads(self.n_threads):
-            scaled = self.net_.predict(arrays)[:, 0].astype(np.float64)
+            scaled = self.net_.predict(self._network_inputs(arrays))[:, 0].astype(np.float64)
         return scaled * self.y_scale_ + self.y_mean_
 
     def save(self, path, *, overwrite=False):
@@ -350,7 +387,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         if self.fusion != "xattn":
             raise ValueError(f"attention weights exist only for fusion='xattn', not {self.fusion!r}")
         arrays = self.preprocessor_.transform(self._metadata_frame(X))
-        dataset = self.net_.get_dataset(arrays)
+        dataset = self.net_.get_dataset(self._network_inputs(arrays))
         parts = {"image_to_metadata": [], "metadata_to_image": []}
         self.net_.module_.eval()
         with torch.no_grad():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from bmdkit import cli
@@ -43,3 +44,15 @@ def test_unknown_mode_and_missing_cuda_are_errors():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA"):
             run_benchmarks("smoke", device="cuda")
+
+
+def test_smoke_option_bench_compares_each_option_with_float32(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setenv("BMDKIT_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "options.json"
+    assert cli.main(["bench", "--options", "--smoke", "--threads", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["options"]
+    assert [r["option"] for r in rows] == ["float32", "freeze_backbone", "bfloat16"]
+    assert rows[0]["epoch_speedup"] == 1.0 and rows[0]["max_abs_diff_vs_first"] == 0.0
+    for row in rows:
+        assert row["epoch_s"] > 0 and row["fit_s"] > 0 and np.isfinite(row["heldout_mae"])

@@ -64,7 +64,7 @@ memory_bytes : bytes now held by the in-process cache
 """
 
 
-class _MemoryCache:
+class MemoryCache:
     """Thread-safe least-recently-used cache of arrays, bounded in bytes."""
 
     def __init__(self):
@@ -94,7 +94,7 @@ class _MemoryCache:
             self.nbytes = 0
 
 
-_MEMORY = _MemoryCache()
+_MEMORY = MemoryCache()
 _STATS = dict.fromkeys(("memory_hits", "disk_hits", "decoded", "damaged", "seconds"), 0)
 
 
@@ -125,7 +125,8 @@ def _count(**increments):
             _STATS[name] += value
 
 
-def _memory_limit():
+def memory_limit():
+    """Bytes an in-process cache may hold: ``BMDKIT_CACHE_MEMORY_MB`` (default 1024)."""
     return int(float(os.environ.get("BMDKIT_CACHE_MEMORY_MB", 1024)) * 2**20)
 
 
@@ -186,7 +187,7 @@ def _preprocess(path, image_size, contrast):
 
 def _allocate(n, image_size, cache_dir):
     shape = (n, image_size, image_size)
-    if 4 * n * image_size * image_size <= _memory_limit():
+    if 4 * n * image_size * image_size <= memory_limit():
         return np.empty(shape, np.float32)
     # larger than the memory bound: back it by an anonymous file, deleted when unused
     return np.memmap(tempfile.TemporaryFile(dir=cache_dir), np.float32, "w+", shape=shape)
@@ -244,7 +245,7 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
     check_image_files(paths, index)
     cache_dir = cache_dir or os.environ.get("BMDKIT_CACHE_DIR") or None
     store = _DiskStore(cache_dir) if cache_dir else None
-    limit = _memory_limit()
+    limit = memory_limit()
     out = _allocate(len(paths), image_size, cache_dir)
 
     todo = {}  # key -> positions in paths (a file listed twice is decoded once)

@@ -76,20 +76,36 @@ def sinusoidal_positions_2d(h, w, dim, device=None, dtype=torch.float32):
 
 
 class ImageEncoder(nn.Module):
-    """Backbone feature map → ``(B, N, embed_dim)`` tokens plus a pooled vector.
+    """Backbone feature map → ``(B, N, embed_dim)`` tokens.
 
     Each spatial cell of the last feature map becomes one token, projected to
-    ``embed_dim`` and given a fixed 2-D position code.
+    ``embed_dim`` and given a fixed 2-D position code. With
+    ``freeze_backbone=True`` the backbone's weights get no gradient and it
+    stays in eval mode (batch-norm statistics fixed), so its features of an
+    image never change and can be computed once (:mod:`bmdkit.nn.frozen`).
     """
 
-    def __init__(self, backbone="resnet18", *, pretrained=False, embed_dim=64):
+    def __init__(self, backbone="resnet18", *, pretrained=False, embed_dim=64,
+                 freeze_backbone=False):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=1)
         self.proj = nn.Linear(self.backbone.num_features, embed_dim)
         self.embed_dim = embed_dim
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
 
-    def forward(self, image):
-        features = self.backbone.forward_features(image)
+    def train(self, mode=True):
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()
+        return self
+
+    def forward(self, image=None, features=None):
+        """Tokens of ``image`` ``(B, 1, H, W)``, or of precomputed backbone ``features``."""
+        if features is None:
+            features = self.backbone.forward_features(image)
         if features.ndim == 4:
             b, c, h, w = features.shape
             tokens = features.flatten(2).transpose(1, 2)
