@@ -29,6 +29,9 @@ docs/performance.md for figures and what each optimisation bought.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import json
 import os
 import platform
@@ -102,6 +105,15 @@ def _anon_rss():
     return None
 
 
+def _release_free_heap():
+    """Hand freed heap pages back to the OS (glibc ``malloc_trim``), so RSS growth is the block's own."""
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 class _PeakMemory:
     """Peak memory of the process during a ``with`` block, and at its start, in bytes.
 
@@ -117,6 +129,7 @@ class _PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.start = torch.cuda.memory_allocated(self.device)
             return self
+        _release_free_heap()
         self._high = self.start = _anon_rss()
         if self._high is None:
             return self
