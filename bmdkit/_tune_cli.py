@@ -58,36 +58,33 @@ def run_tune(args):
     from bmdkit import BMDStratifiedKFold
     from bmdkit.cli import make_models, model_params, read_data
     from bmdkit.tuning import progress_line, search_space, tune
-    from bmdkit.validation import ImputationWarning
+    from bmdkit.validation import ImputationWarning, warn_missing_values
 
     params = model_params(args)
-    folds = args.folds
+    folds = args.folds or (DEMO["folds"] if args.demo else 5)
     if args.demo:
         from bmdkit.datasets import load_demo_cohort
 
         X, y = load_demo_cohort(n=DEMO["n"], image_size=DEMO["image_size"],
                                 random_state=args.seed)
         params = {k: DEMO[k] for k in ("image_size", "max_epochs", "backbone")} | params
-        folds = folds or DEMO["folds"]
     elif args.csv is None or args.target is None:
-        raise SystemExit("error: bmdkit tune needs --csv and --target, or --demo")
+        raise SystemExit("bmdkit tune: error: needs --csv and --target, or --demo")
     else:
         X, y = read_data(args)
     (_, model), = make_models([args.model], params, args.image_col).items()
     space = {k: v for k, v in search_space(model).items() if k not in params}
     study_name = args.study_name or f"bmdkit-{args.model}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress_line reports each trial
-    n_missing = int(X.isna().sum().sum())
-    if n_missing:  # said once here rather than once per fit
-        print(f"{n_missing} missing metadata values will be imputed in every fit",
-              file=sys.stderr)
-        warnings.simplefilter("ignore", ImputationWarning)
-    print(f"study {study_name!r} in {args.storage}: {len(y)} rows, {folds or 5} folds, "
+    warn_missing_values(X, [c for c in X.columns if c != args.image_col])
+    print(f"study {study_name!r} in {args.storage}: {len(y)} rows, {folds} folds, "
           f"searching {sorted(space)}", file=sys.stderr)
-    study = tune(model, X, y, cv=BMDStratifiedKFold(folds or 5, random_state=args.seed),
-                 n_trials=args.n_trials, scoring=args.scoring, storage=args.storage,
-                 study_name=study_name, timeout=args.timeout, space=space,
-                 callbacks=[progress_line], heartbeat_interval=args.heartbeat)
+    with warnings.catch_warnings():  # counted once above, not again in every fit
+        warnings.simplefilter("ignore", ImputationWarning)
+        study = tune(model, X, y, cv=BMDStratifiedKFold(folds, random_state=args.seed),
+                     n_trials=args.n_trials, scoring=args.scoring, storage=args.storage,
+                     study_name=study_name, timeout=args.timeout, space=space,
+                     callbacks=[progress_line], heartbeat_interval=args.heartbeat)
     try:
         best = study.best_trial
     except ValueError:

@@ -72,8 +72,8 @@ SETTINGS = {
     "naive_epochs": (1, 1, 2),
     "scaling_n": ((8, 16), (64, 128, 256), (250, 1000, 4000)),
     "scaling_base_size": (16, 32, 64),        # image_size while n varies
+    # n while image_size varies is scaling_n[0]; the point at scaling_base_size is reused
     "scaling_image_size": ((16, 24), (32, 64, 96), (64, 128, 256)),
-    "scaling_base_n": (8, 64, 250),           # n while image_size varies
     "options": (("float32", "freeze_backbone", "bfloat16"),
                 ("float32", "bfloat16", "channels_last", "freeze_backbone"),
                 tuple(OPTIONS)),
@@ -291,32 +291,42 @@ def _fit_epochs(model, X, y, epochs, device):
 
 
 # -- one comparison ---------------------------------------------------------------------
-def compare(X, y, *, params, epochs, repeats, naive_epochs_, device):
-    """Floor, fit, naive and predict figures of one cohort (see the module docstring)."""
+def compare(X, y, *, params, epochs, repeats, naive_epochs_, device, log=None):
+    """Floor, fit, naive and predict figures of one cohort (see the module docstring).
+
+    ``log``, if given, is called with a progress message before each step
+    (cache, warm-up, each repeat, naive epochs, predict).
+    """
     from bmdkit import BMDRegressor
     from bmdkit.io import load_images
 
+    log = log or (lambda message: None)
     device = torch.device(device)
     model = BMDRegressor(**params, device=str(device))
+    log(f"decoding {len(X)} images into the cache")
     start = time.perf_counter()
     load_images(X["image_path"].tolist(), image_size=model.image_size, contrast=model.contrast)
     cache_build = time.perf_counter() - start
+    log("warm-up fit (1 epoch)")
     _fit_epochs(model, X, y, 1, device)  # warm-up: allocator, kernels
     arrays = model.preprocessor_.transform(X)
-    y_scaled = ((y - model.y_mean_) / model.y_scale_).astype(np.float32)[:, None]
+    y_scaled = model._scale_targets(y)
 
     fit, walls = [], []
     with torch_threads(params.get("n_threads")):
         paired = _FloorAfterEachEpoch(floor_runner(model, arrays, y_scaled, device))
         paired.floor()  # warm-up
         model.set_params(callbacks=[paired])
-        for _ in range(repeats):
+        for repeat in range(repeats):
+            log(f"repeat {repeat + 1}/{repeats}: {epochs} fit epochs, each followed by a floor epoch")
             durations, wall, _ = _fit_epochs(model, X, y, epochs, device)
             fit += durations
             walls.append(wall - sum(durations) - sum(paired.seconds[-epochs:]))
         model.set_params(callbacks=None)
         floor = paired.seconds
+        log(f"naive: {naive_epochs_} epoch(s) decoding every file")
         naive = naive_epochs(model, X, arrays, y_scaled, naive_epochs_, device)
+    log("predict")
     start = time.perf_counter()
     model.predict(X)
     predict = time.perf_counter() - start
@@ -424,6 +434,15 @@ def _check_device(device):
         raise RuntimeError(f"device={device!r} asked for, but torch sees no CUDA device")
 
 
+def _setup(mode, device, log):
+    """(settings of ``mode`` from :data:`SETTINGS`, a log callable) after checking mode and device."""
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    _check_device(device)
+    settings = {key: value[_MODES.index(mode)] for key, value in SETTINGS.items()}
+    return settings, log or (lambda message: None)
+
+
 def run_benchmarks(mode="quick", *, device="cpu", n_threads=None, workdir=None, data_home=None,
                    log=None):
     """Run the bench and return every figure as a JSON-ready dict.
@@ -431,7 +450,9 @@ def run_benchmarks(mode="quick", *, device="cpu", n_threads=None, workdir=None, 
     Parameters
     ----------
     mode : {"smoke", "quick", "full"}, default="quick"
-        Sizes from :data:`SETTINGS`; ``"smoke"`` takes seconds (for CI).
+        Sizes from :data:`SETTINGS`; ``"smoke"`` takes seconds (for CI),
+        ``"quick"`` a few minutes on 2 CPU cores. The ``bmdkit bench``
+        command runs ``"full"`` unless given ``--quick`` or ``--smoke``.
     device : str, default="cpu"
         Torch device, e.g. ``"cuda"``.
     n_threads : int or None, default=None
@@ -461,11 +482,7 @@ def run_benchmarks(mode="quick", *, device="cpu", n_threads=None, workdir=None, 
     """
     from bmdkit.datasets import load_demo_cohort
 
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-    _check_device(device)
-    s = {key: value[_MODES.index(mode)] for key, value in SETTINGS.items()}
-    log = log or (lambda message: None)
+    s, log = _setup(mode, device, log)
     params = dict(s["model"], image_size=s["image_size"], random_state=0, n_threads=n_threads)
     common = dict(epochs=s["epochs"], repeats=s["repeats"], naive_epochs_=s["naive_epochs"],
                   device=device)
@@ -475,10 +492,12 @@ def run_benchmarks(mode="quick", *, device="cpu", n_threads=None, workdir=None, 
             f"{s['file_shape'][1]}")
         X, y = _radiograph_cohort(s["n"], s["file_shape"], tmp)
         log("radiographs: floor / fit / naive / predict")
-        radiographs = compare(X, y, params=params, **common)
+        radiographs = compare(X, y, params=params, **common,
+                              log=lambda message: log(f"radiographs: {message}"))
         log("demo cohort: floor / fit / naive / predict")
         X, y = load_demo_cohort(n=s["n"], data_home=data_home)
-        demo = compare(X, y, params=params, **dict(common, repeats=1))
+        demo = compare(X, y, params=params, **dict(common, repeats=1),
+                       log=lambda message: log(f"demo cohort: {message}"))
 
         scaling_n = []
         for n in s["scaling_n"]:
@@ -486,9 +505,13 @@ def run_benchmarks(mode="quick", *, device="cpu", n_threads=None, workdir=None, 
             X, y = load_demo_cohort(n=n, data_home=data_home)
             scaling_n.append(_scaling_point(
                 X, y, dict(params, image_size=s["scaling_base_size"]), device))
-        X, y = load_demo_cohort(n=s["scaling_base_n"], data_home=data_home)
+        base_n = s["scaling_n"][0]  # n while image_size varies
+        X, y = load_demo_cohort(n=base_n, data_home=data_home)
         scaling_size = []
         for size in s["scaling_image_size"]:
+            if size == s["scaling_base_size"]:  # measured above as the first n point
+                scaling_size.append(dict(scaling_n[0]))
+                continue
             log(f"scaling: image_size={size}")
             scaling_size.append(_scaling_point(X, y, dict(params, image_size=size), device))
         n = s["scaling_n"][-1]
@@ -525,11 +548,7 @@ def run_option_benchmarks(mode="quick", *, device="cpu", n_threads=None, data_ho
     """
     from bmdkit.datasets import load_demo_cohort
 
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-    _check_device(device)
-    s = {key: value[_MODES.index(mode)] for key, value in SETTINGS.items()}
-    log = log or (lambda message: None)
+    s, log = _setup(mode, device, log)
     X, y = load_demo_cohort(n=s["n"], data_home=data_home)
     rows = []
     for size in s["options_image_sizes"]:
@@ -597,17 +616,22 @@ def add_bench_parser(subparsers):
                     "and a loop decoding every file every epoch (naive), on generated "
                     "radiograph-sized files and on the demo cohort; then predict throughput, "
                     "peak memory and scaling with n and image_size. Prints a table and, "
-                    "last, the headline ratios. OpenMP threads wait passively "
+                    "last, the headline ratios. Without --quick or --smoke it runs the FULL "
+                    "bench (250 radiographs at 128 px; scaling up to n=4000 and 256 px): "
+                    "tens of minutes on 2 CPU cores, against under 3 minutes for --quick "
+                    "(--options in full: about 11 minutes). OpenMP threads wait passively "
                     "(OMP_WAIT_POLICY=PASSIVE, set by bmdkit unless already set; see "
                     "docs/performance.md).")
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--quick", action="store_true",
-                       help="smaller sizes: under 3 minutes on 2 CPU cores")
+                       help="smaller sizes: under 3 minutes on 2 CPU cores (default: the full "
+                            "bench, tens of minutes)")
     modes.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (for CI)")
     parser.add_argument("--options", action="store_true",
                         help="instead, compare the optional speed-ups (bfloat16, channels-last, "
                              "frozen backbone, torch.compile) with float32: times and held-out "
-                             "accuracy on the demo cohort")
+                             "accuracy on the demo cohort (full: about 11 minutes on 2 CPU "
+                             "cores; --quick: under a minute)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every figure to FILE")
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     parser.add_argument("--threads", type=int,

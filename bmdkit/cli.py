@@ -7,11 +7,15 @@ only when the command line is built, so another module adds a command with
 one line here, e.g. ``("tune", "bmdkit.tuning:add_tune_parser")``. Shared
 option groups (:func:`add_model_options`, :func:`add_data_options`) and
 their readers (:func:`model_params`, :func:`read_data`) serve every command.
+Bad input (a missing file or column, an unreadable image, a missing target)
+ends the command with exit status 2 and one ``bmdkit COMMAND: error: ...``
+message naming every problem, not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import inspect
 import json
@@ -42,13 +46,12 @@ MODELS = {
 }
 BASELINE = "concat"
 
-#: ``bmdkit demo`` settings: (--quick, full).
+#: ``bmdkit demo`` settings: (--quick, full). Both run on the whole demo cohort.
 DEMO_SETTINGS = {
     "folds": (5, 10),
     "epochs": (10, 20),
     "image_size": (64, 64),
     "backbone": ("resnet10t", "resnet10t"),
-    "n": (None, None),
 }
 
 
@@ -63,6 +66,11 @@ def _key_value(text):
         return key, value
 
 
+#: (option dest, BMDRegressor parameter) of :func:`add_model_options`.
+_MODEL_OPTIONS = (("epochs", "max_epochs"), ("image_size", "image_size"),
+                  ("batch_size", "batch_size"), ("backbone", "backbone"), ("device", "device"))
+
+
 def _default(name):
     """Default of a BMDRegressor parameter, for help texts."""
     from bmdkit import BMDRegressor
@@ -70,20 +78,27 @@ def _default(name):
     return inspect.signature(BMDRegressor).parameters[name].default
 
 
-def add_model_options(parser):
-    """Options setting the estimator's hyperparameters (see :func:`model_params`)."""
+def add_model_options(parser, *, defaults=None):
+    """Options setting the estimator's hyperparameters (see :func:`model_params`).
+
+    ``defaults`` maps option names (``"epochs"``, ``"image_size"``,
+    ``"batch_size"``, ``"backbone"``, ``"device"``) to the default shown in
+    their help, for a command whose defaults are not BMDRegressor's.
+    """
+    shown = {option: _default(name) for option, name in _MODEL_OPTIONS}
+    shown.update(defaults or {})
     group = parser.add_argument_group("model")
     group.add_argument("--epochs", type=int,
-                       help=f"training epochs per fit (default: {_default('max_epochs')})")
+                       help=f"training epochs per fit (default: {shown['epochs']})")
     group.add_argument("--image-size", type=int,
                        help="side of the square network input in pixels "
-                            f"(default: {_default('image_size')})")
+                            f"(default: {shown['image_size']})")
     group.add_argument("--batch-size", type=int,
-                       help=f"mini-batch size (default: {_default('batch_size')})")
+                       help=f"mini-batch size (default: {shown['batch_size']})")
     group.add_argument("--backbone",
-                       help=f"timm backbone name (default: {_default('backbone')})")
+                       help=f"timm backbone name (default: {shown['backbone']})")
     group.add_argument("--device", help='torch device, e.g. "cpu" or "cuda" '
-                                        f"(default: {_default('device')})")
+                                        f"(default: {shown['device']})")
     group.add_argument("--seed", type=int, default=0,
                        help="random_state of models and folds (default: %(default)s)")
     group.add_argument("--param", action="append", type=_key_value, default=[],
@@ -96,9 +111,7 @@ def add_model_options(parser):
 def model_params(args):
     """BMDRegressor keyword arguments from :func:`add_model_options` options."""
     params = {"random_state": args.seed}
-    for option, name in (("epochs", "max_epochs"), ("image_size", "image_size"),
-                         ("batch_size", "batch_size"), ("backbone", "backbone"),
-                         ("device", "device")):
+    for option, name in _MODEL_OPTIONS:
         if getattr(args, option) is not None:
             params[name] = getattr(args, option)
     params.update(dict(args.param))
@@ -119,21 +132,29 @@ def add_data_options(parser, *, target_required=True, csv_required=True):
     return group
 
 
-def read_data(args):
-    """(X, y) from :func:`add_data_options` options; y is None without ``--target``."""
-    import pandas as pd
+def read_data(args, *, images=None):
+    """(X, y) from :func:`add_data_options` options, read by :func:`bmdkit.load_cohort`.
 
-    frame = pd.read_csv(args.csv, encoding="utf-8-sig")
-    missing = [c for c in [args.target, *args.drop] if c and c not in frame.columns]
-    if missing:
-        raise SystemExit(f"error: columns {missing} not in {args.csv}; it has {list(frame.columns)}")
-    y = frame.pop(args.target).to_numpy(dtype=float) if args.target else None
-    X = frame.drop(columns=args.drop)
-    if args.image_col in X.columns:
-        base = args.csv.resolve().parent
-        X[args.image_col] = [str(p) if Path(p).is_absolute() else str(base / p)
-                             for p in X[args.image_col].astype(str)]
-    return X, y
+    Every row is checked as :func:`~bmdkit.load_cohort` does: missing columns,
+    image files and target values are named, with their rows, in one
+    :class:`~bmdkit.validation.InputError`. y is None without ``--target``;
+    the ``--drop`` columns are dropped last.
+
+    ``images``: whether the image column must be there and its files
+    readable; by default unless every chosen model (``args.models`` or
+    ``args.model``) is metadata-only.
+    """
+    from bmdkit.datasets import load_cohort
+    from bmdkit.validation import check_columns
+
+    if images is None:
+        chosen = getattr(args, "models", None) or [getattr(args, "model", None)]
+        images = any(MODELS.get(name, ("",))[0] != "metadata" for name in chosen)
+    X, y = load_cohort(args.csv, image_col=args.image_col if images else None,
+                       target=args.target)
+    drop = [c for c in args.drop if c != args.target]
+    check_columns(X, drop, role=f"--drop column of {args.csv}")
+    return X.drop(columns=drop), y
 
 
 def make_models(names, params, image_col="image_path"):
@@ -159,7 +180,11 @@ def _run_comparison(X, y, args, params, *, title, synthetic, description):
     warn_missing_values(X, [c for c in X.columns if c != getattr(args, "image_col", "image_path")])
     with warnings.catch_warnings():  # counted once above, not again in every fold
         warnings.simplefilter("ignore", ImputationWarning)
-        results = compare_models(models, X, y, cv=cv, baseline=baseline)
+        results = compare_models(models, X, y, cv=cv, baseline=baseline,
+                                 device=args.densitometer)
+    # saved with the results, so that `bmdkit report` draws the same labels
+    results = dataclasses.replace(results, title=title, synthetic=synthetic,
+                                  description=description)
     out = Path(args.out)
     results.save(out / "results")
     page = write_report(results, out, title=title, synthetic=synthetic, description=description)
@@ -170,12 +195,22 @@ def _run_comparison(X, y, args, params, *, title, synthetic, description):
     return results
 
 
-def _add_cv_options(parser, *, folds):
+def _add_densitometer_option(parser):
+    from bmdkit.clinical import SBMD_EQUATIONS
+
+    parser.add_argument("--densitometer", default="lunar",
+                        choices=sorted(SBMD_EQUATIONS["femoral_neck"]),
+                        help="DXA device scale of the BMD, for T-scores, WHO categories and "
+                             "screening thresholds (default: %(default)s)")
+
+
+def _add_cv_options(parser, *, folds, folds_default=None):
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
                         help="models to compare (default: all four; the baseline of relative "
                              f"changes is {BASELINE!r} when included)")
     parser.add_argument("--folds", type=int, default=folds,
-                        help=f"stratified folds (default: {folds or 'see below'})")
+                        help=f"stratified folds (default: {folds_default or folds})")
+    _add_densitometer_option(parser)
 
 
 def _add_report_options(parser, *, title):
@@ -185,7 +220,18 @@ def _add_report_options(parser, *, title):
 
 
 # -- demo ---------------------------------------------------------------------------
+def _demo_default(key):
+    """Help text of a demo setting's default: "full" or "full; quick with --quick"."""
+    quick, full = DEMO_SETTINGS[key]
+    return f"{full}" if quick == full else f"{full}; {quick} with --quick"
+
+
 def add_demo_parser(subparsers):
+    from bmdkit.datasets import load_demo_cohort
+
+    cohort_size = inspect.signature(load_demo_cohort).parameters["n"].default
+    quick = {key: values[0] for key, values in DEMO_SETTINGS.items()}
+    full = {key: values[1] for key, values in DEMO_SETTINGS.items()}
     parser = subparsers.add_parser(
         "demo", help="compare the four models on the synthetic demo cohort",
         description="Cross-validate XAttn, concat, image-only and metadata-only models "
@@ -193,16 +239,20 @@ def add_demo_parser(subparsers):
                     "table and write an HTML report with figures. Synthetic data: the "
                     "numbers show the pipeline works, not clinical accuracy.",
         epilog="Defaults (--quick / full): " + "; ".join(
-            f"{key} {quick} / {full or 'all'}" for key, (quick, full) in DEMO_SETTINGS.items())
-        + ". --epochs, --image-size, --backbone, --folds and --n override them.")
+            f"{key} {q} / {f}" for key, (q, f) in DEMO_SETTINGS.items())
+        + f"; the whole cohort of {cohort_size} subjects. --epochs, --image-size, "
+          "--backbone, --folds and --n override them.")
     parser.add_argument("--quick", action="store_true",
-                        help="a smaller run (5 folds, 10 epochs; under 5 minutes on 2 CPU "
-                             "cores) instead of the full demo (10 folds, 20 epochs; under 30)")
+                        help=f"a smaller run ({quick['folds']} folds, {quick['epochs']} epochs; "
+                             "under 5 minutes on 2 CPU cores) instead of the full demo "
+                             f"({full['folds']} folds, {full['epochs']} epochs; under 30)")
     parser.add_argument("--out", default="bmdkit-demo",
                         help="output folder for the report (default: %(default)s)")
-    parser.add_argument("--n", type=int, help="cohort size (default: see below)")
-    _add_cv_options(parser, folds=None)
-    add_model_options(parser)
+    parser.add_argument("--n", type=int,
+                        help=f"cohort size (default: {cohort_size}, the whole cohort)")
+    _add_cv_options(parser, folds=None, folds_default=_demo_default("folds"))
+    add_model_options(parser, defaults={key: _demo_default(key)
+                                        for key in ("epochs", "image_size", "backbone")})
     parser.set_defaults(func=run_demo)
     return parser
 
@@ -223,7 +273,7 @@ def run_demo(args):
     args.epochs = args.epochs or settings["epochs"]
     args.image_size = args.image_size or settings["image_size"]
     args.backbone = args.backbone or settings["backbone"]
-    X, y = _demo_cohort(args.n or settings["n"], args.seed)
+    X, y = _demo_cohort(args.n, args.seed)
     mode = "quick" if args.quick else "full"
     description = (f"bmdkit demo ({mode}): synthetic hip radiographs and metadata, "
                    f"{len(y)} subjects, {args.folds}-fold BMDStratifiedKFold, "
@@ -275,7 +325,8 @@ def add_fit_parser(subparsers):
 
 def run_fit(args):
     X, y = read_data(args)
-    (name, model), = make_models([args.model], model_params(args), args.image_col).items()
+    params = {"verbose": 1, **model_params(args)}  # a line per epoch; --param verbose=0 wins
+    (name, model), = make_models([args.model], params, args.image_col).items()
     model.fit(X, y)
     path = model.save(args.out, overwrite=args.overwrite)
     print(f"fitted {name} on {len(y)} rows; saved to {path}")
@@ -286,26 +337,28 @@ def add_predict_parser(subparsers):
     parser = subparsers.add_parser(
         "predict", help="predict BMD, T-score and WHO category with a saved model",
         description="Predict femoral neck BMD for every row of a CSV with a model saved by "
-                    "`bmdkit fit`, and write the rows with predicted_bmd, t_score and "
-                    "who_category columns. With --target, also print the metrics.")
+                    "`bmdkit fit`, and write the rows as they are in the CSV (--drop "
+                    "columns included) with predicted_bmd, t_score and who_category columns "
+                    "added. With --target, also print the metrics.")
     add_data_options(parser, target_required=False)
     parser.add_argument("--model", required=True, help="folder of a saved model")
     parser.add_argument("--out", required=True, help="predictions CSV to write")
-    parser.add_argument("--densitometer", default="lunar", choices=["lunar", "hologic", "norland"],
-                        help="DXA device scale of the BMD, for T-scores (default: %(default)s)")
+    _add_densitometer_option(parser)
     parser.add_argument("--device", help="torch device to predict on (default: the saved one)")
     parser.set_defaults(func=run_predict)
     return parser
 
 
 def run_predict(args):
+    import pandas as pd
+
     import bmdkit
     from bmdkit.clinical import t_score, who_category
     from bmdkit.metrics import compute_metrics
 
-    X, y = read_data(args)
     model = bmdkit.load(args.model, device=args.device)
-    out = X.copy()
+    X, y = read_data(args, images=getattr(model, "fusion", None) != "metadata")
+    out = pd.read_csv(args.csv, encoding="utf-8-sig")  # the user's rows as written
     out["predicted_bmd"] = model.predict(X)
     out["t_score"] = t_score(out["predicted_bmd"].to_numpy(), device=args.densitometer)
     out["who_category"] = who_category(out["t_score"].to_numpy())
@@ -318,6 +371,10 @@ def run_predict(args):
 
 
 # -- report -------------------------------------------------------------------------
+#: Title of a report re-drawn from results saved without one.
+REPORT_TITLE = "bmdkit model comparison"
+
+
 def add_report_parser(subparsers):
     parser = subparsers.add_parser(
         "report", help="re-render the HTML report from saved results",
@@ -325,7 +382,11 @@ def add_report_parser(subparsers):
                     "`bmdkit demo` or `bmdkit cv` (no refitting).")
     parser.add_argument("--results", required=True, help="results folder (…/results)")
     parser.add_argument("--out", required=True, help="output folder for the report")
-    _add_report_options(parser, title="bmdkit model comparison")
+    parser.add_argument("--title", help="report title (default: the one saved with the results, "
+                                        f"else {REPORT_TITLE!r})")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="label the report as results on synthetic data (results of "
+                             "`bmdkit demo` and `bmdkit cv --synthetic` are labelled anyway)")
     parser.set_defaults(func=run_report)
     return parser
 
@@ -335,7 +396,9 @@ def run_report(args):
     from bmdkit.report import write_report
 
     results = ComparisonResults.load(args.results)
-    page = write_report(results, args.out, title=args.title, synthetic=args.synthetic)
+    page = write_report(results, args.out, title=args.title or results.title or REPORT_TITLE,
+                        synthetic=args.synthetic or results.synthetic,
+                        description=results.description)
     print(f"report: {page}")
 
 
@@ -364,9 +427,19 @@ def _version():
 
 
 def main(argv=None):
-    """Run ``bmdkit`` with ``argv`` (default: the process arguments)."""
+    """Run ``bmdkit`` with ``argv`` (default: the process arguments).
+
+    Returns 0. Bad input exits with status 2 after printing
+    ``bmdkit COMMAND: error: MESSAGE`` on stderr: an
+    :class:`~bmdkit.validation.InputError` or other ``ValueError``, a
+    ``FileNotFoundError`` or a ``FileExistsError``.
+    """
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:  # InputError: ValueError
+        print(f"bmdkit {args.command}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     return 0
 
 

@@ -79,7 +79,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     compile : bool, default=False
         ``torch.compile`` the network (skorch's ``compile``): a one-off
         compilation (tens of seconds on CPU) for faster steps afterwards.
-    contrast : {"percentile", "minmax"}, default="percentile"
+    contrast : {"percentile", "minmax", "none"}, default="percentile"
         Per-image contrast normalisation before the network.
     cache_dir : str or None, default=None
         On-disk image cache shared by processes (else ``BMDKIT_CACHE_DIR``,
@@ -208,10 +208,13 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        for name in ("image_size", "embed_dim", "n_heads", "n_layers", "max_epochs", "batch_size"):
+        for name in ("image_size", "embed_dim", "n_heads", "n_layers", "max_epochs", "batch_size",
+                     "n_iter_no_change", "lds_bins"):
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.lds_sigma > 0:
+            raise ValueError(f"lds_sigma must be > 0, got {self.lds_sigma!r}")
         if self.embed_dim % self.n_heads:
             raise ValueError(
                 f"embed_dim ({self.embed_dim}) must be divisible by n_heads ({self.n_heads})"
@@ -265,15 +268,21 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.preprocessor_ = self._make_preprocessor().fit(X)
         n_meta = len(self.preprocessor_.numeric_cols_) + len(self.preprocessor_.categorical_cols_)
         if self.fusion != "image" and n_meta == 0:
+            if X.shape[1] == 0:  # scikit-learn's wording for empty data (check_estimator)
+                raise ValueError(
+                    f"fusion={self.fusion!r} needs at least one metadata column; X has 0 "
+                    f"feature(s) (shape={X.shape}) while a minimum of 1 is required."
+                )
             raise ValueError(
-                f"fusion={self.fusion!r} needs at least one metadata column; X has 0 feature(s) "
-                f"(shape={(len(X), 0)}) while a minimum of 1 is required."
+                f"fusion={self.fusion!r} needs at least one metadata column; none was selected "
+                f"besides image_col={self.image_col!r} (X columns: {list(X.columns)}, "
+                f"numeric_cols={self.numeric_cols!r}, categorical_cols={self.categorical_cols!r})"
             )
         arrays = self.preprocessor_.transform(X)
 
         self.y_mean_ = float(y.mean())
         self.y_scale_ = float(y.std()) or 1.0
-        y_scaled = ((y - self.y_mean_) / self.y_scale_).astype(np.float32)[:, None]
+        y_scaled = self._scale_targets(y)
 
         self.net_ = self._make_net(
             module=BMDNet,
@@ -312,6 +321,10 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             self.net_.partial_fit(self._network_inputs(arrays), y_scaled)
         self.feature_names_in_ = self.preprocessor_.feature_names_in_
         return self
+
+    def _scale_targets(self, y):
+        """``y`` (g/cm²) as the network trains on it: standardised float32 of shape (n, 1)."""
+        return ((np.asarray(y) - self.y_mean_) / self.y_scale_).astype(np.float32)[:, None]
 
     def _network_inputs(self, arrays):
         """The preprocessed arrays, with a frozen backbone's (cached) features for the images."""
@@ -354,12 +367,15 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             )
         return callbacks
 
+    def _predict_inputs(self, X):
+        """What the fitted network takes for the rows of ``X``."""
+        return self._network_inputs(self.preprocessor_.transform(self._metadata_frame(X)))
+
     def predict(self, X):
         """Predicted BMD in g/cm², float64 of shape (n_samples,)."""
         check_is_fitted(self, "net_")
-        arrays = self.preprocessor_.transform(self._metadata_frame(X))
         with torch_threads(self.n_threads):
-            scaled = self.net_.predict(self._network_inputs(arrays))[:, 0].astype(np.float64)
+            scaled = self.net_.predict(self._predict_inputs(X))[:, 0].astype(np.float64)
         return scaled * self.y_scale_ + self.y_mean_
 
     def save(self, path, *, overwrite=False):
@@ -386,11 +402,10 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         if self.fusion != "xattn":
             raise ValueError(f"attention weights exist only for fusion='xattn', not {self.fusion!r}")
-        arrays = self.preprocessor_.transform(self._metadata_frame(X))
-        dataset = self.net_.get_dataset(self._network_inputs(arrays))
         parts = {"image_to_metadata": [], "metadata_to_image": []}
         self.net_.module_.eval()
-        with torch.no_grad():
+        with torch_threads(self.n_threads), torch.no_grad():
+            dataset = self.net_.get_dataset(self._predict_inputs(X))
             for batch in self.net_.get_iterator(dataset, training=False):
                 _, attention = self.net_.infer(unpack_data(batch)[0], return_attention=True)
                 for key in parts:
@@ -410,11 +425,22 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         return tags
 
 
+def derived_signature(*, drop=(), add=None):
+    """``BMDRegressor.__init__``'s signature less ``drop``, plus keyword-only ``add`` (name: default).
+
+    scikit-learn reads an estimator's parameter names from its ``__init__``
+    signature, so a subclass taking ``**kwargs`` declares them this way.
+    """
+    base = inspect.signature(BMDRegressor.__init__)
+    params = [p for name, p in base.parameters.items() if name not in drop]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+               for name, default in (add or {}).items()]
+    return base.replace(parameters=params)
+
+
 def _named_init(fusion):
     """``__init__`` of a named model: BMDRegressor's parameters less ``fusion``."""
-    base = inspect.signature(BMDRegressor.__init__)
-    params = [p for name, p in base.parameters.items() if name != "fusion"]
-    signature = base.replace(parameters=params)
+    signature = derived_signature(drop=("fusion",))
 
     def __init__(self, **kwargs):
         bound = signature.bind(self, **kwargs)

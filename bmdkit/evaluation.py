@@ -22,8 +22,7 @@ from scipy import stats
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from bmdkit.clinical import screening_thresholds
-from bmdkit.metrics import compute_metrics, metric_directions
+from bmdkit.metrics import compute_metrics, resolve_thresholds
 from bmdkit.model_selection import BMDStratifiedKFold
 
 __all__ = ["ComparisonResults", "compare_models", "corrected_paired_ttest"]
@@ -101,6 +100,13 @@ class ComparisonResults:
         ``site``, ``device`` and ``reference`` of the T-scores.
     models : dict of str to str
         Each model's ``repr``.
+    synthetic : bool
+        Whether the data were synthetic (the report then says so).
+    title, description : str or None
+        Report title and a paragraph on the cohort and protocol, for
+        re-drawing the report (``bmdkit report``).
+
+    Everything but these three report labels is fixed once the results exist.
     """
 
     fold_scores: pd.DataFrame
@@ -109,6 +115,9 @@ class ComparisonResults:
     baseline: str | None = None
     clinical: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)
+    synthetic: bool = False
+    title: str | None = None
+    description: str | None = None
 
     @property
     def model_names(self):
@@ -120,10 +129,6 @@ class ComparisonResults:
         """Names of the per-fold metrics."""
         return [c for c in self.fold_scores.columns if c not in _FOLD_COLUMNS]
 
-    def directions(self):
-        """+1 / -1 / 0 for each metric: higher better / lower better / neither."""
-        return metric_directions(self.thresholds, **self.clinical)
-
     def _baseline(self, baseline):
         baseline = baseline if baseline is not None else self.baseline
         if baseline is None:
@@ -132,8 +137,13 @@ class ComparisonResults:
             raise ValueError(f"baseline {baseline!r} is not one of {self.model_names}")
         return baseline
 
-    def _per_fold(self, metric):
+    def per_fold(self, metric):
+        """Scores of one metric: index fold, one column per model."""
         return self.fold_scores.pivot(index="fold", columns="model", values=metric)
+
+    def _fold_sizes(self):
+        """Mean training and test rows per fold, for :func:`corrected_paired_ttest`."""
+        return self.fold_scores["n_train"].mean(), self.fold_scores["n_test"].mean()
 
     def summary(self):
         """Mean and SD over folds: index model, columns (metric, "mean" | "sd")."""
@@ -154,8 +164,15 @@ class ComparisonResults:
             change = 100.0 * (means - base) / base.abs()
         return change.drop(index=baseline).reindex([m for m in self.model_names if m != baseline])
 
-    def paired_tests(self, baseline=None):
+    def paired_tests(self, baseline=None, metrics=None):
         """Paired tests over folds of each model against the baseline, per metric.
+
+        Parameters
+        ----------
+        baseline : str or None
+            Default: :attr:`baseline`.
+        metrics : sequence of str or None
+            Test only these metrics (default: every metric).
 
         Returns
         -------
@@ -165,11 +182,10 @@ class ComparisonResults:
             and ``p_corrected`` (:func:`corrected_paired_ttest`).
         """
         baseline = self._baseline(baseline)
-        n_train = self.fold_scores["n_train"].mean()
-        n_test = self.fold_scores["n_test"].mean()
+        n_train, n_test = self._fold_sizes()
         rows = []
-        for metric in self.metric_names:
-            per_fold = self._per_fold(metric)
+        for metric in (m for m in self.metric_names if metrics is None or m in metrics):
+            per_fold = self.per_fold(metric)
             base = per_fold[baseline].to_numpy()
             for model in self.model_names:
                 if model == baseline:
@@ -208,14 +224,20 @@ class ComparisonResults:
             table[metric] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean, sd)]
         if self.baseline is not None:
             change = self.relative_change()
-            tests = self.paired_tests().set_index(["model", "metric"])["p_corrected"]
+            n_train, n_test = self._fold_sizes()
             for metric in (m for m in CHANGE_METRICS if m in metrics):
+                # p_corrected of paired_tests(), without its slower t and Wilcoxon tests
+                per_fold = self.per_fold(metric)
+                base = per_fold[self.baseline].to_numpy()
+                p = {model: corrected_paired_ttest(per_fold[model].to_numpy() - base,
+                                                   n_train, n_test)
+                     for model in self.model_names if model != self.baseline}
                 table[f"Δ {metric} %"] = [
                     "baseline" if model == self.baseline else f"{change.loc[model, metric]:+.1f}"
                     for model in self.model_names
                 ]
                 table[f"p {metric}"] = [
-                    "" if model == self.baseline else f"{tests.loc[(model, metric)]:.3f}"
+                    "" if model == self.baseline else f"{p[model]:.3f}"
                     for model in self.model_names
                 ]
         table.index.name = "model"
@@ -228,13 +250,14 @@ class ComparisonResults:
         self.fold_scores.to_csv(path / "fold_scores.csv", index=False)
         self.predictions.to_csv(path / "predictions.csv", index=False)
         meta = dict(thresholds=self.thresholds, baseline=self.baseline, clinical=self.clinical,
-                    models=self.models)
+                    models=self.models, synthetic=self.synthetic, title=self.title,
+                    description=self.description)
         (path / "results.json").write_text(json.dumps(meta, indent=2))
         return path
 
     @classmethod
     def load(cls, path):
-        """Read results written by :meth:`save`."""
+        """Read results written by :meth:`save` (also by older versions: without report labels)."""
         path = Path(path)
         for name in ("fold_scores.csv", "predictions.csv", "results.json"):
             if not (path / name).is_file():
@@ -283,7 +306,8 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
     baseline : str or None
         Name of the model to compare the others against.
     thresholds : dict or None
-        Screening thresholds (see :func:`bmdkit.metrics.compute_metrics`).
+        Screening thresholds (see :func:`bmdkit.metrics.resolve_thresholds`):
+        ``None`` for T = -1 and T = -2.5 on ``device``, ``{}`` for none.
     site, device, reference
         T-score settings (see :func:`bmdkit.clinical.t_score`).
     progress : bool, default=True
@@ -314,8 +338,7 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
     if len(y) != len(X):
         raise ValueError(f"X has {len(X)} rows but y has {len(y)} values")
     clinical = dict(site=site, device=device, reference=reference)
-    thresholds = ({str(k): float(v) for k, v in thresholds.items()} if thresholds
-                  else screening_thresholds(**clinical))
+    thresholds = resolve_thresholds(thresholds, **clinical)
     splits = list(cv.split(X, y, groups))
     scores, predictions = [], []
     with tqdm(total=len(splits) * len(models), desc="cross-validation", unit="fit",

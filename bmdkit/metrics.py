@@ -24,8 +24,8 @@ from sklearn import metrics as skm
 from bmdkit.clinical import screening_thresholds, t_score, who_category
 
 __all__ = [
-    "REGRESSION_METRICS", "SCREENING_METRICS", "bias", "compute_metrics",
-    "limits_of_agreement", "metric_directions", "pearson_r", "scorers", "screening_metrics", "who_accuracy",
+    "REGRESSION_METRICS", "SCREENING_METRICS", "bias", "compute_metrics", "limits_of_agreement",
+    "pearson_r", "resolve_thresholds", "scorers", "screening_metrics", "who_accuracy",
 ]
 
 LOA_Z = 1.96
@@ -94,7 +94,7 @@ def _loa_upper(y_true, y_pred):
 
 
 def _rmse(y_true, y_pred):
-    return float(np.sqrt(skm.mean_squared_error(y_true, y_pred)))
+    return float(skm.root_mean_squared_error(y_true, y_pred))
 
 
 #: name -> (function(y_true, y_pred), direction): +1 higher is better, -1 lower, 0 neither.
@@ -186,7 +186,27 @@ def who_accuracy(y_true, y_pred, *, site="femoral_neck", device="lunar",
     return float(np.mean(same))
 
 
-def _thresholds(thresholds, site, device, reference):
+def resolve_thresholds(thresholds=None, *, site="femoral_neck", device="lunar",
+                       reference="nhanes3_female"):
+    """Screening thresholds as ``{name: BMD in g/cm²}``, the defaults filled in.
+
+    Parameters
+    ----------
+    thresholds : dict of str to float or None, default=None
+        ``None``: :func:`bmdkit.clinical.screening_thresholds` (T = -1 and
+        T = -2.5) for ``site``, ``device`` and ``reference``. A dict is used
+        as given, names as str and values as float; ``{}`` means no
+        screening thresholds.
+    site, device, reference
+        See :func:`bmdkit.clinical.t_score`.
+
+    Examples
+    --------
+    >>> {k: round(v, 3) for k, v in resolve_thresholds().items()}
+    {'T=-1.0': 0.899, 'T=-2.5': 0.691}
+    >>> resolve_thresholds({"paper": 0.899}), resolve_thresholds({})
+    ({'paper': 0.899}, {})
+    """
     if thresholds is None:
         return screening_thresholds(site=site, device=device, reference=reference)
     return {str(name): float(value) for name, value in dict(thresholds).items()}
@@ -202,7 +222,8 @@ def compute_metrics(y_true, y_pred, *, thresholds=None, site="femoral_neck", dev
         Measured (DXA) and predicted BMD in g/cm².
     thresholds : dict of str to float or None, default=None
         Screening thresholds by name; ``None``:
-        :func:`bmdkit.clinical.screening_thresholds` for ``site``/``device``.
+        :func:`bmdkit.clinical.screening_thresholds` for ``site``/``device``;
+        ``{}``: none (see :func:`resolve_thresholds`).
     site, device, reference
         For the WHO categories and default thresholds (see :func:`bmdkit.clinical.t_score`).
 
@@ -219,23 +240,13 @@ def compute_metrics(y_true, y_pred, *, thresholds=None, site="femoral_neck", dev
     (0.00495, 0.75)
     """
     result = {name: float(fn(y_true, y_pred)) for name, (fn, _) in REGRESSION_METRICS.items()}
-    for label, threshold in _thresholds(thresholds, site, device, reference).items():
+    thresholds = resolve_thresholds(thresholds, site=site, device=device, reference=reference)
+    for label, threshold in thresholds.items():
         for name, value in screening_metrics(y_true, y_pred, threshold).items():
             result[f"{name}@{label}"] = value
     result["who_accuracy"] = who_accuracy(y_true, y_pred, site=site, device=device,
                                           reference=reference)
     return result
-
-
-def metric_directions(thresholds=None, *, site="femoral_neck", device="lunar",
-                      reference="nhanes3_female"):
-    """Direction of every key of :func:`compute_metrics`: +1 higher is better, -1 lower, 0 neither."""
-    directions = {name: direction for name, (_, direction) in REGRESSION_METRICS.items()}
-    for label in _thresholds(thresholds, site, device, reference):
-        for name, (_, direction) in SCREENING_METRICS.items():
-            directions[f"{name}@{label}"] = direction
-    directions["who_accuracy"] = +1
-    return directions
 
 
 def scorers(thresholds=None, *, site="femoral_neck", device="lunar", reference="nhanes3_female"):
@@ -272,7 +283,8 @@ def scorers(thresholds=None, *, site="femoral_neck", device="lunar", reference="
     for name, (fn, direction) in REGRESSION_METRICS.items():
         key = f"neg_{name}" if direction < 0 else name
         result[key] = skm.make_scorer(fn, greater_is_better=direction >= 0)
-    for label, threshold in _thresholds(thresholds, site, device, reference).items():
+    thresholds = resolve_thresholds(thresholds, site=site, device=device, reference=reference)
+    for label, threshold in thresholds.items():
         for name, (fn, _) in SCREENING_METRICS.items():
             result[f"{name}@{label}"] = skm.make_scorer(fn, threshold=threshold)
     result["who_accuracy"] = skm.make_scorer(who_accuracy, **kwargs)

@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
 from skorch import NeuralNetRegressor
 
 from bmdkit import estimators
@@ -56,7 +57,6 @@ ALLOWED_CLASSES = {
     for cls in (BMDNet, WeightedSmoothL1Loss, torch.nn.MSELoss, torch.nn.SmoothL1Loss,
                 torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD)
 }
-_NET_CLASS_PARAMS = ("module", "criterion", "optimizer")
 _NET_SKIPPED = ("callbacks", "train_split", "dataset", "iterator_train", "iterator_valid",
                 "warm_start", "torch_load_kwargs")
 _FITTED = {"preprocessor_", "y_mean_", "y_scale_", "loss_weights_", "net_", "feature_names_in_"}
@@ -202,8 +202,8 @@ def _model_params(model):
     return params, dropped
 
 
-def _sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
 
 
 def save(model, path, *, overwrite=False):
@@ -268,8 +268,9 @@ def save(model, path, *, overwrite=False):
                for k, v in model.net_.module_.state_dict().items()}
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
-        save_file(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT})
-        meta["weights"] = {"file": WEIGHTS_FILE, "sha256": _sha256(tmp / WEIGHTS_FILE)}
+        data = save_tensors(tensors, metadata={"format": FORMAT})
+        (tmp / WEIGHTS_FILE).write_bytes(data)
+        meta["weights"] = {"file": WEIGHTS_FILE, "sha256": _sha256(data)}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if path.exists():
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
@@ -334,7 +335,8 @@ def load(path, *, device=None):
     weights_path = path / meta["weights"]["file"]
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path} not found: the saved model is incomplete")
-    if _sha256(weights_path) != meta["weights"]["sha256"]:
+    data = weights_path.read_bytes()  # read once: hashed here, deserialised below
+    if _sha256(data) != meta["weights"]["sha256"]:
         raise ValueError(f"{weights_path} does not match the checksum in model.json: "
                          "the weights were altered or damaged")
     if meta["class"] not in estimators.__all__:
@@ -359,7 +361,7 @@ def load(path, *, device=None):
         net_params["device"] = device
     try:
         net = NeuralNetRegressor(**net_params, **estimators.FAST_DATA_PATH).initialize()
-        state = load_file(weights_path, device="cpu")
+        state = load_tensors(data)  # onto the CPU
         net.module_.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, TypeError) as err:
         raise ValueError(

@@ -77,7 +77,9 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
     ----------
     numeric_cols_, categorical_cols_ : list of str
     cardinalities_ : list of int
-        Number of known categories of each categorical column.
+        Number of categories seen in training per categorical column (a
+        missing value seen in training counts as one; missing and unseen
+        values are encoded 0 at transform time).
     metadata_transformer_ : sklearn.compose.ColumnTransformer
     feature_names_in_ : ndarray of str
 
@@ -105,8 +107,7 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
             check_columns(X, [self.image_col], role="image column")
         metadata = X.drop(columns=[self.image_col]) if self.image_col is not None else X
         if self.numeric_cols is None:
-            numeric = list(metadata.select_dtypes(include="number").columns)
-            numeric = [c for c in numeric if not pd.api.types.is_bool_dtype(metadata[c])]
+            numeric = list(metadata.select_dtypes(include="number").columns)  # bool is not "number"
         else:
             numeric = list(self.numeric_cols)
         if self.categorical_cols is None:

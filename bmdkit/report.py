@@ -19,7 +19,6 @@ from sklearn.metrics import confusion_matrix, roc_curve
 
 from bmdkit.clinical import WHO_CATEGORIES, t_score, who_category
 from bmdkit.evaluation import KEY_METRICS
-from bmdkit.metrics import compute_metrics
 
 __all__ = ["FIGURES", "write_report"]
 
@@ -43,16 +42,20 @@ def _by_model(results):
             for name in results.model_names]
 
 
-def plot_scatter(results):
+def _pooled(results, pooled):
+    return results.pooled_metrics() if pooled is None else pooled
+
+
+def plot_scatter(results, pooled=None):
     """Predicted vs DXA BMD per model, with the identity line and thresholds."""
+    pooled = _pooled(results, pooled)
     parts = _by_model(results)
     fig, axes = _grid(len(parts))
     lo = min(results.predictions[["y_true", "y_pred"]].min())
     hi = max(results.predictions[["y_true", "y_pred"]].max())
     pad = 0.05 * (hi - lo)
     for ax, (name, part) in zip(axes, parts):
-        m = compute_metrics(part["y_true"], part["y_pred"], thresholds=results.thresholds,
-                            **results.clinical)
+        m = pooled.loc[name]
         ax.scatter(part["y_true"], part["y_pred"], s=10, alpha=0.6)
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="identity")
         for value in results.thresholds.values():
@@ -64,13 +67,13 @@ def plot_scatter(results):
     return fig
 
 
-def plot_bland_altman(results):
+def plot_bland_altman(results, pooled=None):
     """Bland-Altman plot per model: difference vs mean, bias and 95 % limits."""
+    pooled = _pooled(results, pooled)
     parts = _by_model(results)
     fig, axes = _grid(len(parts))
     for ax, (name, part) in zip(axes, parts):
-        m = compute_metrics(part["y_true"], part["y_pred"], thresholds=results.thresholds,
-                            **results.clinical)
+        m = pooled.loc[name]
         mean = (part["y_true"] + part["y_pred"]) / 2
         ax.scatter(mean, part["y_pred"] - part["y_true"], s=10, alpha=0.6)
         ax.axhline(m["bias"], color="C3", label=f"bias {m['bias']:+.3f}")
@@ -82,9 +85,13 @@ def plot_bland_altman(results):
     return fig
 
 
-def plot_roc(results):
+def plot_roc(results, pooled=None):
     """ROC curves of every model at each screening threshold (pooled out-of-fold)."""
-    fig, axes = _grid(len(results.thresholds))
+    pooled = _pooled(results, pooled)
+    fig, axes = _grid(max(len(results.thresholds), 1))
+    if not results.thresholds:
+        axes[0].text(0.5, 0.5, "no screening thresholds", ha="center", va="center")
+        axes[0].set_axis_off()
     y_true = results.predictions.drop_duplicates("row")["y_true"]
     for ax, (label, threshold) in zip(axes, results.thresholds.items()):
         for name, part in _by_model(results):
@@ -92,8 +99,7 @@ def plot_roc(results):
             if positive.all() or not positive.any():
                 continue
             fpr, tpr, _ = roc_curve(positive, -part["y_pred"].to_numpy())
-            auc = compute_metrics(part["y_true"], part["y_pred"], thresholds={label: threshold},
-                                  **results.clinical)[f"roc_auc@{label}"]
+            auc = pooled.loc[name, f"roc_auc@{label}"]
             ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
         ax.plot([0, 1], [0, 1], "k:", lw=1)
         ax.set(xlabel="1 − specificity", ylabel="sensitivity", aspect="equal",
@@ -102,7 +108,7 @@ def plot_roc(results):
     return fig
 
 
-def plot_confusion(results):
+def plot_confusion(results, pooled=None):
     """Confusion matrices: rows models, columns thresholds and the WHO categories."""
     parts = _by_model(results)
     columns = list(results.thresholds.items()) + [("WHO", None)]
@@ -133,13 +139,13 @@ def plot_confusion(results):
     return fig
 
 
-def plot_fold_scores(results):
+def plot_fold_scores(results, pooled=None):
     """Per-fold scores of each model; lines join the same fold across models."""
     metrics = [m for m in FOLD_METRICS if m in results.metric_names]
     fig, axes = _grid(len(metrics))
     names = results.model_names
     for ax, metric in zip(axes, metrics):
-        per_fold = results.fold_scores.pivot(index="fold", columns="model", values=metric)[names]
+        per_fold = results.per_fold(metric)[names]
         for _, values in per_fold.iterrows():
             ax.plot(range(len(names)), values.to_numpy(), color="grey", lw=0.6, alpha=0.6)
         ax.scatter(np.tile(np.arange(len(names)), len(per_fold)), per_fold.to_numpy().ravel(),
@@ -151,7 +157,9 @@ def plot_fold_scores(results):
     return fig
 
 
-#: File stem -> (figure function, caption) of every figure in the report.
+#: File stem -> (figure function, caption) of every figure in the report. Each function
+#: takes ``(results, pooled=None)``; ``pooled`` is ``results.pooled_metrics()``, computed
+#: when not given (functions that need no pooled metrics ignore it).
 FIGURES = {
     "scatter": (plot_scatter, "Predicted vs DXA BMD (out-of-fold), identity line dashed, "
                               "screening thresholds dotted."),
@@ -218,9 +226,10 @@ def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     label = "SYNTHETIC DATA — " if synthetic else ""
+    pooled = results.pooled_metrics()
     sections = []
     for stem, (plot, caption) in FIGURES.items():
-        fig = plot(results)
+        fig = plot(results, pooled)
         if synthetic:
             fig.suptitle("synthetic data", color="#b35c00", fontsize=9, x=0.99, ha="right")
         fig.savefig(out_dir / f"{stem}.png", dpi=dpi, bbox_inches="tight")
@@ -230,7 +239,7 @@ def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic
             f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
         )
     key = [m for m in KEY_METRICS if m in results.metric_names]
-    n_rows = results.predictions.groupby("model").size().iloc[0]
+    n_rows = results.predictions["row"].nunique()
     n_folds = results.fold_scores["fold"].nunique()
     thresholds = ", ".join(f"{k}: {v:.3f} g/cm²" for k, v in results.thresholds.items())
     clinical = ", ".join(f"{k}={v}" for k, v in results.clinical.items())
@@ -248,12 +257,11 @@ def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic
         f"<p>{n_rows} rows, {n_folds} folds; screening thresholds {html.escape(thresholds)} "
         f"({html.escape(clinical)}).</p>",
         "<h2>Results (mean ± SD over folds)</h2>", _table_html(results.table()),
-        "<h2>Pooled out-of-fold metrics</h2>", _table_html(results.pooled_metrics()[key]),
+        "<h2>Pooled out-of-fold metrics</h2>", _table_html(pooled[key]),
     ]
     if results.baseline is not None:
         change = results.relative_change()[key]
-        tests = results.paired_tests()
-        tests = tests[tests["metric"].isin(key)].set_index(["model", "metric"])
+        tests = results.paired_tests(metrics=key).set_index(["model", "metric"])
         parts += [f"<h2>Relative change vs {html.escape(results.baseline)} (%)</h2>",
                   _table_html(change, "{:+.2f}".format),
                   "<h2>Paired tests over folds (model − baseline)</h2>", _table_html(tests)]

@@ -11,13 +11,12 @@ Needs the ``distributed`` extra: ``pip install "bmdkit[distributed]"``.
 
 from __future__ import annotations
 
-import inspect
-
 from distributed.diagnostics.plugin import WorkerPlugin
 from skorch import NeuralNetRegressor
 from skorch.hf import AccelerateMixin
+from torch.utils.data import DataLoader
 
-from bmdkit.estimators import BMDRegressor
+from bmdkit.estimators import BMDRegressor, derived_signature
 
 __all__ = ["AcceleratedBMDRegressor", "AcceleratedNeuralNetRegressor", "TorchThreads"]
 
@@ -64,7 +63,8 @@ class AcceleratedBMDRegressor(BMDRegressor):
     """:class:`~bmdkit.BMDRegressor` trained through Hugging Face Accelerate.
 
     Run the script that fits it with ``accelerate launch`` to train on
-    several GPUs (one process per GPU, each batch split across them); in a
+    several GPUs (one process per GPU, each training on its shard of the
+    batches; ``batch_size`` is per process); in a
     plain ``python`` run it trains on one device like ``BMDRegressor``.
 
     Parameters
@@ -74,6 +74,9 @@ class AcceleratedBMDRegressor(BMDRegressor):
         keeps Accelerate on the CPU; ``device=None`` lets Accelerate place
         the model (the launched process's GPU).
     mixed_precision : {"no", "fp16", "bf16"}, default="no"
+        Accelerate's setting, which holds for the whole process: one process
+        cannot fit models with different ``mixed_precision`` (no grid search
+        over it).
     gradient_accumulation_steps : int, default=1
 
     Notes
@@ -108,14 +111,13 @@ class AcceleratedBMDRegressor(BMDRegressor):
         )
         # the accelerator's print (main process only) when verbose; plain print obeys verbose=0
         sink = "auto" if self.verbose else print
-        return AcceleratedNeuralNetRegressor(accelerator=accelerator, callbacks__print_log__sink=sink,
-                                             **{**params, "device": None})
+        # Accelerate places batches on the device and shards them across processes only for
+        # torch DataLoaders (prepare() passes any other iterator through untouched)
+        return AcceleratedNeuralNetRegressor(
+            accelerator=accelerator, callbacks__print_log__sink=sink,
+            **{**params, "device": None, "iterator_train": DataLoader,
+               "iterator_valid": DataLoader})
 
 
-# scikit-learn reads the parameter names from the signature: BMDRegressor's plus ours
-_base = inspect.signature(BMDRegressor.__init__)
-AcceleratedBMDRegressor.__init__.__signature__ = _base.replace(parameters=[
-    *_base.parameters.values(),
-    inspect.Parameter("mixed_precision", inspect.Parameter.KEYWORD_ONLY, default="no"),
-    inspect.Parameter("gradient_accumulation_steps", inspect.Parameter.KEYWORD_ONLY, default=1),
-])
+AcceleratedBMDRegressor.__init__.__signature__ = derived_signature(
+    add={"mixed_precision": "no", "gradient_accumulation_steps": 1})

@@ -12,6 +12,7 @@ docs/tuning.md.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 import time
@@ -19,6 +20,7 @@ import warnings
 
 import numpy as np
 import optuna
+import sqlalchemy.exc
 from filelock import FileLock
 from joblib import Parallel, delayed
 from optuna.distributions import (
@@ -27,11 +29,12 @@ from optuna.distributions import (
     IntDistribution,
 )
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.study import MaxTrialsCallback
+from optuna.study import MaxTrialsCallback, StudyDirection
 from optuna.trial import TrialState
 from sklearn.base import clone
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
+from sqlalchemy.engine import make_url
 
 from bmdkit.preprocessing import as_frame
 
@@ -109,7 +112,10 @@ def make_storage(storage, *, heartbeat_interval=60, grace_period=None, max_retry
         died is marked FAIL and retried. Any other string or path: a journal
         file (``JournalFileBackend``), safe for several processes on one
         machine (or on a file system with working locks) but without
-        heartbeats. A storage object is returned unchanged.
+        heartbeats. A string that starts like a URL but lacks ``://``
+        (``sqlite:tune.db``) is an error, not a journal file name (write
+        ``./sqlite:tune.db`` for such a file). A storage object is returned
+        unchanged.
     heartbeat_interval : int, default=60
         Seconds between a running trial's heartbeats (database URLs only).
     grace_period : int or None, default=None
@@ -122,10 +128,23 @@ def make_storage(storage, *, heartbeat_interval=60, grace_period=None, max_retry
     -------
     optuna.storages.BaseStorage or None
 
+    Raises
+    ------
+    ValueError
+        ``storage`` is not a valid database URL (``sqlite://tune.db``,
+        ``sqlite:tune.db``, an unknown dialect); the message names the URL
+        (password hidden).
+    ImportError
+        The URL's database driver is not installed (e.g. ``psycopg`` for
+        ``postgresql+psycopg://``).
+
     Notes
     -----
     A new SQLite file is initialised under a file lock and a new PostgreSQL
-    schema with retries, so several workers may start at once.
+    schema with retries, so several workers may start at once: database
+    errors (the schema created by another worker at the same moment, a
+    server still starting) are retried for a few seconds; a bad URL or a
+    missing driver fails at once.
 
     Examples
     --------
@@ -138,6 +157,10 @@ def make_storage(storage, *, heartbeat_interval=60, grace_period=None, max_retry
     """
     if storage is None or isinstance(storage, optuna.storages.BaseStorage):
         return storage
+    if isinstance(storage, str) and "://" not in storage and _URL_WITHOUT_SLASHES.match(storage):
+        raise ValueError(f"storage {storage!r} looks like a database URL without '://': write "
+                         "e.g. 'sqlite:///tune.db' for a database, or './' before the name for "
+                         "a journal file")
     storage = os.fspath(storage)
     if "://" not in storage:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -148,21 +171,60 @@ def make_storage(storage, *, heartbeat_interval=60, grace_period=None, max_retry
         return _rdb_storage(storage, heartbeat_interval, grace_period, max_retry)
 
 
+#: ``scheme:`` or ``dialect+driver:`` at the start of a string (two letters at least, so
+#: that a Windows drive letter ``C:`` is not one).
+_URL_WITHOUT_SLASHES = re.compile(r"[A-Za-z][A-Za-z0-9.\-]+(\+[A-Za-z0-9_.\-]+)?:")
+
+
+def _hide_password(url):
+    """``url`` with its password masked (``***``), for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:  # not parseable: it carries no recognisable password
+        return url
+
+
+def _redact(text, url):
+    """``text`` (an error message) without the password of ``url``."""
+    try:
+        password = make_url(url).password
+    except sqlalchemy.exc.ArgumentError:
+        return text
+    return text.replace(str(password), "***") if password else text
+
+
 def _rdb_storage(storage, heartbeat_interval, grace_period, max_retry):
     kwargs = dict(
         heartbeat_interval=heartbeat_interval, grace_period=grace_period,
         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
     )
-    if storage.startswith("sqlite:///"):
-        # wait for the database lock instead of failing at once; create the schema once
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-        with FileLock(storage[len("sqlite:///"):] + ".lock", timeout=300):
-            return RDBStorage(storage, **kwargs)
-    for attempt in range(5):
+    try:
+        if storage.startswith("sqlite:///"):
+            # wait for the database lock instead of failing at once; create the schema once
+            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+            with FileLock(storage[len("sqlite:///"):] + ".lock", timeout=300):
+                return RDBStorage(storage, **kwargs)
+        return _retry_database_errors(lambda: RDBStorage(storage, **kwargs), storage)
+    except sqlalchemy.exc.ArgumentError as error:  # no retry: the URL itself is wrong
+        raise ValueError(f"storage {_hide_password(storage)!r} is not a valid database URL: "
+                         f"{_redact(str(error), storage)}") from error
+    except ImportError as error:  # the dialect's driver is missing
+        cause = error.__cause__ or error
+        raise ImportError(f"storage {_hide_password(storage)!r} needs a module that is not "
+                          f"installed ({_redact(str(cause), storage)}): install the database "
+                          "driver of the URL, e.g. pip install 'psycopg[binary]' for "
+                          "postgresql+psycopg://") from error
+
+
+def _retry_database_errors(connect, url, attempts=5):
+    """``connect()``, retried on database errors: two workers creating the schema at once
+    (one wins, the retry loads it) or a server not yet accepting connections."""
+    for attempt in range(attempts):
         try:
-            return RDBStorage(storage, **kwargs)
-        except Exception:  # two workers creating the schema at once: one wins, retry loads it
-            if attempt == 4:
+            return connect()
+        except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError) as error:
+            if attempt == attempts - 1:
+                error.add_note(f"storage: {_hide_password(url)} ({attempts} attempts)")
                 raise
             time.sleep(0.5 * (attempt + 1))
 
@@ -175,13 +237,9 @@ def _suggest(trial, name, distribution):
                    log=distribution.log)
 
 
-def _rows(X, index):
-    return X.iloc[index] if hasattr(X, "iloc") else X[index]
-
-
 def _fit_and_score(estimator, X, y, train, test, scorer):
-    model = clone(estimator).fit(_rows(X, train), y[train])
-    return float(scorer(model, _rows(X, test), y[test]))
+    model = clone(estimator).fit(X.iloc[train], y[train])
+    return float(scorer(model, X.iloc[test], y[test]))
 
 
 def _objective(estimator, X, y, cv, scorer, space, n_jobs):
@@ -238,7 +296,9 @@ def tune(estimator, X, y, *, cv=5, n_trials=20, scoring="neg_mean_squared_error"
         journal file path.
     study_name : str or None, default=None
         Processes passing the same storage and name share the study
-        (created by whichever starts first).
+        (created by whichever starts first). An existing study must maximise
+        and must have been tuned with the same ``scoring`` (kept in its
+        ``user_attrs["scoring"]``); otherwise :class:`ValueError`.
     timeout : float or None, default=None
         Seconds after which this process starts no new trial.
     pruner : optuna.pruners.BasePruner or None, default=None
@@ -263,7 +323,14 @@ def tune(estimator, X, y, *, cv=5, n_trials=20, scoring="neg_mean_squared_error"
     -------
     optuna.Study
         Trials keep ``user_attrs["fold_scores"]`` and ``user_attrs["worker"]``
-        (host:pid).
+        (host:pid); the study keeps ``user_attrs["scoring"]``.
+
+    Raises
+    ------
+    ValueError
+        The named study exists in ``storage`` but minimises, or was tuned
+        with another ``scoring``; or ``storage`` is not a valid URL (see
+        :func:`make_storage`).
 
     Examples
     --------
@@ -287,10 +354,12 @@ def tune(estimator, X, y, *, cv=5, n_trials=20, scoring="neg_mean_squared_error"
     scorer = check_scoring(estimator, scoring=scoring)
     if pruner is None:
         pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    where = _describe_storage(storage)
     storage = make_storage(storage, heartbeat_interval=heartbeat_interval,
                            grace_period=grace_period)
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
                                 pruner=pruner, sampler=sampler, load_if_exists=True)
+    _check_study(study, _scoring_name(scoring), where)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # trials of workers that died before we came
@@ -304,6 +373,49 @@ def tune(estimator, X, y, *, cv=5, n_trials=20, scoring="neg_mean_squared_error"
     study.optimize(_objective(estimator, X, y, cv, scorer, space, n_jobs), n_trials=remaining,
                    timeout=timeout, callbacks=callbacks, catch=())
     return study
+
+
+def _describe_storage(storage):
+    """The storage argument of :func:`tune` as a message shows it (a URL's password hidden)."""
+    if storage is None:
+        return "in-memory storage"
+    if isinstance(storage, optuna.storages.BaseStorage):
+        return type(storage).__name__
+    storage = os.fspath(storage)
+    return _hide_password(storage) if "://" in storage else storage
+
+
+def _scoring_name(scoring):
+    """``scoring`` as a string to store with the study and compare (the same across processes)."""
+    if scoring is None or isinstance(scoring, str):
+        return str(scoring)
+    if hasattr(scoring, "__qualname__"):  # a function: its name, not its address
+        return f"{getattr(scoring, '__module__', '')}.{scoring.__qualname__}"
+    text = repr(scoring)  # e.g. make_scorer(mean_absolute_error, greater_is_better=False)
+    if " at 0x" in text:  # a default repr: its address differs from process to process
+        text = f"{type(scoring).__module__}.{type(scoring).__qualname__}"
+    return text
+
+
+def _check_study(study, scoring, where):
+    """Refuse an existing study that minimises or was tuned with another scoring."""
+    if study.directions != [StudyDirection.MAXIMIZE]:
+        directions = ", ".join(d.name.lower() for d in study.directions)
+        raise ValueError(
+            f"study {study.study_name!r} in {where} exists with direction {directions}; tune "
+            "maximises a scikit-learn score (higher is better): use another study_name or "
+            "delete the study")
+    stored = study.user_attrs.get("scoring")
+    if stored is None:  # a new study (or one created outside tune): record the scoring
+        study.set_user_attr("scoring", scoring)
+        # read back: of two workers creating the study at once with different scorings, the
+        # one whose write was overwritten usually sees the other's here
+        stored = study.user_attrs.get("scoring", scoring)
+    if stored != scoring:
+        raise ValueError(
+            f"study {study.study_name!r} in {where} was tuned with scoring={stored!r}, not "
+            f"scoring={scoring!r}: scores of both cannot share one study; use another "
+            "study_name or the same scoring")
 
 
 def best_estimator(estimator, study):

@@ -8,21 +8,37 @@ import numpy as np
 import pytest
 
 from bmdkit import cli
-from bmdkit.benchmarks import format_table, make_radiograph_files, run_benchmarks
+from bmdkit.benchmarks import (
+    format_table,
+    make_radiograph_files,
+    run_benchmarks,
+    run_option_benchmarks,
+)
 
 
-def test_smoke_bench_reports_every_figure(tmp_path, monkeypatch):
+def test_smoke_bench_reports_every_figure(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # keeps `bmdkit bench` in this process
     monkeypatch.setenv("BMDKIT_DATA_DIR", str(tmp_path / "data"))
     out = tmp_path / "bench.json"
     assert cli.main(["bench", "--smoke", "--threads", "1", "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
+    progress = capsys.readouterr().err
+    # the long comparisons log each step, each repeat included
+    assert "[bench] radiographs: repeat 1/1" in progress
+    assert "[bench] demo cohort: repeat 1/1" in progress
+    assert "radiographs: naive" in progress
     for name in ("radiographs", "demo"):
         row = figures["datasets"][name]
         assert row["floor_epoch_s"] > 0 and row["fit_epoch_s"] > 0 and row["naive_epoch_s"] > 0
         assert row["predict_images_per_s"] > 0
     assert figures["overhead_ratio"] == figures["datasets"]["radiographs"]["overhead_ratio"]
     assert [p["n"] for p in figures["scaling_n"]] == [8, 16]
+    # every image size is listed; the first is the n series' first point, not measured again
+    assert [p["image_size"] for p in figures["scaling_image_size"]] == [16, 24]
+    assert [p["n"] for p in figures["scaling_image_size"]] == [8, 8]
+    assert figures["scaling_image_size"][0] == figures["scaling_n"][0]
+    assert progress.count("[bench] scaling: image_size=") == 1
+    assert "scaling_base_n" not in figures["settings"]
     assert figures["machine"]["torch_threads"] >= 1
     assert "overhead_ratio=" in format_table(figures).splitlines()[-1]
 
@@ -36,14 +52,22 @@ def test_radiograph_files_are_16_bit_and_distinct_paths(tmp_path):
         assert image.size == (30, 40) and image.mode.startswith("I")
 
 
-def test_unknown_mode_and_missing_cuda_are_errors():
+@pytest.mark.parametrize("bench", [run_benchmarks, run_option_benchmarks])
+def test_unknown_mode_and_missing_cuda_are_errors(bench):
     with pytest.raises(ValueError, match="mode"):
-        run_benchmarks("huge")
+        bench("huge")
     import torch
 
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA"):
-            run_benchmarks("smoke", device="cuda")
+            bench("smoke", device="cuda")
+
+
+def test_bench_help_says_the_default_is_the_full_bench(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "FULL bench" in text and "tens of minutes" in text
 
 
 def test_smoke_option_bench_compares_each_option_with_float32(tmp_path, monkeypatch):

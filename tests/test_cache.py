@@ -81,3 +81,51 @@ def test_memory_stays_bounded_for_cohorts_larger_than_the_limit(files, monkeypat
     out = load_images(files, image_size=16)
     assert isinstance(out, np.memmap) and out.shape == (6, 16, 16)
     assert cache_info().memory_bytes <= 2100
+
+
+def test_a_new_cache_dir_holds_a_result_larger_than_the_memory_limit(files, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.setenv("BMDKIT_CACHE_MEMORY_MB", "0.001")
+    cache = tmp_path / "new" / "cache"  # does not exist yet
+    out = load_images(files, image_size=16, cache_dir=cache)
+    assert isinstance(out, np.memmap) and out.shape == (6, 16, 16)
+    assert len(list(cache.rglob("*.bin"))) == 6
+
+
+def test_an_unwritable_cache_folder_gives_one_warning(files, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "images-v1").write_text("a file where the entries' folder should be")
+    with pytest.warns(RuntimeWarning) as record:
+        out = load_images(files, image_size=16, cache_dir=cache)
+    assert out.shape == (6, 16, 16)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert str(cache / "images-v1") in message and "6 entries not written" in message
+
+
+def test_the_memory_limit_must_be_a_number(files, monkeypatch):
+    monkeypatch.setenv("BMDKIT_CACHE_MEMORY_MB", "1G")
+    with pytest.raises(ValueError, match=r"BMDKIT_CACHE_MEMORY_MB .*'1G'"):
+        load_images(files, image_size=16)
+
+
+def test_a_blank_image_is_named_once(files, tmp_path):
+    from bmdkit.validation import InputError
+
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((24, 24), 7, np.uint8)).save(blank)
+    with pytest.raises(InputError, match="blank image") as info:
+        load_images([*files, str(blank)], image_size=16)
+    assert str(info.value).count(str(blank)) == 1
+    assert info.value.problems[f"row 6: {blank}"] == (
+        "ValueError: blank image: every pixel has the same value")
+
+
+def test_cache_clear_resets_entries_and_counters_together(files):
+    load_images(files, image_size=16)
+    load_images(files, image_size=16)
+    info = cache_info()
+    assert info.decoded == 6 and info.memory_hits == 6 and info.memory_bytes > 0
+    cache_clear()
+    assert cache_info() == (0, 0, 0, 0, 0, 0)

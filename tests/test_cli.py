@@ -1,5 +1,8 @@
+import json
+import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -53,6 +56,7 @@ def test_fit_then_predict(cohort_csv, tmp_path, capsys):
               "--out", str(tmp_path / "model"), *TINY])
     model = bmdkit.load(tmp_path / "model")
     assert model.fusion == "concat" and model.max_epochs == 1 and model.embed_dim == 16
+    assert model.verbose == 1 and "train_loss" in capsys.readouterr().out  # fit shows epochs
     cli.main(["predict", *common, "--target", "bmd", "--model", str(tmp_path / "model"),
               "--out", str(tmp_path / "pred.csv")])
     pred = pd.read_csv(tmp_path / "pred.csv")
@@ -60,20 +64,45 @@ def test_fit_then_predict(cohort_csv, tmp_path, capsys):
     assert set(pred["who_category"]) <= {"normal", "osteopenia", "osteoporosis"}
     np.testing.assert_allclose(pred["t_score"], bmdkit.clinical.t_score(pred["predicted_bmd"]))
     assert "who_accuracy" in capsys.readouterr().out
+    # the user's rows come back as written: --drop id columns and the target included
+    rows = pd.read_csv(cohort_csv)
+    assert list(pred.columns) == [*rows.columns, "predicted_bmd", "t_score", "who_category"]
+    pd.testing.assert_frame_equal(pred[rows.columns], rows)
+
+
+def test_predict_keeps_relative_image_paths_without_target(cohort_csv, tmp_path, capsys):
+    rows = pd.read_csv(cohort_csv).drop(columns="bmd").iloc[:8]
+    rows["image_path"] = [os.path.relpath(p, tmp_path) for p in rows["image_path"]]
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    cli.main(["fit", "--csv", str(cohort_csv), "--target", "bmd", "--drop", "subject",
+              "--model", "image", "--out", str(tmp_path / "model"), *TINY,
+              "--param", "verbose=0"])
+    assert "train_loss" not in capsys.readouterr().out  # --param verbose=0 wins
+    cli.main(["predict", "--csv", str(tmp_path / "new.csv"), "--drop", "subject",
+              "--model", str(tmp_path / "model"), "--out", str(tmp_path / "pred.csv")])
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert pred["image_path"].tolist() == rows["image_path"].tolist()
+    assert pred["subject"].tolist() == rows["subject"].tolist()
+    assert pred["predicted_bmd"].notna().all()
 
 
 def test_cv_and_report(cohort_csv, tmp_path, capsys):
     cli.main(["cv", "--csv", str(cohort_csv), "--target", "bmd", "--drop", "subject",
               "--models", "concat", "metadata", "--folds", "3", "--out", str(tmp_path / "cv"),
-              *TINY])
+              "--densitometer", "hologic", "--title", "My <cohort>", *TINY])
     out = capsys.readouterr().out
     assert "Concat" in out and "Metadata-only" in out and "Δ mse %" in out
     assert (tmp_path / "cv" / "report.html").is_file()
     for figure in ("scatter", "bland_altman", "roc"):
         assert (tmp_path / "cv" / f"{figure}.png").is_file()
+    meta = json.loads((tmp_path / "cv" / "results" / "results.json").read_text())
+    assert meta["clinical"]["device"] == "hologic"
+    assert meta["thresholds"] == bmdkit.clinical.screening_thresholds(device="hologic")
+    assert meta["synthetic"] is False and meta["title"] == "My <cohort>"
     cli.main(["report", "--results", str(tmp_path / "cv" / "results"),
               "--out", str(tmp_path / "again"), "--synthetic"])
-    assert "Synthetic data" in (tmp_path / "again" / "report.html").read_text()
+    page = (tmp_path / "again" / "report.html").read_text()
+    assert "Synthetic data" in page and "My &lt;cohort&gt;" in page  # the saved title
 
 
 def test_demo_quick(monkeypatch, signal_cohort, tmp_path, capsys):
@@ -89,8 +118,105 @@ def test_demo_quick(monkeypatch, signal_cohort, tmp_path, capsys):
     assert all(name in out for name in ("XAttn", "Concat", "Image-only", "Metadata-only"))
     assert "SYNTHETIC" in (tmp_path / "report.html").read_text().upper()
     assert seen == {"n": 40, "seed": 0}
+    meta = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert meta["clinical"]["device"] == "lunar" and meta["synthetic"] is True
+    # re-drawn without --synthetic, the report still says SYNTHETIC, with the demo's title
+    cli.main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "again")])
+    page = (tmp_path / "again" / "report.html").read_text()
+    assert "Synthetic data" in page and "bmdkit demo: XAttn-BMD and baselines" in page
+    assert "bmdkit demo (quick): synthetic hip radiographs" in page  # the description
 
 
-def test_bad_column_is_a_clear_error(cohort_csv, tmp_path):
-    with pytest.raises(SystemExit, match="not in"):
-        cli.main(["fit", "--csv", str(cohort_csv), "--target", "nope", "--out", str(tmp_path)])
+def test_demo_help_shows_the_demo_settings(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "None" not in text and "see below" not in text
+    assert "(default: resnet10t)" in text and "(default: 64)" in text
+    assert "(default: 20; 10 with --quick)" in text and "(default: 10; 5 with --quick)" in text
+    assert "(default: 233, the whole cohort)" in text
+    assert "(5 folds, 10 epochs;" in text and "(10 folds, 20 epochs;" in text
+    assert "--densitometer {hologic,lunar,norland}" in text
+
+
+def _error(capsys, argv):
+    """Exit status and stderr of a command that fails."""
+    with pytest.raises(SystemExit) as exit:
+        cli.main(argv)
+    return exit.value.code, capsys.readouterr().err
+
+
+def test_bad_column_is_a_clear_error(cohort_csv, tmp_path, capsys):
+    code, err = _error(capsys, ["fit", "--csv", str(cohort_csv), "--target", "nope",
+                                "--out", str(tmp_path)])
+    assert code == 2 and err.startswith("bmdkit fit: error: ")
+    assert "'nope'" in err and "not found" in err and "Traceback" not in err
+    code, err = _error(capsys, ["fit", "--csv", str(cohort_csv), "--target", "bmd",
+                                "--drop", "subjects", "--out", str(tmp_path)])
+    assert code == 2 and "--drop column" in err and "'subjects'" in err
+
+
+def test_bad_rows_are_named(cohort_csv, tmp_path, capsys):
+    rows = pd.read_csv(cohort_csv)
+    rows.loc[3, "bmd"] = np.nan
+    rows.to_csv(tmp_path / "nan_target.csv", index=False)
+    code, err = _error(capsys, ["fit", "--csv", str(tmp_path / "nan_target.csv"),
+                                "--target", "bmd", "--out", str(tmp_path / "m")])
+    assert code == 2 and "1 target value missing" in err and "3: nan" in err
+    rows.loc[3, "bmd"] = 0.8
+    rows.loc[5, "image_path"] = np.nan
+    rows.to_csv(tmp_path / "no_image.csv", index=False)
+    code, err = _error(capsys, ["cv", "--csv", str(tmp_path / "no_image.csv"), "--target", "bmd",
+                                "--out", str(tmp_path / "cv")])
+    assert code == 2 and err.startswith("bmdkit cv: error: ") and "row 5: no image path" in err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "cv").exists()
+
+
+def test_missing_files_are_clear_errors(cohort_csv, tmp_path, capsys):
+    code, err = _error(capsys, ["predict", "--csv", str(cohort_csv), "--model",
+                                str(tmp_path / "nothing"), "--out", str(tmp_path / "p.csv")])
+    assert code == 2 and err.startswith("bmdkit predict: error: ") and "nothing" in err
+    code, err = _error(capsys, ["report", "--results", str(tmp_path), "--out", str(tmp_path)])
+    assert code == 2 and "not a saved results folder" in err
+    code, err = _error(capsys, ["cv", "--csv", str(tmp_path / "absent.csv"), "--target", "bmd",
+                                "--out", str(tmp_path / "cv")])
+    assert code == 2 and "absent.csv" in err
+
+
+def test_metadata_only_needs_no_images(cohort_csv, tmp_path):
+    rows = pd.read_csv(cohort_csv).drop(columns="image_path")
+    rows.to_csv(tmp_path / "metadata.csv", index=False)
+    args = cli.build_parser().parse_args(["fit", "--csv", str(tmp_path / "metadata.csv"),
+                                          "--target", "bmd", "--drop", "subject",
+                                          "--model", "metadata", "--out", str(tmp_path)])
+    X, y = cli.read_data(args)
+    assert list(X.columns) == ["age", "sex"] and len(y) == 60
+
+
+def test_tune_counts_missing_values_once(cohort_csv, tmp_path, monkeypatch, capsys):
+    from bmdkit import tuning
+    from bmdkit.validation import ImputationWarning
+
+    rows = pd.read_csv(cohort_csv)
+    rows.loc[[1, 2], "age"] = np.nan
+    rows.to_csv(tmp_path / "missing.csv", index=False)
+    seen = {}
+
+    class NoTrials:
+        @property
+        def best_trial(self):
+            raise ValueError("no trials")
+
+    def fake_tune(model, X, y, *, cv, **kwargs):
+        warnings.warn("in a fit", ImputationWarning, stacklevel=2)  # silenced: counted before
+        seen.update(folds=cv.n_splits, rows=len(X))
+        return NoTrials()
+    monkeypatch.setattr(tuning, "tune", fake_tune)
+    with pytest.warns(ImputationWarning) as caught:
+        cli.main(["tune", "--csv", str(tmp_path / "missing.csv"), "--target", "bmd",
+                  "--drop", "subject", "--storage", str(tmp_path / "study.log")])
+    assert [str(w.message) for w in caught] == [
+        "imputed 2 missing metadata values (age: 2); numeric columns get the median of the "
+        "training rows, categorical ones an 'unknown' code"]
+    assert seen == {"folds": 5, "rows": 60}
+    assert "60 rows, 5 folds" in capsys.readouterr().err

@@ -77,3 +77,31 @@ def test_load_cohort_resolves_paths_against_the_csv_or_image_root(tmp_path):
     X, _ = load_cohort(tmp_path / "d.csv", image_col="scan", target="BMD",
                        image_root=tmp_path / "imgs")
     assert X["scan"][0] == str(tmp_path / "imgs" / "a.png")
+
+
+def test_rendering_shows_progress_by_the_load_images_rule(tmp_path, monkeypatch):
+    import bmdkit.datasets.synthetic as synthetic
+    import bmdkit.io.cache
+
+    bars = []
+
+    class Bar:
+        def __init__(self, **kwargs):
+            self.kwargs, self.n = kwargs, 0
+            bars.append(self)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n=1):
+            self.n += n
+
+    monkeypatch.setattr(synthetic, "tqdm", Bar)
+    make_synthetic_cohort(n=5, image_size=16, out_dir=tmp_path / "a")
+    monkeypatch.setattr(bmdkit.io.cache, "PROGRESS_MIN_FILES", 5)
+    make_synthetic_cohort(n=5, image_size=16, out_dir=tmp_path / "b")
+    assert [(b.kwargs["total"], b.kwargs["disable"], b.n) for b in bars] == [
+        (5, True, 5), (5, None, 5)]

@@ -1,4 +1,6 @@
 import ast
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +80,20 @@ def test_paired_tests_match_scipy(results):
     assert row["p_corrected"] >= row["p_ttest"]  # the correction is conservative
 
 
+def test_table_quotes_the_corrected_p_of_paired_tests(results):
+    tests = results.paired_tests().set_index(["model", "metric"])
+    table = results.table()
+    for model in ("ridge", "strong_ridge"):
+        for metric in ("mse", "mae", "r2"):
+            assert table.loc[model, f"p {metric}"] == f"{tests.loc[(model, metric), 'p_corrected']:.3f}"
+    some = results.paired_tests(metrics=["r2", "mse"])
+    everything = results.paired_tests()
+    expected = everything[everything["metric"].isin(["r2", "mse"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(some, expected)  # metric_names order, same values
+    pd.testing.assert_frame_equal(results.per_fold("mae"), results.fold_scores.pivot(
+        index="fold", columns="model", values="mae"))
+
+
 def test_corrected_ttest_by_hand():
     d = np.array([0.02, 0.05, -0.01, 0.04, 0.03])
     t = d.mean() / np.sqrt((1 / 5 + 20 / 80) * d.var(ddof=1))
@@ -88,8 +104,34 @@ def test_save_load_round_trip(results, tmp_path):
     loaded = ComparisonResults.load(results.save(tmp_path / "res"))
     pd.testing.assert_frame_equal(loaded.table(), results.table())
     assert loaded.thresholds == results.thresholds and loaded.baseline == "mean"
+    assert (loaded.synthetic, loaded.title, loaded.description) == (False, None, None)
     with pytest.raises(FileNotFoundError, match="results"):
         ComparisonResults.load(tmp_path)
+
+
+def test_report_labels_are_saved_and_older_results_still_load(results, tmp_path):
+    labelled = dataclasses.replace(results, synthetic=True, title="demo", description="233 rows")
+    loaded = ComparisonResults.load(labelled.save(tmp_path / "res"))
+    assert (loaded.synthetic, loaded.title, loaded.description) == (True, "demo", "233 rows")
+    meta = json.loads((tmp_path / "res" / "results.json").read_text())
+    for key in ("synthetic", "title", "description"):  # as written before they were saved
+        del meta[key]
+    (tmp_path / "res" / "results.json").write_text(json.dumps(meta))
+    old = ComparisonResults.load(tmp_path / "res")
+    assert (old.synthetic, old.title, old.description) == (False, None, None)
+    pd.testing.assert_frame_equal(old.table(), results.table())
+
+
+def test_thresholds_none_and_empty(metadata_cohort):
+    X, y = metadata_cohort
+    default = compare_models([Ridge()], X, y, cv=3, progress=False)
+    assert default.thresholds == bmdkit.clinical.screening_thresholds()
+    assert "roc_auc@T=-1.0" in default.metric_names
+    hologic = compare_models([Ridge()], X, y, cv=3, device="hologic", progress=False)
+    assert hologic.thresholds == bmdkit.clinical.screening_thresholds(device="hologic")
+    none = compare_models([Ridge()], X, y, cv=3, thresholds={}, progress=False)
+    assert none.thresholds == {} and not any("@" in m for m in none.metric_names)
+    assert "who_accuracy" in none.metric_names
 
 
 def test_bad_baseline(metadata_cohort):

@@ -82,3 +82,11 @@ def test_resize_keeps_aspect_ratio_with_padding():
     rows = np.flatnonzero(out.sum(axis=1) > 0)
     assert 15 <= len(rows) <= 17  # 50/100 of the side, centred
     assert out[0].sum() == 0 and out[-1].sum() == 0
+
+
+def test_blank_and_empty_images_are_named(tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((24, 24), 7, np.uint8)).save(blank)
+    with pytest.raises(ValueError, match="blank image") as info:
+        read_image(blank)
+    assert str(info.value).startswith(f"{blank}: ")

@@ -7,8 +7,14 @@ from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import cross_validate
 
 from bmdkit import BMDStratifiedKFold
-from bmdkit.clinical import bmd_at_t_score
-from bmdkit.metrics import compute_metrics, scorers, screening_metrics, who_accuracy
+from bmdkit.clinical import bmd_at_t_score, screening_thresholds
+from bmdkit.metrics import (
+    compute_metrics,
+    resolve_thresholds,
+    scorers,
+    screening_metrics,
+    who_accuracy,
+)
 
 
 @pytest.fixture
@@ -94,3 +100,14 @@ def test_scorers_in_cross_validate_match_compute_metrics(pair):
         assert res["test_who_accuracy"][k] == pytest.approx(m["who_accuracy"])
     custom = scorers({"paper": 0.899}, device="lunar")
     assert "f1@paper" in custom and "f1@T=-1.0" not in custom
+
+
+def test_resolve_thresholds_is_shared_by_every_caller(pair):
+    y, p = pair
+    assert resolve_thresholds() == screening_thresholds()
+    assert resolve_thresholds(device="hologic") == screening_thresholds(device="hologic")
+    assert resolve_thresholds({"paper": "0.899", 1: 0.7}) == {"paper": 0.899, "1": 0.7}
+    assert resolve_thresholds({}) == {}
+    plain = compute_metrics(y, p, thresholds={})
+    assert not any("@" in key for key in plain) and "who_accuracy" in plain
+    assert not any("@" in key for key in scorers({}))

@@ -124,7 +124,7 @@ def test_writes_are_atomic(fitted, tmp_path, monkeypatch):
 
     def fail(*args, **kwargs):
         raise OSError("disk full")
-    monkeypatch.setattr(persistence, "save_file", fail)
+    monkeypatch.setattr(persistence, "save_tensors", fail)
     with pytest.raises(OSError, match="disk full"):
         fitted.save(target)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
@@ -137,3 +137,24 @@ def test_writes_are_atomic(fitted, tmp_path, monkeypatch):
     (tmp_path / "other").mkdir()
     with pytest.raises(FileExistsError, match="not a saved bmdkit model"):
         fitted.save(tmp_path / "other", overwrite=True)
+
+
+def test_weights_are_read_once_and_their_checksum_is_of_the_file(fitted, saved, cohort,
+                                                                  monkeypatch):
+    import hashlib
+    from pathlib import Path
+
+    meta = json.loads((saved / "model.json").read_text())
+    weights = saved / "weights.safetensors"
+    assert meta["weights"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    read_bytes = Path.read_bytes
+
+    def read_then_empty(self):
+        data = read_bytes(self)
+        if self.name == weights.name:
+            self.write_bytes(b"")  # a second read of the file would find nothing
+        return data
+    monkeypatch.setattr(Path, "read_bytes", read_then_empty)
+    loaded = bmdkit.load(saved)
+    X, _ = cohort
+    np.testing.assert_array_equal(loaded.predict(X.head(4)), fitted.predict(X.head(4)))

@@ -7,6 +7,7 @@ from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import Ridge
 from system_packages import ensure_debian_package
 
+from bmdkit import RepeatedBMDStratifiedKFold
 from bmdkit.evaluation import compare_models
 from bmdkit.report import FIGURES, write_report
 
@@ -57,3 +58,44 @@ def test_page_renders_in_a_real_browser(report, tmp_path):
     subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1200,900",
                     report.as_uri()], capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000
+
+
+def test_repeated_cv_counts_rows_once(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(90, 2))
+    y = 0.85 + 0.12 * X[:, 0] + rng.normal(0, 0.05, 90)
+    res = compare_models({"ridge": Ridge(), "mean": DummyRegressor()}, X, y,
+                         cv=RepeatedBMDStratifiedKFold(3, n_repeats=2, random_state=0),
+                         baseline="mean", progress=False)
+    assert len(res.predictions) == 2 * 2 * 90  # two models, every row twice
+    page = write_report(res, tmp_path).read_text()
+    assert "<p>90 rows, 6 folds;" in page
+
+
+def test_report_without_screening_thresholds(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(60, 2))
+    y = 0.85 + 0.12 * X[:, 0] + rng.normal(0, 0.05, 60)
+    res = compare_models({"ridge": Ridge(), "mean": DummyRegressor()}, X, y, cv=3,
+                         thresholds={}, baseline="mean", progress=False)
+    page = write_report(res, tmp_path)
+    assert page.is_file() and (tmp_path / "roc.png").is_file()
+
+
+def test_figures_match_the_pooled_metrics():
+    """Titles of the scatter and Bland-Altman plots quote results.pooled_metrics()."""
+    from bmdkit.report import plot_bland_altman, plot_roc, plot_scatter
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 2))
+    y = 0.85 + 0.12 * X[:, 0] + rng.normal(0, 0.05, 80)
+    res = compare_models({"ridge": Ridge(), "mean": DummyRegressor()}, X, y, cv=4,
+                         baseline="mean", progress=False)
+    pooled = res.pooled_metrics()
+    for plot in (plot_scatter, plot_bland_altman, plot_roc):
+        titles = [ax.get_title() for ax in plot(res).axes]
+        assert titles == [ax.get_title() for ax in plot(res, pooled).axes]
+    scatter = plot_scatter(res).axes[0].get_title()
+    assert f"R² {pooled.loc['ridge', 'r2']:.3f}" in scatter
+    labels = [t.get_text() for t in plot_roc(res).axes[0].get_legend().get_texts()]
+    assert f"ridge (AUC {pooled.loc['ridge', 'roc_auc@T=-1.0']:.3f})" in labels

@@ -1,12 +1,12 @@
 """Folds on a Dask cluster through joblib; training through Hugging Face Accelerate."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from joblib import parallel_config
 from sklearn.base import clone
 from sklearn.model_selection import cross_validate
+from tuning_workers import make_metadata_cohort
 
 from bmdkit import BMDRegressor, MetadataOnlyBMDRegressor
 from bmdkit.tuning import search_space, tune
@@ -19,10 +19,7 @@ from bmdkit.scaleout import AcceleratedBMDRegressor, TorchThreads  # noqa: E402
 
 @pytest.fixture(scope="module")
 def cohort():
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame({"age": rng.uniform(60, 85, 80), "sex": rng.choice(["F", "M"], 80)})
-    y = 1.2 - 0.006 * X["age"].to_numpy() + 0.08 * (X["sex"] == "M") + rng.normal(0, 0.03, 80)
-    return X, y.to_numpy()
+    return make_metadata_cohort(80)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +33,13 @@ def dask_client():
 
 
 def test_torch_threads_are_capped_on_every_dask_worker(dask_client):
+    # Dask's nanny already starts workers with OMP_NUM_THREADS=1, so only a count other than 1
+    # shows the plugin at work
+    dask_client.register_plugin(TorchThreads(2))
+    try:
+        assert list(dask_client.run(torch.get_num_threads).values()) == [2, 2]
+    finally:  # back to one thread per worker for the other tests (the plugin's name is reused)
+        dask_client.register_plugin(TorchThreads(1))
     assert list(dask_client.run(torch.get_num_threads).values()) == [1, 1]
 
 

@@ -50,6 +50,25 @@ def test_params_are_stored_unchanged_and_validated_in_fit(small):
         XAttnBMDRegressor(fusion="concat")
 
 
+@pytest.mark.parametrize("param, value, message", [
+    ("n_iter_no_change", 0, "n_iter_no_change must be a positive integer, got 0"),
+    ("lds_bins", 0, "lds_bins must be a positive integer, got 0"),
+    ("lds_sigma", -1.0, "lds_sigma must be > 0, got -1.0"),
+])
+def test_bad_numeric_settings_are_named_at_fit(small, param, value, message):
+    X, y = small
+    with pytest.raises(ValueError, match=message):
+        MetadataOnlyBMDRegressor(**{param: value}).fit(X, y)
+
+
+def test_an_image_model_without_metadata_columns_names_what_was_selected(small):
+    X, y = small
+    model = ConcatBMDRegressor(numeric_cols=[], categorical_cols=[])
+    with pytest.raises(ValueError, match=r"none was selected besides image_col='image_path' "
+                                         r"\(X columns: \['image_path', 'age', 'sex'\]"):
+        model.fit(X, y)
+
+
 def test_clone_set_params_and_nested_params(small):
     model = XAttnBMDRegressor(**TINY)
     twin = clone(model).set_params(lr=0.01)

@@ -7,13 +7,13 @@ import time
 
 import numpy as np
 import optuna
-import pandas as pd
 import pytest
 from optuna.trial import TrialState
 from optuna_integration import OptunaSearchCV, SkorchPruningCallback
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 from tuning_workers import (
     check_every_trial_once,
+    make_metadata_cohort,
     metadata_csv,
     run_two_workers_sharing_a_study,
     start_worker,
@@ -34,10 +34,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 @pytest.fixture(scope="module")
 def cohort():
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame({"age": rng.uniform(60, 85, 90), "sex": rng.choice(["F", "M"], 90)})
-    y = 1.2 - 0.006 * X["age"].to_numpy() + 0.08 * (X["sex"] == "M") + rng.normal(0, 0.03, 90)
-    return X, y.to_numpy()
+    return make_metadata_cohort(90)
 
 
 def fast_model(**params):
@@ -108,6 +105,102 @@ def test_tune_counts_finished_trials_against_the_budget(tmp_path, cohort):
     study = tune(fast_model(), X, y, cv=2, n_trials=3, space=space, storage=storage,
                  study_name="s")
     assert len(study.trials) == 3
+
+
+def test_tune_refuses_a_study_that_minimises(tmp_path, cohort):
+    X, y = cohort
+    storage = str(tmp_path / "journal.log")
+    optuna.create_study(storage=make_storage(storage), study_name="loss", direction="minimize")
+    with pytest.raises(ValueError, match=r"'loss'.*journal\.log.*minimize"):
+        tune(fast_model(), X, y, cv=2, n_trials=1, storage=storage, study_name="loss",
+             space={"lr": search_space(fast_model())["lr"]})
+    study = optuna.load_study(study_name="loss", storage=make_storage(storage))
+    assert study.trials == []  # refused before any trial ran
+
+
+def test_tune_refuses_a_study_tuned_with_another_scoring(tmp_path, cohort):
+    X, y = cohort
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    space = {"lr": search_space(fast_model())["lr"]}
+    study = tune(fast_model(), X, y, cv=2, n_trials=0, space=space, storage=storage,
+                 study_name="s", scoring="neg_mean_absolute_error")
+    assert study.user_attrs["scoring"] == "neg_mean_absolute_error"
+    with pytest.raises(ValueError, match=r"'s'.*study\.db.*neg_mean_absolute_error.*"
+                                         r"neg_mean_squared_error"):
+        tune(fast_model(), X, y, cv=2, n_trials=1, space=space, storage=storage, study_name="s")
+    # the same scoring joins the study
+    study = tune(fast_model(), X, y, cv=2, n_trials=1, space=space, storage=storage,
+                 study_name="s", scoring="neg_mean_absolute_error")
+    assert len(study.trials) == 1
+
+
+def test_a_scoring_callable_is_recorded_by_name(cohort):
+    from sklearn.metrics import make_scorer, mean_absolute_error
+
+    X, y = cohort
+    scorer = make_scorer(mean_absolute_error, greater_is_better=False)
+    study = tune(fast_model(), X, y, cv=2, n_trials=0, scoring=scorer)
+    assert "mean_absolute_error" in study.user_attrs["scoring"]
+    assert "0x" not in study.user_attrs["scoring"]  # no address: the same in every process
+
+
+@pytest.mark.parametrize("url, error, match", [
+    ("sqlite://tune.db", ValueError, r"'sqlite://tune\.db' is not a valid database URL"),
+    ("postgress://user:secret@db.example/optuna", ValueError,
+     r"'postgress://user:\*\*\*@db\.example/optuna' is not a valid database URL"),
+    ("sqlite:tune.db", ValueError, r"'sqlite:tune\.db' looks like a database URL without '://'"),
+    ("postgresql+psycopg:user@host/db", ValueError, "without '://'"),
+])
+def test_a_bad_storage_url_fails_at_once_naming_it(monkeypatch, tmp_path, url, error, match):
+    monkeypatch.chdir(tmp_path)  # a journal file, had one been made, lands here
+    monkeypatch.setattr("bmdkit.tuning.time.sleep", _no_retry)
+    with pytest.raises(error, match=match) as raised:
+        make_storage(url)
+    assert "secret" not in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_database_driver_fails_at_once_naming_the_url(monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("MySQLdb") is not None:
+        pytest.skip("the mysqlclient driver is installed")
+    monkeypatch.setattr("bmdkit.tuning.time.sleep", _no_retry)
+    with pytest.raises(ImportError, match=r"'mysql://user:\*\*\*@db\.example/optuna'.*MySQLdb") as raised:
+        make_storage("mysql://user:secret@db.example/optuna")
+    assert "secret" not in str(raised.value)
+
+
+def test_database_errors_are_retried_and_then_name_the_url(monkeypatch):
+    import sqlalchemy.exc
+
+    from bmdkit import tuning
+
+    calls, sleeps = [], []
+
+    def flaky(url, **kwargs):
+        calls.append(url)
+        if len(calls) < 3:  # e.g. another worker creating the schema at the same moment
+            raise sqlalchemy.exc.IntegrityError("CREATE TABLE studies", {}, Exception("duplicate"))
+        return "storage"
+
+    monkeypatch.setattr(tuning, "RDBStorage", flaky)
+    monkeypatch.setattr("bmdkit.tuning.time.sleep", sleeps.append)
+    assert make_storage("postgresql://user:secret@db.example/optuna") == "storage"
+    assert len(calls) == 3 and len(sleeps) == 2
+
+    def down(url, **kwargs):
+        raise sqlalchemy.exc.OperationalError("connect", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(tuning, "RDBStorage", down)
+    with pytest.raises(sqlalchemy.exc.OperationalError) as raised:
+        make_storage("postgresql://user:secret@db.example/optuna")
+    notes = "\n".join(raised.value.__notes__)
+    assert "postgresql://user:***@db.example/optuna" in notes and "secret" not in notes
+
+
+def _no_retry(seconds):
+    raise AssertionError("a bad URL or a missing driver must not be retried")
 
 
 def test_epoch_pruning_through_skorch_callbacks(cohort):

@@ -17,12 +17,18 @@ from bmdkit.tuning import make_storage
 LINE = re.compile(r"^\[pid (\d+)\] trial (\d+) (\w+)", re.MULTILINE)
 
 
-def metadata_csv(path, n=120, seed=0):
-    """A metadata-only cohort CSV (age, sex -> bmd): fast trials without images."""
+def make_metadata_cohort(n, seed=0):
+    """A metadata-only cohort: ``X`` (age, sex) and BMD ``y`` (numpy), for fast trials without images."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({"age": rng.uniform(60, 85, n), "sex": rng.choice(["F", "M"], n)})
-    frame["bmd"] = 1.2 - 0.006 * frame["age"] + 0.08 * (frame["sex"] == "M") + rng.normal(0, 0.03, n)
-    frame.to_csv(path, index=False)
+    X = pd.DataFrame({"age": rng.uniform(60, 85, n), "sex": rng.choice(["F", "M"], n)})
+    y = 1.2 - 0.006 * X["age"].to_numpy() + 0.08 * (X["sex"] == "M").to_numpy() + rng.normal(0, 0.03, n)
+    return X, y
+
+
+def metadata_csv(path, n=120, seed=0):
+    """:func:`make_metadata_cohort` as a CSV (age, sex, bmd) for ``bmdkit tune --csv``."""
+    X, y = make_metadata_cohort(n, seed)
+    X.assign(bmd=y).to_csv(path, index=False)
     return path
 
 

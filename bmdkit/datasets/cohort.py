@@ -19,11 +19,13 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, **read_
     ----------
     csv : str or os.PathLike
         A CSV file (UTF-8, a byte-order mark is fine) with one row per image.
-    image_col : str, default="image_path"
+    image_col : str or None, default="image_path"
         Column of image paths; relative paths are resolved against
-        ``image_root``, else the CSV's folder.
-    target : str
-        Column of femoral neck BMD (g/cm²).
+        ``image_root``, else the CSV's folder. ``None``: the table has no
+        images (for metadata-only models); nothing is resolved or checked.
+    target : str or None
+        Column of femoral neck BMD (g/cm²). ``None``: the table has no
+        target (rows to predict); ``y`` is then ``None``.
     image_root : str, os.PathLike or None, default=None
         Folder that relative image paths start from.
     **read_csv_kwargs
@@ -33,8 +35,8 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, **read_
     -------
     X : pandas.DataFrame
         Every column but ``target``, names kept, image paths absolute.
-    y : ndarray of shape (n,)
-        The target as float64.
+    y : ndarray of shape (n,) or None
+        The target as float64 (``None`` when ``target`` is ``None``).
 
     Raises
     ------
@@ -58,13 +60,16 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, **read_
     csv = Path(csv)
     table = pd.read_csv(csv, encoding=read_csv_kwargs.pop("encoding", "utf-8-sig"),
                         **read_csv_kwargs)
-    check_columns(table, [image_col, target], role=f"column of {csv}")
-    root = Path(image_root) if image_root is not None else csv.resolve().parent
-    paths = [
-        p if not isinstance(p, str) or os.path.isabs(p) else str((root / p).resolve())
-        for p in table[image_col]
-    ]
-    check_image_files(paths, index=table.index)
-    y = check_targets(table[target])
-    X = table.drop(columns=[target]).assign(**{image_col: paths})
+    check_columns(table, [c for c in (image_col, target) if c is not None],
+                  role=f"column of {csv}")
+    X = table.drop(columns=[target]) if target is not None else table
+    if image_col is not None:
+        root = Path(image_root) if image_root is not None else csv.resolve().parent
+        paths = [
+            p if not isinstance(p, str) or os.path.isabs(p) else str((root / p).resolve())
+            for p in table[image_col]
+        ]
+        check_image_files(paths, index=table.index)
+        X = X.assign(**{image_col: paths})
+    y = check_targets(table[target]) if target is not None else None
     return X, y

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+from tqdm.auto import tqdm
 
 from bmdkit.datasets._phantoms import render_hips
 from bmdkit.datasets.cohort import load_cohort
+from bmdkit.io.cache import progress_disable
 
 __all__ = ["make_synthetic_cohort", "load_demo_cohort", "demo_data_home"]
 
@@ -105,7 +107,7 @@ def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None):
               - 0.0015\,(\mathrm{alcohol} - 14)_+ + 0.085\,q_i + \varepsilon_i,
           \qquad \varepsilon_i \sim N(0, 0.025^2)
 
-      (mean about 0.85, SD about 0.11 g/cm²; about a quarter below 0.75).
+      (mean about 0.85, SD about 0.11 g/cm²; about a fifth below 0.75).
     - the image: a procedural AP hip phantom (femoral head, neck, trochanters,
       shaft, acetabulum, ilium, obturator ring, soft tissue) rendered as
       16-bit PNG, where *q* shows through cortical thickness, trabecular
@@ -146,12 +148,16 @@ def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None):
     out_dir = Path(tempfile.mkdtemp(prefix="bmdkit-synthetic-") if out_dir is None else out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [str(out_dir / f"phantom_{i:04d}.png") for i in range(n)]
-    for start in range(0, n, _CHUNK):
-        stop = min(start + _CHUNK, n)
-        images = render_hips(quality[start:stop], bone_scale[start:stop],
-                             soft_tissue[start:stop], image_size, rng)
-        for path, image in zip(paths[start:stop], images):
-            Image.fromarray(image).save(path)
+    # a bar on a terminal from PROGRESS_MIN_FILES images, like bmdkit.io.load_images
+    with tqdm(total=n, desc="rendering phantoms", unit="image",
+              disable=progress_disable(n)) as bar:
+        for start in range(0, n, _CHUNK):
+            stop = min(start + _CHUNK, n)
+            images = render_hips(quality[start:stop], bone_scale[start:stop],
+                                 soft_tissue[start:stop], image_size, rng)
+            for path, image in zip(paths[start:stop], images):
+                Image.fromarray(image).save(path)
+                bar.update()
     X = pd.concat([pd.DataFrame({"image_path": paths}), _blank_some(meta, rng)], axis=1)
     X.attrs["synthetic"] = True
     return X, y

@@ -20,13 +20,16 @@ written to a temporary file and renamed into place (atomic: concurrent
 writers never leave a half-written entry) and carry a header with their shape
 and a CRC-32 of the pixels: a damaged entry is detected, decoded again and
 rewritten. A result larger than the memory bound is returned as a
-:class:`numpy.memmap` on a temporary file (in ``cache_dir`` when given), so
-cohorts larger than RAM work. Delete the folder to empty the disk cache.
+:class:`numpy.memmap` on a temporary file (in ``cache_dir`` when given and
+writable), so cohorts larger than RAM work. Delete the folder to empty the
+disk cache; when it cannot be written, one warning per call names it and the
+number of entries not written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import struct
 import tempfile
@@ -65,10 +68,29 @@ memory_bytes : bytes now held by the in-process cache
 
 
 class MemoryCache:
-    """Thread-safe least-recently-used cache of arrays, bounded in bytes."""
+    """Thread-safe least-recently-used cache of arrays, bounded in bytes, with counters.
 
-    def __init__(self):
+    Parameters
+    ----------
+    counters : sequence of str, default=()
+        Names of the counters :meth:`count` adds to and :meth:`snapshot` reports.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cache = MemoryCache(counters=("hits", "computed"))
+    >>> cache.put("a", np.zeros(4, np.float32), limit=1024)
+    >>> cache.count(computed=1)
+    >>> cache.snapshot()
+    {'hits': 0, 'computed': 1, 'memory_bytes': 16}
+    >>> cache.clear()
+    >>> cache.snapshot()
+    {'hits': 0, 'computed': 0, 'memory_bytes': 0}
+    """
+
+    def __init__(self, counters=()):
         self._items = OrderedDict()
+        self._counters = dict.fromkeys(counters, 0)
         self.nbytes = 0
         self.lock = threading.Lock()
 
@@ -88,14 +110,30 @@ class MemoryCache:
             while self.nbytes > limit:
                 self.nbytes -= self._items.popitem(last=False)[1].nbytes
 
+    def count(self, **increments):
+        """Add to the named counters (a name not given at construction is a KeyError)."""
+        with self.lock:
+            for name in increments:
+                if name not in self._counters:
+                    raise KeyError(f"unknown counter {name!r}; this cache counts "
+                                   f"{tuple(self._counters)}")
+            for name, value in increments.items():
+                self._counters[name] += value
+
+    def snapshot(self):
+        """The counters and ``memory_bytes`` (bytes held), read together."""
+        with self.lock:
+            return {**self._counters, "memory_bytes": self.nbytes}
+
     def clear(self):
+        """Drop every entry and reset the counters, atomically."""
         with self.lock:
             self._items.clear()
             self.nbytes = 0
+            self._counters.update(dict.fromkeys(self._counters, 0))
 
 
-_MEMORY = MemoryCache()
-_STATS = dict.fromkeys(("memory_hits", "disk_hits", "decoded", "damaged", "seconds"), 0)
+_MEMORY = MemoryCache(counters=("memory_hits", "disk_hits", "decoded", "damaged", "seconds"))
 
 
 def cache_info():
@@ -108,26 +146,43 @@ def cache_info():
     >>> cache_info().decoded
     0
     """
-    with _MEMORY.lock:
-        return CacheInfo(**_STATS, memory_bytes=_MEMORY.nbytes)
+    return CacheInfo(**_MEMORY.snapshot())
 
 
 def cache_clear():
     """Empty the in-process cache and reset the counters (the disk cache stays)."""
     _MEMORY.clear()
-    with _MEMORY.lock:
-        _STATS.update(dict.fromkeys(_STATS, 0))
 
 
-def _count(**increments):
-    with _MEMORY.lock:
-        for name, value in increments.items():
-            _STATS[name] += value
+def progress_disable(n, verbose=False):
+    """tqdm's ``disable`` for ``n`` items: shown with ``verbose``, else on a terminal
+    from :data:`PROGRESS_MIN_FILES` items.
+
+    Examples
+    --------
+    >>> progress_disable(5), progress_disable(5, verbose=True), progress_disable(500)
+    (True, False, None)
+    """
+    return False if verbose else (None if n >= PROGRESS_MIN_FILES else True)
 
 
 def memory_limit():
-    """Bytes an in-process cache may hold: ``BMDKIT_CACHE_MEMORY_MB`` (default 1024)."""
-    return int(float(os.environ.get("BMDKIT_CACHE_MEMORY_MB", 1024)) * 2**20)
+    """Bytes an in-process cache may hold: ``BMDKIT_CACHE_MEMORY_MB`` (default 1024).
+
+    Raises
+    ------
+    ValueError
+        When the variable is not a finite, non-negative number of megabytes.
+    """
+    value = os.environ.get("BMDKIT_CACHE_MEMORY_MB", "1024")
+    try:
+        megabytes = float(value)
+    except ValueError:
+        megabytes = float("nan")
+    if not (math.isfinite(megabytes) and megabytes >= 0):
+        raise ValueError(f"BMDKIT_CACHE_MEMORY_MB must be a number of megabytes (e.g. 1024 or "
+                         f"0.5), got {value!r}")
+    return int(megabytes * 2**20)
 
 
 def _key(path, image_size, contrast):
@@ -142,6 +197,8 @@ class _DiskStore:
 
     def __init__(self, root):
         self.root = os.path.join(os.fspath(root), f"images-v{CACHE_VERSION}")
+        self.error = None  # the first OSError of put: later entries are not tried
+        self.not_written = 0
 
     def _path(self, key):
         return os.path.join(self.root, key[:2], key + ".bin")
@@ -159,10 +216,14 @@ class _DiskStore:
             payload = memoryview(data)[_HEADER.size:]
             if (magic, rows, cols) == (_MAGIC, image_size, image_size) and zlib.crc32(payload) == crc:
                 return np.frombuffer(payload, np.float32).reshape(rows, cols).copy()
-        _count(damaged=1)
+        _MEMORY.count(damaged=1)
         return None
 
     def put(self, key, image):
+        """Write an entry; after a first failure only count the entries not written."""
+        if self.error is not None:
+            self.not_written += 1
+            return
         path = self._path(key)
         payload = np.ascontiguousarray(image, np.float32).tobytes()
         header = _HEADER.pack(_MAGIC, *image.shape, zlib.crc32(payload))
@@ -177,8 +238,16 @@ class _DiskStore:
                 os.unlink(tmp)
                 raise
         except OSError as exc:
-            warnings.warn(f"image cache entry not written to {path}: {exc}", RuntimeWarning,
-                          stacklevel=4)
+            self.error = exc
+            self.not_written += 1
+
+    def warn_if_failed(self, stacklevel=2):
+        """One warning naming the folder, the first error and the entries not written."""
+        if self.error is not None:
+            n = self.not_written
+            warnings.warn(f"image cache folder {self.root} cannot be written ({self.error}); "
+                          f"{n} entr{'ies' if n != 1 else 'y'} not written", RuntimeWarning,
+                          stacklevel=stacklevel + 1)
 
 
 def _preprocess(path, image_size, contrast):
@@ -190,7 +259,13 @@ def _allocate(n, image_size, cache_dir):
     if 4 * n * image_size * image_size <= memory_limit():
         return np.empty(shape, np.float32)
     # larger than the memory bound: back it by an anonymous file, deleted when unused
-    return np.memmap(tempfile.TemporaryFile(dir=cache_dir), np.float32, "w+", shape=shape)
+    try:
+        backing = tempfile.TemporaryFile(dir=cache_dir)
+    except OSError:  # cache_dir not writable: the system's temporary folder
+        if cache_dir is None:
+            raise
+        backing = tempfile.TemporaryFile()
+    return np.memmap(backing, np.float32, "w+", shape=shape)
 
 
 def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, index=None,
@@ -245,6 +320,11 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
     check_image_files(paths, index)
     cache_dir = cache_dir or os.environ.get("BMDKIT_CACHE_DIR") or None
     store = _DiskStore(cache_dir) if cache_dir else None
+    if cache_dir:
+        try:  # before _allocate, which may put its temporary file there
+            os.makedirs(cache_dir, exist_ok=True)
+        except OSError:
+            pass  # reported once by the store's warning; _allocate falls back
     limit = memory_limit()
     out = _allocate(len(paths), image_size, cache_dir)
 
@@ -253,9 +333,9 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
         key = _key(path, image_size, contrast)
         image = _MEMORY.get(key)
         if image is not None:
-            _count(memory_hits=1)
+            _MEMORY.count(memory_hits=1)
         elif store is not None and (image := store.get(key, image_size)) is not None:
-            _count(disk_hits=1)
+            _MEMORY.count(disk_hits=1)
             _MEMORY.put(key, image, limit)
         if image is None:
             todo.setdefault(key, []).append(i)
@@ -267,14 +347,19 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
         positions = todo[key]
         if isinstance(result, Exception):
             i = positions[0]
-            problems[f"row {index[i]}: {paths[i]}"] = f"{type(result).__name__}: {result}"
+            why = str(result)
+            if why.startswith(f"{paths[i]}: "):  # read_image names the file: named once here
+                why = why[len(paths[i]) + 2:]
+            problems[f"row {index[i]}: {paths[i]}"] = f"{type(result).__name__}: {why}"
             continue
-        _count(decoded=1)
+        _MEMORY.count(decoded=1)
         _MEMORY.put(key, result, limit)
         if store is not None:
             store.put(key, result)
         out[positions] = result
-    _count(seconds=time.perf_counter() - start)
+    _MEMORY.count(seconds=time.perf_counter() - start)
+    if store is not None:
+        store.warn_if_failed()
     if problems:
         n = len(problems)
         raise InputError(f"{n} image file{'s' if n != 1 else ''} cannot be decoded or "
@@ -294,7 +379,7 @@ def _decode(todo, paths, image_size, contrast, n_jobs, verbose):
     if not todo:
         return
     n_jobs = min(n_jobs or min(8, os.cpu_count() or 1), len(todo))
-    disable = False if verbose else (None if len(todo) >= PROGRESS_MIN_FILES else True)
+    disable = progress_disable(len(todo), verbose)
     with ThreadPoolExecutor(max_workers=n_jobs) as pool, \
             tqdm(total=len(todo), desc="decoding images", unit="image", disable=disable) as bar:
         for item in pool.map(work, todo):

@@ -1,8 +1,11 @@
 """Reading radiographs into 2-D float32 arrays in [0, 1], bone bright.
 
 Raster formats (PNG, TIFF, JPEG, BMP) are read with Pillow, DICOM with
-pydicom; JPEG 2000, JPEG-LS and JPEG DICOM transfer syntaxes are decoded by
-pylibjpeg with its openjpeg plugin (declared dependencies of bmdkit).
+pydicom. Compressed DICOM: JPEG 2000 (lossless and lossy) is decoded by
+pylibjpeg with pylibjpeg-openjpeg; JPEG Lossless (process 14) and JPEG-LS by
+python-gdcm; 8-bit JPEG baseline by Pillow; RLE and deflate natively (all
+declared dependencies of bmdkit). 12-bit JPEG Extended needs the GPL-licensed
+``pylibjpeg-libjpeg``, which bmdkit does not pull in.
 """
 
 from __future__ import annotations
@@ -64,8 +67,9 @@ def read_image(path, *, return_info=False, apply_voi=True):
     Parameters
     ----------
     path : str or os.PathLike
-        PNG, JPEG, TIFF, BMP or DICOM (``.dcm``/``.dicom``, or any file
-        Pillow cannot open that has the DICOM preamble) file.
+        PNG, JPEG, TIFF, BMP or DICOM file. A file is read as DICOM when
+        its name ends in ``.dcm``/``.dicom`` or it has the DICOM preamble
+        (``DICM`` at byte 128); any other file is read with Pillow.
     return_info : bool, default=False
         Also return an :class:`ImageInfo` (pixel spacing and the like).
     apply_voi : bool, default=True
@@ -81,7 +85,8 @@ def read_image(path, *, return_info=False, apply_voi=True):
     Raises
     ------
     ValueError
-        When the file holds no pixels or a single constant value.
+        When the file holds no pixels, non-finite pixels or a single
+        constant value; the message starts with the path.
 
     Examples
     --------
@@ -100,11 +105,11 @@ def read_image(path, *, return_info=False, apply_voi=True):
     else:
         image, info = _read_raster(path)
     if image.size == 0:
-        raise ValueError("empty image: it has no pixels")
+        raise ValueError(f"{path}: empty image: it has no pixels")
     if not np.isfinite(image).all():
-        raise ValueError("image has NaN or infinite pixel values")
+        raise ValueError(f"{path}: image has NaN or infinite pixel values")
     if image.min() == image.max():
-        raise ValueError("blank image: every pixel has the same value")
+        raise ValueError(f"{path}: blank image: every pixel has the same value")
     return (image, info) if return_info else image
 
 

@@ -26,8 +26,7 @@ from bmdkit.io.cache import MemoryCache, memory_limit
 __all__ = ["FeatureCacheInfo", "backbone_features", "feature_cache_clear", "feature_cache_info",
            "weights_digest"]
 
-_FEATURES = MemoryCache()
-_STATS = {"hits": 0, "computed": 0}
+_FEATURES = MemoryCache(counters=("hits", "computed"))
 
 
 @dataclass(frozen=True)
@@ -45,15 +44,12 @@ class FeatureCacheInfo:
 
 def feature_cache_info():
     """Counters of the feature cache, a :class:`FeatureCacheInfo`."""
-    with _FEATURES.lock:
-        return FeatureCacheInfo(**_STATS, memory_bytes=_FEATURES.nbytes)
+    return FeatureCacheInfo(**_FEATURES.snapshot())
 
 
 def feature_cache_clear():
     """Empty the feature cache and reset its counters."""
     _FEATURES.clear()
-    with _FEATURES.lock:
-        _STATS.update(dict.fromkeys(_STATS, 0))
 
 
 def weights_digest(module):
@@ -122,7 +118,5 @@ def backbone_features(network, images, *, batch_size=64):
         for i, features in zip(rows, network.backbone_features(batch).cpu().numpy()):
             found[i] = features.copy()  # a row of its own, not a view keeping the batch alive
             _FEATURES.put(keys[i], found[i], limit)
-    with _FEATURES.lock:
-        _STATS["hits"] += len(keys) - len(todo)
-        _STATS["computed"] += len(todo)
+    _FEATURES.count(hits=len(keys) - len(todo), computed=len(todo))
     return np.stack(found)

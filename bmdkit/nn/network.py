@@ -88,10 +88,11 @@ class BMDNet(nn.Module):
             head_in = embed_dim
         self.head = RegressionHead(head_in, hidden_dim=embed_dim, dropout=dropout)
 
-    def _autocast(self, device):
+    def _autocast(self):
         if self.precision == "float32":
             return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=getattr(torch, self.precision))
+        device_type = next(self.parameters()).device.type
+        return torch.autocast(device_type, dtype=getattr(torch, self.precision))
 
     def _prepare(self, image):
         return image.contiguous(memory_format=torch.channels_last) if self.channels_last else image
@@ -99,7 +100,7 @@ class BMDNet(nn.Module):
     @torch.no_grad()
     def backbone_features(self, image):
         """The backbone's output for ``image`` (no augmentation, no gradient), as float32."""
-        with self._autocast(image.device):
+        with self._autocast():
             features = self.image_encoder.backbone.forward_features(self._prepare(image))
         return features.float()
 
@@ -107,8 +108,7 @@ class BMDNet(nn.Module):
                 image_features=None):
         if return_attention and self.fusion != "xattn":
             raise ValueError(f"attention weights exist only for fusion='xattn', not {self.fusion!r}")
-        device = next(self.parameters()).device
-        with self._autocast(device):
+        with self._autocast():
             out = self._forward(image, numeric, categorical, return_attention, image_features)
         if return_attention:
             return out[0].float(), out[1]

@@ -37,10 +37,6 @@ class MetadataTokenizer(nn.Module):
             batch_first=True, norm_first=True,
         )
 
-    @property
-    def n_fields(self):
-        return self.numeric_weight.shape[0] + len(self.categorical)
-
     def forward(self, numeric, categorical):
         tokens = [numeric[:, :, None] * self.numeric_weight + self.numeric_bias]
         tokens += [emb(categorical[:, j])[:, None, :] for j, emb in enumerate(self.categorical)]
