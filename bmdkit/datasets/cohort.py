@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from bmdkit.validation import check_columns, check_image_files, check_targets
+from bmdkit.io.dicom_metadata import DICOM_FIELDS, dicom_metadata_problems, read_dicom_metadata
+from bmdkit.validation import InputError, check_columns, check_image_files, check_targets
 
 __all__ = ["load_cohort"]
 
 
-def load_cohort(csv, *, image_col="image_path", target, image_root=None, **read_csv_kwargs):
+def load_cohort(csv, *, image_col="image_path", target, image_root=None, dicom_metadata=False,
+                **read_csv_kwargs):
     """Read a cohort table into ``(X, y)`` for the bmdkit estimators.
 
     Parameters
@@ -28,6 +30,15 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, **read_
         target (rows to predict); ``y`` is then ``None``.
     image_root : str, os.PathLike or None, default=None
         Folder that relative image paths start from.
+    dicom_metadata : bool or dict, default=False
+        Fill metadata columns the CSV lacks from the images' DICOM headers
+        (:func:`bmdkit.io.read_dicom_metadata`): ``True`` for age, sex,
+        height and weight as ``age_at_xray`` (years), ``sex`` (F/M),
+        ``height_cm`` (PatientSize in metres, converted to cm) and
+        ``weight_kg``; a dict such as ``{"age": "age", "sex": "sex"}`` picks
+        fields and names their columns. Columns the CSV has are kept as they
+        are. Every row whose header lacks a needed tag is named in one
+        :class:`~bmdkit.validation.InputError`.
     **read_csv_kwargs
         Passed to :func:`pandas.read_csv` (e.g. ``sep=";"``).
 
@@ -41,8 +52,9 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, **read_
     Raises
     ------
     bmdkit.validation.InputError
-        Naming every missing column, missing or unreadable image file, and
-        missing or non-numeric target value.
+        Naming every missing column, missing or unreadable image file,
+        missing or non-numeric target value, and (``dicom_metadata``) every
+        row whose DICOM header lacks a needed tag.
 
     Examples
     --------
@@ -71,5 +83,29 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, **read_
         ]
         check_image_files(paths, index=table.index)
         X = X.assign(**{image_col: paths})
+    if dicom_metadata is not False:
+        X = _fill_from_dicom(X, image_col, DICOM_FIELDS if dicom_metadata is True
+                             else dicom_metadata)
     y = check_targets(table[target]) if target is not None else None
     return X, y
+
+
+def _fill_from_dicom(X, image_col, fields):
+    """``X`` with the columns of ``fields`` ({field: column}) it lacks read from DICOM headers."""
+    if image_col is None:
+        raise InputError("dicom_metadata needs image paths, but image_col is None", {})
+    unknown = [f for f in fields if f not in DICOM_FIELDS]
+    if unknown:
+        raise InputError(f"dicom_metadata fields unknown (known: {list(DICOM_FIELDS)})",
+                         {repr(f): "" for f in unknown})
+    wanted = {field: column for field, column in fields.items() if column not in X.columns}
+    if not wanted:
+        return X
+    headers = read_dicom_metadata(X[image_col], index=X.index)
+    problems = dicom_metadata_problems(headers, wanted)
+    if problems:
+        raise InputError(
+            f"{len(problems)} row{'s' if len(problems) != 1 else ''} lack DICOM header tags "
+            f"for the columns {list(wanted.values())} that the CSV does not have (row: missing)",
+            {f"row {label}": why for label, why in problems.items()})
+    return X.assign(**{column: headers[DICOM_FIELDS[field]] for field, column in wanted.items()})
