@@ -417,6 +417,17 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         )
         return result
 
+    def explain(self, X, **kwargs):
+        """Grad-CAM image saliency and metadata Shapley values for the rows of ``X``.
+
+        See :func:`bmdkit.explain.explain` for the parameters; returns an
+        :class:`bmdkit.explain.Explanation` (with the cross-attention maps
+        for ``fusion="xattn"``).
+        """
+        from bmdkit.explain import explain
+
+        return explain(self, X, **kwargs)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.string = self.fusion != "metadata"
