@@ -190,7 +190,7 @@ def _table_html(frame, float_format="{:.4g}".format):
 
 
 def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic=False,
-                 description=None, dpi=110):
+                 description=None, dpi=110, extra_figures=None):
     """Write the figures (PNG) and ``report.html`` for ``results`` into ``out_dir``.
 
     Parameters
@@ -203,6 +203,9 @@ def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic
     description : str or None
         A paragraph shown under the title (e.g. the cohort and protocol).
     dpi : int, default=110
+    extra_figures : dict or None
+        More figures after the standard ones, ``{stem: (figure, caption)}``
+        with matplotlib figures, e.g. ``bmdkit.explain.plot_explanations``.
 
     Returns
     -------
@@ -228,8 +231,8 @@ def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic
     label = "SYNTHETIC DATA — " if synthetic else ""
     pooled = results.pooled_metrics()
     sections = []
-    for stem, (plot, caption) in FIGURES.items():
-        fig = plot(results, pooled)
+    figures = {stem: (plot(results, pooled), caption) for stem, (plot, caption) in FIGURES.items()}
+    for stem, (fig, caption) in {**figures, **(extra_figures or {})}.items():
         if synthetic:
             fig.suptitle("synthetic data", color="#b35c00", fontsize=9, x=0.99, ha="right")
         fig.savefig(out_dir / f"{stem}.png", dpi=dpi, bbox_inches="tight")

@@ -13,9 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from sklearn.dummy import DummyRegressor
+from sklearn.linear_model import Ridge
 
 from bmdkit import ConcatBMDRegressor, MetadataOnlyBMDRegressor, XAttnBMDRegressor
+from bmdkit.evaluation import compare_models
 from bmdkit.explain import plot_explanations, select_rows
+from bmdkit.report import write_report
 
 SIZE = 48
 CENTRES = [(12, 12), (12, 36), (36, 12), (36, 36)]  # the first (top-left) carries the signal
@@ -79,7 +83,7 @@ def test_field_attributions_rank_age_over_noise_and_add_up(fitted):
     np.testing.assert_allclose(e.predictions, model.predict(X), atol=1e-5)
 
 
-def test_plot_shows_subjects_across_the_range(fitted):
+def test_plot_shows_subjects_across_the_range(fitted, tmp_path):
     model, X, y = fitted
     e = model.explain(X.iloc[:12], saliency="gradcam", n_samples=4)
     assert e.saliency.shape == (12, SIZE, SIZE) and (e.saliency >= 0).all()
@@ -87,6 +91,13 @@ def test_plot_shows_subjects_across_the_range(fitted):
     assert y[:12][rows].tolist() == sorted(y[:12][rows])
     fig = plot_explanations(e, y=y[:12], n=3)
     assert len(fig.axes) == 6 and "DXA" in fig.axes[0].get_title()
+    # The report takes it as an extra figure.
+    results = compare_models({"ridge": Ridge(), "mean": DummyRegressor()},
+                             X[["age"]].to_numpy(), y, cv=3, progress=False)
+    page = write_report(results, tmp_path, synthetic=True,
+                        extra_figures={"explanations": (fig, "SYNTHETIC: explanations")})
+    assert (tmp_path / "explanations.png").is_file()
+    assert '<figure id="explanations">' in page.read_text()
 
 
 def test_xattn_gives_cross_attention_and_metadata_only_no_image(tmp_path):
