@@ -15,7 +15,9 @@ from sklearn.utils.validation import check_is_fitted
 from bmdkit.io import load_images
 from bmdkit.validation import (
     check_columns,
+    check_distinct_columns,
     check_numeric,
+    check_unique_columns,
     numeric_like_columns,
     warn_missing_values,
 )
@@ -31,9 +33,10 @@ def as_frame(X):
     if sparse.issparse(X):
         raise TypeError("sparse input is not supported: pass X as a pandas DataFrame")
     if isinstance(X, pd.DataFrame):
-        if all(isinstance(c, str) for c in X.columns):
-            return X
-        return X.rename(columns=str)
+        if not all(isinstance(c, str) for c in X.columns):
+            X = X.rename(columns=str)
+        check_unique_columns(X)
+        return X
     arr = np.asarray(X)
     if arr.ndim != 2:
         raise ValueError(
@@ -64,7 +67,9 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
         Metadata columns. ``None`` detects them from dtypes: numbers are
         numeric; strings, categories and booleans are categorical, except
         that a text column of numbers with a few non-numbers (a CSV's
-        ``"?"``) is an error rather than a category per value.
+        ``"?"``) is an error rather than a category per value. A column
+        named in one list is never detected for the other; one named in
+        both is an error.
     image_size : int, default=128
         Side of the square network input.
     contrast : {"percentile", "minmax", "none"}, default="percentile"
@@ -106,14 +111,18 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
         if self.image_col is not None:
             check_columns(X, [self.image_col], role="image column")
         metadata = X.drop(columns=[self.image_col]) if self.image_col is not None else X
+        # a column named in one role is never detected in the other
+        named = list(self.categorical_cols or []) + list(self.numeric_cols or [])
+        numbers = list(metadata.select_dtypes(include="number").columns)  # bool is not "number"
         if self.numeric_cols is None:
-            numeric = list(metadata.select_dtypes(include="number").columns)  # bool is not "number"
+            numeric = [c for c in numbers if c not in named]
         else:
             numeric = list(self.numeric_cols)
         if self.categorical_cols is None:
-            categorical = [c for c in metadata.columns if c not in numeric]
+            categorical = [c for c in metadata.columns if c not in numbers and c not in named]
         else:
             categorical = list(self.categorical_cols)
+        check_distinct_columns(numeric, categorical)
         check_columns(X, numeric + categorical, role="metadata column")
         check_numeric(X, numeric)
         if self.categorical_cols is None:
@@ -122,7 +131,10 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
         self.categorical_cols_ = [str(c) for c in categorical]
         self.metadata_transformer_ = ColumnTransformer(
             [
-                ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+                # keep_empty_features: a column missing in every training row stays (imputed
+                # 0) instead of being dropped and shifting every column after it
+                ("numeric", make_pipeline(
+                    SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()),
                  self.numeric_cols_),
                 ("categorical", OrdinalEncoder(
                     handle_unknown="use_encoded_value", unknown_value=-1,

@@ -20,8 +20,9 @@ import pandas as pd
 from sklearn.exceptions import DataConversionWarning
 
 __all__ = [
-    "ImputationWarning", "InputError", "check_columns", "check_image_files", "check_numeric",
-    "check_targets", "numeric_like_columns", "warn_missing_values",
+    "ImputationWarning", "InputError", "TargetUnitWarning", "check_columns",
+    "check_distinct_columns", "check_image_files", "check_numeric", "check_targets",
+    "check_unique_columns", "numeric_like_columns", "warn_missing_values",
 ]
 
 
@@ -55,6 +56,10 @@ class InputError(ValueError):
 
 class ImputationWarning(UserWarning):
     """Missing metadata values were imputed."""
+
+
+class TargetUnitWarning(UserWarning):
+    """The target does not look like femoral neck BMD in g/cm² (mg/cm², a T-score...)."""
 
 
 def _raise_if(problems, noun, rest):
@@ -127,6 +132,46 @@ def check_columns(X, columns, *, role="column"):
     missing = [c for c in columns if c not in X.columns]
     _raise_if({repr(c): "" for c in missing}, role,
               f"not found (X has: {[str(c) for c in X.columns]})")
+
+
+def check_distinct_columns(numeric, categorical):
+    """Raise an :class:`InputError` naming every column listed twice or in both roles.
+
+    Examples
+    --------
+    >>> check_distinct_columns(["age", "grade"], ["grade", "sex", "sex"])
+    Traceback (most recent call last):
+    ...
+    bmdkit.validation.InputError: 2 columns named twice (both numeric_cols and categorical_cols, or twice in one):
+      'grade': numeric and categorical
+      'sex': listed 2 times in categorical_cols
+    """
+    problems = {}
+    for role, columns in (("numeric_cols", numeric), ("categorical_cols", categorical)):
+        for column, count in pd.Series(list(columns), dtype=object).value_counts().items():
+            if count > 1:
+                problems[repr(column)] = f"listed {count} times in {role}"
+    for column in dict.fromkeys(c for c in numeric if c in set(categorical)):
+        problems[repr(column)] = "numeric and categorical"
+    _raise_if(dict(sorted(problems.items())), "column",
+              "named twice (both numeric_cols and categorical_cols, or twice in one)")
+
+
+def check_unique_columns(X):
+    """Raise an :class:`InputError` naming every column name that ``X`` has more than once.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> check_unique_columns(pd.DataFrame([[1, 2, 3]], columns=["age", "bmi", "age"]))
+    Traceback (most recent call last):
+    ...
+    bmdkit.validation.InputError: 1 column name appears more than once in X (name: count):
+      'age': 2
+    """
+    counts = pd.Series(list(X.columns), dtype=object).value_counts(sort=False)
+    _raise_if({repr(c): int(k) for c, k in counts.items() if k > 1}, "column name",
+              "appears more than once in X (name: count)")
 
 
 def check_numeric(X, columns):

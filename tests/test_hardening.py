@@ -1,0 +1,195 @@
+"""Defects an outside review found (issue 11): each test failed before its fix."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from skorch.callbacks import Callback
+
+from bmdkit import ConcatBMDRegressor, MetadataOnlyBMDRegressor, XAttnBMDRegressor
+from bmdkit.preprocessing import BMDPreprocessor
+from bmdkit.validation import InputError, TargetUnitWarning
+
+TINY = dict(image_size=32, max_epochs=1, batch_size=16, backbone="resnet10t", embed_dim=16,
+            n_heads=2, n_layers=1, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def small(signal_cohort):
+    X, y = signal_cohort
+    return X.iloc[:40].reset_index(drop=True), y[:40]
+
+
+def _metadata(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"age": rng.uniform(50, 90, n), "sex": rng.choice(["F", "M"], n)})
+    y = 1.2 - 0.006 * X["age"].to_numpy() + 0.1 * (X["sex"] == "M") + rng.normal(0, 0.05, n)
+    return X, np.asarray(y, dtype=np.float64)
+
+
+# -- 1. an all-missing numeric column in the training rows -------------------------------
+def test_an_all_missing_numeric_column_keeps_every_other_column_in_place():
+    X = pd.DataFrame({"sparse": [np.nan] * 4, "age": [60.0, 70.0, 80.0, 90.0],
+                      "sex": ["F", "M", "F", "M"]})
+    with pytest.warns(UserWarning):
+        arrays = BMDPreprocessor(image_col=None).fit_transform(X)
+    assert arrays["numeric"].shape == (4, 2)
+    np.testing.assert_array_equal(arrays["numeric"][:, 0], 0.0)  # imputed, then centred
+    np.testing.assert_allclose(arrays["numeric"][:, 1], (X["age"] - 75) / X["age"].std(ddof=0),
+                               rtol=1e-6)
+    assert arrays["categorical"][:, 0].tolist() == [1, 2, 1, 2]
+
+
+def test_a_fold_where_a_sparse_field_is_all_missing_trains_and_predicts():
+    X, y = _metadata()
+    X["sparse"] = np.where(np.arange(len(X)) < 40, np.nan, 1.0)  # all missing in rows 0..39
+    model = MetadataOnlyBMDRegressor(max_epochs=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X.iloc[:40], y[:40])
+        assert model.predict(X.iloc[40:]).shape == (20,)
+
+
+# -- 2. a column used twice ------------------------------------------------------------------
+def test_a_numeric_typed_categorical_column_is_not_also_numeric():
+    X = pd.DataFrame({"age": [60.0, 70.0, 80.0], "grade": [1, 2, 3]})
+    pre = BMDPreprocessor(image_col=None, categorical_cols=["grade"]).fit(X)
+    assert pre.numeric_cols_ == ["age"] and pre.categorical_cols_ == ["grade"]
+    pre = BMDPreprocessor(image_col=None, numeric_cols=["grade"]).fit(X)
+    assert pre.numeric_cols_ == ["grade"] and pre.categorical_cols_ == []
+
+
+def test_a_column_named_both_numeric_and_categorical_is_an_error():
+    X = pd.DataFrame({"age": [60.0, 70.0, 80.0], "grade": [1, 2, 3]})
+    with pytest.raises(InputError, match="both numeric_cols and categorical_cols") as info:
+        BMDPreprocessor(image_col=None, numeric_cols=["age", "grade"],
+                        categorical_cols=["grade"]).fit(X)
+    assert "'grade'" in str(info.value) and "'age'" not in str(info.value)
+
+
+# -- 7. a last training batch of one sample ----------------------------------------------
+def test_a_last_batch_of_one_sample_does_not_crash_batchnorm(small):
+    X, y = small
+    # resnet10t at 32 px ends in 1x1 feature maps: BatchNorm cannot train on a batch of one
+    model = ConcatBMDRegressor(**dict(TINY, batch_size=16))
+    model.fit(X.iloc[:17], y[:17])
+    assert np.isfinite(model.predict(X.iloc[:3])).all()
+
+
+# -- 8. per-fit generators, not torch's global one ---------------------------------------
+def test_fit_leaves_the_global_torch_generator_alone(small):
+    X, y = small
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    ConcatBMDRegressor(**dict(TINY, max_epochs=1, early_stopping=True)).fit(X, y).predict(X)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_fits_in_threads_are_reproducible(small):
+    X, y = small
+    params = dict(TINY, max_epochs=2, batch_size=8, dropout=0.3, n_threads=1)
+
+    def fit(seed):
+        return XAttnBMDRegressor(**dict(params, random_state=seed)).fit(X, y).predict(X)
+
+    alone = [fit(0), fit(1)]
+    start = threading.Barrier(4)
+
+    def racing(seed):
+        start.wait()
+        return fit(seed)
+
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(racing, [0, 1, 0, 1]))
+    for i, predictions in enumerate(together):
+        np.testing.assert_array_equal(predictions, alone[i % 2])
+    assert not np.array_equal(alone[0], alone[1])
+
+
+# -- 9. unchecked settings and targets in the wrong unit ---------------------------------
+@pytest.mark.parametrize("param, value, message", [
+    ("low_bmd_weight", -1.0, "low_bmd_weight must be >= 0"),
+    ("dropout", 1.0, r"dropout must be in \[0, 1\)"),
+    ("dropout", -0.1, r"dropout must be in \[0, 1\)"),
+    ("lr", 0.0, "lr must be > 0"),
+    ("lr", -1e-3, "lr must be > 0"),
+    ("n_threads", 0, "n_threads must be None or a positive integer"),
+    ("weight_decay", -1.0, "weight_decay must be >= 0"),
+    ("smooth_l1_beta", 0.0, "smooth_l1_beta must be > 0"),
+])
+def test_bad_settings_are_named_before_training(param, value, message):
+    X, y = _metadata()
+    with pytest.raises(ValueError, match=message):
+        MetadataOnlyBMDRegressor(**{param: value}).fit(X, y)
+
+
+@pytest.mark.parametrize("scale, shift, unit", [(1000.0, 0.0, "mg/cm"), (8.0, -7.0, "T-score")])
+def test_targets_in_another_unit_are_named_in_a_warning(scale, shift, unit):
+    X, y = _metadata()
+    with pytest.warns(TargetUnitWarning, match=unit):
+        MetadataOnlyBMDRegressor(max_epochs=1).fit(X, y * scale + shift)
+
+
+def test_plausible_bmd_gives_no_unit_warning():
+    X, y = _metadata()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TargetUnitWarning)
+        MetadataOnlyBMDRegressor(max_epochs=1).fit(X, y)
+
+
+# -- 10. a failed refit leaves the estimator as it was ---------------------------------
+class _Explode(Callback):
+    def on_epoch_begin(self, net, **kwargs):
+        raise RuntimeError("training failed")
+
+
+def test_a_failed_refit_leaves_the_fitted_model_untouched(small, tmp_path):
+    X, y = small
+    model = ConcatBMDRegressor(**TINY).fit(X, y)
+    before = {k: v for k, v in vars(model).items() if k.endswith("_")}
+    predictions = model.predict(X)
+    (tmp_path / "corrupt.png").write_bytes(b"not an image")
+    bad = X.copy()
+    bad.loc[3, "image_path"] = str(tmp_path / "corrupt.png")
+    with pytest.raises(InputError):
+        model.fit(bad.assign(extra=1.0), y)  # fails after the new preprocessor is fitted
+    model.set_params(callbacks=[_Explode()])
+    with pytest.raises(RuntimeError, match="training failed"):
+        model.fit(X, y)
+    after = {k: v for k, v in vars(model).items() if k.endswith("_")}
+    assert after.keys() == before.keys()
+    assert all(after[k] is before[k] for k in before)
+    np.testing.assert_array_equal(model.predict(X), predictions)
+
+
+def test_a_failed_first_fit_leaves_no_fitted_state(small):
+    X, y = small
+    model = ConcatBMDRegressor(**dict(TINY, callbacks=[_Explode()]))
+    with pytest.raises(RuntimeError):
+        model.fit(X, y)
+    assert not [k for k in vars(model) if k.endswith("_")]
+
+
+# -- 13. empty frames -------------------------------------------------------------------
+def test_predicting_no_rows_returns_an_empty_vector(small):
+    X, y = small
+    model = XAttnBMDRegressor(**TINY).fit(X, y)
+    assert model.predict(X.iloc[:0]).shape == (0,)
+    attention = model.attention(X.iloc[:0])
+    full = model.attention(X.iloc[:2])
+    assert attention["image_to_metadata"].shape == (0, *full["image_to_metadata"].shape[1:])
+    assert attention["metadata_to_image"].shape == (0, *full["metadata_to_image"].shape[1:])
+    with pytest.raises(InputError, match="'age'"):  # columns are still checked
+        model.predict(X.iloc[:0].drop(columns=["age"]))
+
+
+def test_metadata_only_predicts_no_rows():
+    X, y = _metadata()
+    model = MetadataOnlyBMDRegressor(max_epochs=1, random_state=0).fit(X, y)
+    assert model.predict(X.iloc[:0]).shape == (0,)
