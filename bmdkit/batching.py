@@ -8,8 +8,10 @@ one ``numpy.take`` per array, so the cost of a batch is one memory copy.
 Both plug into skorch (``dataset=ArrayDataset``, ``iterator_train=`` /
 ``iterator_valid=BatchIterator``) and keep ``DataLoader`` semantics,
 including the shuffled order: the same draws from torch's global generator
-give the same batches, so a seeded fit is bit-for-bit the one skorch's
-default ``DataLoader`` gives.
+(or from a ``generator`` given to both) give the same batches, so a seeded
+fit is bit-for-bit the one skorch's default ``DataLoader`` gives. The
+estimators pass a generator of their own (:mod:`bmdkit.rng`) and drop a last
+training batch of a single sample (BatchNorm cannot train on one).
 
 :func:`torch_threads` sets torch's intra-op threads for the duration of a
 fit or predict (the estimators' ``n_threads``).
@@ -89,7 +91,9 @@ class BatchIterator:
     default sampler: each pass draws from torch's global generator exactly as
     ``DataLoader`` does (a base seed, then the permutation's seed when
     shuffling), so seeding torch reproduces runs and matches skorch's
-    default data path bit for bit. Other datasets are collated item by item.
+    default data path bit for bit. With a ``generator`` the draws come from
+    it instead and the global generator is left alone. Other datasets are
+    collated item by item.
 
     Parameters
     ----------
@@ -99,6 +103,12 @@ class BatchIterator:
         A new random order every pass (skorch's ``iterator_train__shuffle``).
     drop_last : bool, default=False
         Drop the last incomplete batch.
+    drop_single : bool, default=False
+        Drop the last batch only when it holds a single row: BatchNorm
+        cannot train on a batch of one at 1x1 feature maps (a shuffled pass
+        drops a different row each epoch).
+    generator : torch.Generator or None, default=None
+        Source of the random draws (CPU); ``None``: torch's global generator.
 
     Examples
     --------
@@ -112,28 +122,41 @@ class BatchIterator:
     >>> slow = [b[1].tolist() for b in torch.utils.data.DataLoader(data, 2, shuffle=True)]
     >>> fast == slow
     True
+    >>> [len(yb) for _, yb in BatchIterator(data, batch_size=4, drop_single=True)]
+    [4]
     """
 
-    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False):
+    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, drop_single=False,
+                 generator=None):
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.drop_single = drop_single
+        self.generator = generator
 
     def __len__(self):
         n, size = len(self.dataset), self.batch_size
-        return n // size if self.drop_last else -(-n // size)
+        if self.drop_last or (self.drop_single and n % size == 1 and n > 1):
+            return n // size
+        return -(-n // size)
 
     def _order(self):
-        """Positions in pass order, drawing the global generator as ``DataLoader`` does."""
+        """Positions in pass order, drawing from the generator as ``DataLoader`` does."""
         n = len(self.dataset)
-        torch.empty((), dtype=torch.int64).random_()  # DataLoader's base seed for workers
+        # DataLoader's base seed for workers
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
         if not self.shuffle:
             return np.arange(n)
-        seed = int(torch.empty((), dtype=torch.int64).random_().item())  # RandomSampler's
-        generator = torch.Generator()
-        generator.manual_seed(seed)
-        return torch.randperm(n, generator=generator).numpy()
+        if self.generator is None:  # RandomSampler's own generator, seeded from the global one
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())
+            generator = torch.Generator()
+            generator.manual_seed(seed)
+            return torch.randperm(n, generator=generator).numpy()
+        order = torch.randperm(n, generator=self.generator).numpy()
+        # RandomSampler draws one more permutation from a given generator when its pass ends
+        torch.randperm(n, generator=self.generator)
+        return order
 
     def __iter__(self):
         base, rows = _resolve(self.dataset)

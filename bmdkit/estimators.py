@@ -20,7 +20,8 @@ from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
 from bmdkit.nn import FUSIONS, PRECISIONS, BMDNet
 from bmdkit.nn.frozen import backbone_features
 from bmdkit.preprocessing import BMDPreprocessor, as_frame
-from bmdkit.validation import check_targets
+from bmdkit.rng import FitRandomness
+from bmdkit.validation import check_targets, warn_target_units
 
 __all__ = [
     "BMDRegressor", "XAttnBMDRegressor", "ConcatBMDRegressor", "ImageOnlyBMDRegressor",
@@ -32,6 +33,12 @@ LR_SCHEDULES = ("cosine", None)
 #: skorch settings that cut batches out of contiguous arrays (bmdkit.batching).
 FAST_DATA_PATH = dict(dataset=ArrayDataset, iterator_train=BatchIterator,
                       iterator_valid=BatchIterator)
+
+
+def _is_real(value):
+    """Whether ``value`` is a finite real number (not a bool)."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and np.isfinite(value))
 
 
 class BMDRegressor(RegressorMixin, BaseEstimator):
@@ -223,6 +230,16 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
             )
+        for name, low, strict in (("lr", 0, True), ("weight_decay", 0, False),
+                                  ("smooth_l1_beta", 0, True), ("low_bmd_weight", 0, True)):
+            value = getattr(self, name)
+            if not (_is_real(value) and (value > low if strict else value >= low)):
+                raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
+        if not (_is_real(self.dropout) and 0 <= self.dropout < 1):
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.n_threads is not None and not (
+                isinstance(self.n_threads, numbers.Integral) and self.n_threads >= 1):
+            raise ValueError(f"n_threads must be None or a positive integer, got {self.n_threads!r}")
 
     def _metadata_frame(self, X):
         """X as the preprocessor should see it for this fusion."""
@@ -262,11 +279,14 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         y = check_targets(y, len(X))
         if len(y) < 2:
             raise ValueError(f"need at least 2 training rows, got n_samples={len(y)}")
+        warn_target_units(y)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        torch.manual_seed(seed)
+        rng = FitRandomness(seed, self.device)
 
-        self.preprocessor_ = self._make_preprocessor().fit(X)
-        n_meta = len(self.preprocessor_.numeric_cols_) + len(self.preprocessor_.categorical_cols_)
+        # everything is fitted into locals and assigned at the end: a fit that fails leaves
+        # the estimator as it was
+        preprocessor = self._make_preprocessor().fit(X)
+        n_meta = len(preprocessor.numeric_cols_) + len(preprocessor.categorical_cols_)
         if self.fusion != "image" and n_meta == 0:
             if X.shape[1] == 0:  # scikit-learn's wording for empty data (check_estimator)
                 raise ValueError(
@@ -278,17 +298,17 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
                 f"besides image_col={self.image_col!r} (X columns: {list(X.columns)}, "
                 f"numeric_cols={self.numeric_cols!r}, categorical_cols={self.categorical_cols!r})"
             )
-        arrays = self.preprocessor_.transform(X)
+        arrays = preprocessor.transform(X)
 
-        self.y_mean_ = float(y.mean())
-        self.y_scale_ = float(y.std()) or 1.0
-        y_scaled = self._scale_targets(y)
+        y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
+        y_scaled = ((y - y_mean) / y_scale).astype(np.float32)[:, None]
+        loss_weights, criterion = self._criterion(y, y_mean, y_scale)
 
-        self.net_ = self._make_net(
+        net = self._make_net(
             module=BMDNet,
             module__fusion=self.fusion,
-            module__n_numeric=len(self.preprocessor_.numeric_cols_),
-            module__cardinalities=list(self.preprocessor_.cardinalities_),
+            module__n_numeric=len(preprocessor.numeric_cols_),
+            module__cardinalities=list(preprocessor.cardinalities_),
             module__backbone=self.backbone,
             module__pretrained=self.pretrained,
             module__embed_dim=self.embed_dim,
@@ -306,6 +326,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             iterator_train__shuffle=True,
+            iterator_train__generator=rng.cpu,
+            iterator_train__drop_single=True,
+            iterator_valid__generator=rng.cpu,
             **FAST_DATA_PATH,
             train_split=(
                 ValidSplit(self.validation_fraction, random_state=seed)
@@ -314,46 +337,50 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             callbacks=self._callbacks(),
             device=self.device,
             verbose=self.verbose,
-            **self._criterion(y),
+            **criterion,
         )
         with torch_threads(self.n_threads):
-            self.net_.initialize()  # what net_.fit does first; the features need the backbone
-            self.net_.partial_fit(self._network_inputs(arrays), y_scaled)
-        self.feature_names_in_ = self.preprocessor_.feature_names_in_
+            with rng.drawing():  # the weights' initialisation
+                net.initialize()  # what net.fit does first; the features need the backbone
+            with rng.routed(net.module_):
+                net.partial_fit(self._network_inputs(arrays, net), y_scaled)
+        self.preprocessor_, self.y_mean_, self.y_scale_ = preprocessor, y_mean, y_scale
+        self.loss_weights_, self.net_ = loss_weights, net
+        self.feature_names_in_ = preprocessor.feature_names_in_
         return self
 
     def _scale_targets(self, y):
         """``y`` (g/cm²) as the network trains on it: standardised float32 of shape (n, 1)."""
         return ((np.asarray(y) - self.y_mean_) / self.y_scale_).astype(np.float32)[:, None]
 
-    def _network_inputs(self, arrays):
+    def _network_inputs(self, arrays, net=None):
         """The preprocessed arrays, with a frozen backbone's (cached) features for the images."""
         if not (self.freeze_backbone and "image" in arrays):
             return arrays
         arrays = dict(arrays)
-        arrays["image_features"] = backbone_features(self.net_.module_, arrays.pop("image"))
+        module = (self.net_ if net is None else net).module_
+        arrays["image_features"] = backbone_features(module, arrays.pop("image"))
         return arrays
 
     def _make_net(self, **params):
         """The skorch net to train (:mod:`bmdkit.scaleout` swaps in an accelerated one)."""
         return NeuralNetRegressor(**params)
 
-    def _criterion(self, y):
+    def _criterion(self, y, y_mean, y_scale):
+        """``(loss weights or None, the net's criterion settings)`` for targets ``y``."""
         if self.loss == "mse":
-            self.loss_weights_ = None
-            return dict(criterion=torch.nn.MSELoss)
+            return None, dict(criterion=torch.nn.MSELoss)
         if self.loss == "smooth_l1":
-            self.loss_weights_ = None
-            return dict(criterion=WeightedSmoothL1Loss, criterion__beta=self.smooth_l1_beta)
-        self.loss_weights_ = TargetDensityWeights(
+            return None, dict(criterion=WeightedSmoothL1Loss, criterion__beta=self.smooth_l1_beta)
+        weights = TargetDensityWeights(
             n_bins=self.lds_bins, sigma=self.lds_sigma, threshold=self.low_bmd_threshold,
             threshold_weight=self.low_bmd_weight,
         ).fit(y)
-        return dict(
+        return weights, dict(
             criterion=WeightedSmoothL1Loss,
             criterion__beta=self.smooth_l1_beta,
-            criterion__bin_edges=(self.loss_weights_.bin_edges_ - self.y_mean_) / self.y_scale_,
-            criterion__bin_weights=self.loss_weights_.bin_weights_,
+            criterion__bin_edges=(weights.bin_edges_ - y_mean) / y_scale,
+            criterion__bin_weights=weights.bin_weights_,
         )
 
     def _callbacks(self):
@@ -374,8 +401,11 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X):
         """Predicted BMD in g/cm², float64 of shape (n_samples,)."""
         check_is_fitted(self, "net_")
+        inputs = self._predict_inputs(X)  # checks the columns, also of an empty frame
+        if len(next(iter(inputs.values()))) == 0:
+            return np.empty(0, dtype=np.float64)
         with torch_threads(self.n_threads):
-            scaled = self.net_.predict(self._predict_inputs(X))[:, 0].astype(np.float64)
+            scaled = self.net_.predict(inputs)[:, 0].astype(np.float64)
         return scaled * self.y_scale_ + self.y_mean_
 
     def save(self, path, *, overwrite=False):
@@ -406,7 +436,10 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.net_.module_.eval()
         with torch_threads(self.n_threads), torch.no_grad():
             dataset = self.net_.get_dataset(self._predict_inputs(X))
-            for batch in self.net_.get_iterator(dataset, training=False):
+            # no rows: one pass over an empty batch gives the arrays' shapes
+            batches = self.net_.get_iterator(dataset, training=False) if len(dataset) else [
+                dataset.batch(np.arange(0))]
+            for batch in batches:
                 _, attention = self.net_.infer(unpack_data(batch)[0], return_attention=True)
                 for key in parts:
                     parts[key].append(attention[key].float().cpu().numpy())

@@ -164,7 +164,10 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
         n_num = len(self.numeric_cols_)
         meta = X[self.numeric_cols_ + self.categorical_cols_].astype(
             {c: object for c in self.categorical_cols_})
-        encoded = np.asarray(self.metadata_transformer_.transform(meta), dtype=np.float64)
+        if len(X):
+            encoded = np.asarray(self.metadata_transformer_.transform(meta), dtype=np.float64)
+        else:  # scikit-learn's transformers refuse no rows; no rows is no rows
+            encoded = np.empty((0, meta.shape[1]))
         arrays = {
             "numeric": np.ascontiguousarray(encoded[:, :n_num], dtype=np.float32),
             "categorical": np.ascontiguousarray(encoded[:, n_num:] + 1, dtype=np.int64),

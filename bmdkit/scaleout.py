@@ -112,7 +112,9 @@ class AcceleratedBMDRegressor(BMDRegressor):
         # the accelerator's print (main process only) when verbose; plain print obeys verbose=0
         sink = "auto" if self.verbose else print
         # Accelerate places batches on the device and shards them across processes only for
-        # torch DataLoaders (prepare() passes any other iterator through untouched)
+        # torch DataLoaders (prepare() passes any other iterator through untouched); a
+        # DataLoader has no drop_single (BatchIterator's) and keeps its last batch
+        params.pop("iterator_train__drop_single", None)
         return AcceleratedNeuralNetRegressor(
             accelerator=accelerator, callbacks__print_log__sink=sink,
             **{**params, "device": None, "iterator_train": DataLoader,

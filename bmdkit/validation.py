@@ -22,7 +22,7 @@ from sklearn.exceptions import DataConversionWarning
 __all__ = [
     "ImputationWarning", "InputError", "TargetUnitWarning", "check_columns",
     "check_distinct_columns", "check_image_files", "check_numeric", "check_targets",
-    "check_unique_columns", "numeric_like_columns", "warn_missing_values",
+    "check_unique_columns", "numeric_like_columns", "warn_missing_values", "warn_target_units",
 ]
 
 
@@ -114,6 +114,52 @@ def check_targets(y, n_rows=None):
     _raise_if({labels[i]: repr(raw[i]) for i in bad}, "target value",
               "missing, not a number or infinite (row: value)")
     return values
+
+
+#: Femoral neck BMD in g/cm² lies well inside this range (the lowest and highest values
+#: seen in adults are about 0.3 and 1.6).
+PLAUSIBLE_BMD = (0.1, 3.0)
+
+
+def warn_target_units(y):
+    """Warn with a :class:`TargetUnitWarning` when ``y`` does not look like BMD in g/cm².
+
+    A median in the hundreds is BMD in mg/cm²; negative values are T- or
+    Z-scores; any other median outside :data:`PLAUSIBLE_BMD` is named too.
+    Returns the likely unit, or None when ``y`` looks like g/cm².
+
+    Examples
+    --------
+    >>> import warnings
+    >>> warn_target_units([0.71, 0.85, 1.02]) is None
+    True
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_target_units([710.0, 850.0, 1020.0])
+    'mg/cm²'
+    >>> print(caught[0].message)  # doctest: +ELLIPSIS
+    y looks like BMD in mg/cm² (median 850), not g/cm²: divide it by 1000...
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if y.size == 0:
+        return None
+    median = float(np.median(y))
+    low, high = PLAUSIBLE_BMD
+    if median >= 100:
+        unit, what, advice = "mg/cm²", "BMD in mg/cm²", "divide it by 1000"
+    elif (y < 0).any():
+        unit, what, advice = "T-score", "T-scores or Z-scores (negative values)", (
+            "pass the measured BMD instead (bmdkit.clinical.bmd_at_t_score converts T-scores "
+            "for a known device and reference)")
+    elif not low <= median <= high:
+        unit, what, advice = "unknown", "values in another unit", (
+            f"femoral neck BMD in g/cm² lies within {low}-{high}")
+    else:
+        return None
+    warnings.warn(
+        f"y looks like {what} (median {median:.4g}), not g/cm²: {advice}; screening "
+        "thresholds, T-scores and WHO categories assume g/cm²", TargetUnitWarning, stacklevel=3)
+    return unit
 
 
 def check_columns(X, columns, *, role="column"):

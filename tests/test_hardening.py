@@ -114,7 +114,7 @@ def test_fits_in_threads_are_reproducible(small):
 
 # -- 9. unchecked settings and targets in the wrong unit ---------------------------------
 @pytest.mark.parametrize("param, value, message", [
-    ("low_bmd_weight", -1.0, "low_bmd_weight must be >= 0"),
+    ("low_bmd_weight", -1.0, "low_bmd_weight must be > 0"),
     ("dropout", 1.0, r"dropout must be in \[0, 1\)"),
     ("dropout", -0.1, r"dropout must be in \[0, 1\)"),
     ("lr", 0.0, "lr must be > 0"),
