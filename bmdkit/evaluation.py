@@ -24,13 +24,14 @@ from tqdm.auto import tqdm
 
 from bmdkit.metrics import compute_metrics, resolve_thresholds
 from bmdkit.model_selection import BMDStratifiedKFold
+from bmdkit.uncertainty import cross_fit_intervals, interval_metrics
 
 __all__ = ["ComparisonResults", "compare_models", "corrected_paired_ttest"]
 
 #: Metrics shown by :meth:`ComparisonResults.table` (when present).
 KEY_METRICS = ("mse", "mae", "rmse", "r2", "pearson_r", "bias", "accuracy@T=-1.0",
                "f1@T=-1.0", "sensitivity@T=-1.0", "specificity@T=-1.0", "roc_auc@T=-1.0",
-               "roc_auc@T=-2.5", "who_accuracy")
+               "roc_auc@T=-2.5", "who_accuracy", "coverage", "interval_width")
 #: Metrics whose change against the baseline :meth:`ComparisonResults.table` reports.
 CHANGE_METRICS = ("mse", "mae", "r2")
 
@@ -91,7 +92,9 @@ class ComparisonResults:
         :func:`bmdkit.metrics.compute_metrics`.
     predictions : pandas.DataFrame
         Out-of-fold predictions, long format: ``model``, ``fold``, ``row``
-        (position in X), ``y_true``, ``y_pred``.
+        (position in X), ``y_true``, ``y_pred``, and with a ``confidence``
+        the conformal interval ``y_lower``, ``y_upper``
+        (:func:`bmdkit.uncertainty.cross_fit_intervals`).
     thresholds : dict of str to float
         Screening thresholds (g/cm²) by name.
     baseline : str or None
@@ -105,6 +108,8 @@ class ComparisonResults:
     title, description : str or None
         Report title and a paragraph on the cohort and protocol, for
         re-drawing the report (``bmdkit report``).
+    confidence : float or None
+        Level of the conformal intervals in :attr:`predictions` (None: none).
 
     Everything but these three report labels is fixed once the results exist.
     """
@@ -118,6 +123,7 @@ class ComparisonResults:
     synthetic: bool = False
     title: str | None = None
     description: str | None = None
+    confidence: float | None = None
 
     @property
     def model_names(self):
@@ -203,11 +209,8 @@ class ComparisonResults:
 
     def pooled_metrics(self):
         """Metrics of the pooled out-of-fold predictions, one row per model."""
-        rows = {
-            model: compute_metrics(part["y_true"], part["y_pred"], thresholds=self.thresholds,
-                                   **self.clinical)
-            for model, part in self.predictions.groupby("model", sort=False)
-        }
+        rows = {model: _metrics(part, self.thresholds, self.clinical)
+                for model, part in self.predictions.groupby("model", sort=False)}
         return pd.DataFrame(rows).T.reindex(self.model_names)
 
     def table(self, metrics=KEY_METRICS, digits=4):
@@ -251,13 +254,14 @@ class ComparisonResults:
         self.predictions.to_csv(path / "predictions.csv", index=False)
         meta = dict(thresholds=self.thresholds, baseline=self.baseline, clinical=self.clinical,
                     models=self.models, synthetic=self.synthetic, title=self.title,
-                    description=self.description)
+                    description=self.description, confidence=self.confidence)
         (path / "results.json").write_text(json.dumps(meta, indent=2))
         return path
 
     @classmethod
     def load(cls, path):
-        """Read results written by :meth:`save` (also by older versions: without report labels)."""
+        """Read results written by :meth:`save` (also by older versions: without report labels
+        or intervals)."""
         path = Path(path)
         for name in ("fold_scores.csv", "predictions.csv", "results.json"):
             if not (path / name).is_file():
@@ -268,6 +272,24 @@ class ComparisonResults:
             predictions=pd.read_csv(path / "predictions.csv"),
             **meta,
         )
+
+
+def _metrics(predictions, thresholds, clinical):
+    """Every metric of some out-of-fold predictions, interval coverage and width included."""
+    result = compute_metrics(predictions["y_true"], predictions["y_pred"], thresholds=thresholds,
+                             **clinical)
+    if "y_lower" in predictions:
+        result.update(interval_metrics(predictions["y_true"], predictions["y_lower"],
+                                       predictions["y_upper"]))
+    return result
+
+
+def _add_intervals(predictions, confidence):
+    """``y_lower``/``y_upper`` of each model's out-of-fold predictions, calibrated on other folds."""
+    bounds = np.empty((len(predictions), 2))
+    for _, part in predictions.groupby("model", sort=False):
+        bounds[predictions.index.get_indexer(part.index)] = cross_fit_intervals(part, confidence)
+    return predictions.assign(y_lower=bounds[:, 0], y_upper=bounds[:, 1])
 
 
 def _named_models(models):
@@ -288,7 +310,7 @@ def _rows(X, index):
 
 def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresholds=None,
                    site="femoral_neck", device="lunar", reference="nhanes3_female",
-                   progress=True):
+                   confidence=0.9, progress=True):
     """Cross-validate several estimators on identical folds.
 
     Parameters
@@ -310,6 +332,13 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
         ``None`` for T = -1 and T = -2.5 on ``device``, ``{}`` for none.
     site, device, reference
         T-score settings (see :func:`bmdkit.clinical.t_score`).
+    confidence : float in (0, 1) or None, default=0.9
+        Level of conformal intervals around the out-of-fold predictions, and
+        per fold their empirical ``coverage`` and mean ``interval_width``
+        (g/cm²). A row's interval is calibrated on the out-of-fold residuals
+        of the rows of *other* folds only, so no test row calibrates its own
+        interval and no model is refitted
+        (:func:`bmdkit.uncertainty.cross_fit_intervals`). ``None``: none.
     progress : bool, default=True
         Show a progress bar over folds × models, with the time left.
 
@@ -340,7 +369,7 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
     clinical = dict(site=site, device=device, reference=reference)
     thresholds = resolve_thresholds(thresholds, **clinical)
     splits = list(cv.split(X, y, groups))
-    scores, predictions = [], []
+    predictions = []
     with tqdm(total=len(splits) * len(models), desc="cross-validation", unit="fit",
               disable=not progress) as bar:
         for fold, (train, test) in enumerate(splits):
@@ -349,16 +378,19 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
                 start = time.perf_counter()
                 fitted = clone(model).fit(_rows(X, train), y[train])
                 y_pred = np.asarray(fitted.predict(_rows(X, test)), dtype=np.float64).ravel()
-                elapsed = time.perf_counter() - start
-                metrics = compute_metrics(y[test], y_pred, thresholds=thresholds, **clinical)
-                scores.append(dict(model=name, fold=fold, n_train=len(train), n_test=len(test),
-                                   fit_time=elapsed, **metrics))
-                predictions.append(pd.DataFrame(dict(model=name, fold=fold, row=test,
-                                                     y_true=y[test], y_pred=y_pred)))
+                predictions.append(pd.DataFrame(dict(
+                    model=name, fold=fold, row=test, y_true=y[test], y_pred=y_pred,
+                    n_train=len(train), fit_time=time.perf_counter() - start)))
                 bar.update()
+    predictions = pd.concat(predictions, ignore_index=True)
+    if confidence is not None:
+        predictions = _add_intervals(predictions, confidence)
+    scores = [dict(model=name, fold=fold, n_train=part["n_train"].iloc[0], n_test=len(part),
+                   fit_time=part["fit_time"].iloc[0], **_metrics(part, thresholds, clinical))
+              for (fold, name), part in predictions.groupby(["fold", "model"], sort=False)]
     return ComparisonResults(
         fold_scores=pd.DataFrame(scores),
-        predictions=pd.concat(predictions, ignore_index=True),
+        predictions=predictions.drop(columns=["n_train", "fit_time"]),
         thresholds=thresholds, baseline=baseline, clinical=clinical,
-        models={name: repr(model) for name, model in models.items()},
+        models={name: repr(model) for name, model in models.items()}, confidence=confidence,
     )

@@ -94,6 +94,30 @@ def test_table_quotes_the_corrected_p_of_paired_tests(results):
         index="fold", columns="model", values="mae"))
 
 
+def test_intervals_are_calibrated_on_other_folds_only(results):
+    pred = results.predictions.query("model == 'ridge'")
+    assert results.confidence == 0.9
+    fold0 = pred[pred.fold == 0]
+    others = pred[pred.fold != 0]
+    scores = np.sort(np.abs(others.y_true - others.y_pred))
+    q = scores[int(np.ceil(0.9 * (len(scores) + 1))) - 1]
+    np.testing.assert_allclose(fold0.y_lower, fold0.y_pred - q)
+    np.testing.assert_allclose(fold0.y_upper, fold0.y_pred + q)
+    scores = results.fold_scores.set_index(["model", "fold"])
+    inside = (fold0.y_lower <= fold0.y_true) & (fold0.y_true <= fold0.y_upper)
+    assert scores.loc[("ridge", 0), "coverage"] == pytest.approx(inside.mean())
+    assert scores.loc[("ridge", 0), "interval_width"] == pytest.approx(2 * q)
+    pooled = results.pooled_metrics()
+    assert abs(pooled.loc["ridge", "coverage"] - 0.9) < 0.06  # 150 SYNTHETIC rows
+    assert pooled.loc["ridge", "interval_width"] < pooled.loc["mean", "interval_width"]
+
+
+def test_without_intervals(metadata_cohort):
+    X, y = metadata_cohort
+    res = compare_models([Ridge()], X, y, cv=3, confidence=None, progress=False)
+    assert "y_lower" not in res.predictions and "coverage" not in res.metric_names
+
+
 def test_corrected_ttest_by_hand():
     d = np.array([0.02, 0.05, -0.01, 0.04, 0.03])
     t = d.mean() / np.sqrt((1 / 5 + 20 / 80) * d.var(ddof=1))
@@ -104,6 +128,7 @@ def test_save_load_round_trip(results, tmp_path):
     loaded = ComparisonResults.load(results.save(tmp_path / "res"))
     pd.testing.assert_frame_equal(loaded.table(), results.table())
     assert loaded.thresholds == results.thresholds and loaded.baseline == "mean"
+    assert loaded.confidence == 0.9 and "y_upper" in loaded.predictions
     assert (loaded.synthetic, loaded.title, loaded.description) == (False, None, None)
     with pytest.raises(FileNotFoundError, match="results"):
         ComparisonResults.load(tmp_path)
@@ -114,11 +139,11 @@ def test_report_labels_are_saved_and_older_results_still_load(results, tmp_path)
     loaded = ComparisonResults.load(labelled.save(tmp_path / "res"))
     assert (loaded.synthetic, loaded.title, loaded.description) == (True, "demo", "233 rows")
     meta = json.loads((tmp_path / "res" / "results.json").read_text())
-    for key in ("synthetic", "title", "description"):  # as written before they were saved
+    for key in ("synthetic", "title", "description", "confidence"):  # as written before
         del meta[key]
     (tmp_path / "res" / "results.json").write_text(json.dumps(meta))
     old = ComparisonResults.load(tmp_path / "res")
-    assert (old.synthetic, old.title, old.description) == (False, None, None)
+    assert (old.synthetic, old.title, old.description, old.confidence) == (False, None, None, None)
     pd.testing.assert_frame_equal(old.table(), results.table())
 
 
@@ -153,7 +178,7 @@ def test_with_a_bmdkit_model(metadata_cohort, capsys):
 
 def test_evaluation_code_never_imports_torch():
     root = Path(bmdkit.__file__).parent
-    for name in ("evaluation", "metrics", "clinical", "model_selection", "report"):
+    for name in ("evaluation", "metrics", "clinical", "model_selection", "report", "uncertainty"):
         tree = ast.parse((root / f"{name}.py").read_text())
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
