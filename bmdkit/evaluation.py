@@ -22,7 +22,7 @@ from scipy import stats
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from bmdkit.metrics import compute_metrics, resolve_thresholds
+from bmdkit.metrics import REGRESSION_METRICS, compute_metrics, resolve_thresholds
 from bmdkit.model_selection import BMDStratifiedKFold
 from bmdkit.uncertainty import cross_fit_intervals, interval_metrics
 
@@ -32,6 +32,9 @@ __all__ = ["ComparisonResults", "compare_models", "corrected_paired_ttest"]
 KEY_METRICS = ("mse", "mae", "rmse", "r2", "pearson_r", "bias", "accuracy@T=-1.0",
                "f1@T=-1.0", "sensitivity@T=-1.0", "specificity@T=-1.0", "roc_auc@T=-1.0",
                "roc_auc@T=-2.5", "who_accuracy", "coverage", "interval_width")
+#: Metrics of :meth:`ComparisonResults.bootstrap_intervals` by default: the report's summary.
+SUMMARY_METRICS = ("r2", "mae", "sensitivity@T=-1.0", "specificity@T=-1.0",
+                   "sensitivity@T=-2.5", "specificity@T=-2.5", "coverage", "interval_width")
 #: Metrics whose change against the baseline :meth:`ComparisonResults.table` reports.
 CHANGE_METRICS = ("mse", "mae", "r2")
 
@@ -213,6 +216,91 @@ class ComparisonResults:
                 for model, part in self.predictions.groupby("model", sort=False)}
         return pd.DataFrame(rows).T.reindex(self.model_names)
 
+    def bootstrap_intervals(self, metrics=SUMMARY_METRICS, *, n_boot=1000, level=0.95,
+                            random_state=0):
+        """Pooled out-of-fold metrics with percentile bootstrap intervals over subjects.
+
+        Each resample draws the rows of X (subjects) with replacement, the
+        same draw for every model, and takes all out-of-fold predictions of
+        the drawn rows (with repeated CV, a row's prediction of every repeat).
+
+        Parameters
+        ----------
+        metrics : sequence of str, default=SUMMARY_METRICS
+            Names among ``mse``, ``mae``, ``r2``, ``sensitivity@<threshold>``,
+            ``specificity@<threshold>``, ``coverage``, ``interval_width``
+            (those the results lack are left out).
+        n_boot : int, default=1000
+        level : float, default=0.95
+        random_state : int or None, default=0
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index model; columns (metric, ``"estimate"`` | ``"low"`` | ``"high"``):
+            the pooled metric and the ends of its interval. Resamples in
+            which a metric is undefined (e.g. no case below a threshold) are
+            skipped.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.linear_model import Ridge
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 1)); y = 0.85 + 0.1 * X[:, 0] + rng.normal(0, 0.05, 100)
+        >>> res = compare_models([Ridge()], X, y, cv=5, progress=False)
+        >>> ci = res.bootstrap_intervals(["r2"], n_boot=200).loc["Ridge", "r2"]
+        >>> bool(ci["low"] < ci["estimate"] < ci["high"])
+        True
+        """
+        metrics = [m for m in metrics if m in self.metric_names]
+        functions = {m: _resampled_metric(m, self.thresholds) for m in metrics}
+        pooled = self.pooled_metrics()
+        subjects = np.unique(self.predictions["row"])
+        rng = np.random.default_rng(random_state)
+        counts = np.stack([np.bincount(rng.integers(0, len(subjects), len(subjects)),
+                                       minlength=len(subjects)) for _ in range(n_boot)])
+        tail = 100 * (1 - level) / 2
+        table = {}
+        for model, part in self.predictions.groupby("model", sort=False):
+            columns = [part[c].to_numpy(np.float64) if c in part else None
+                       for c in ("y_true", "y_pred", "y_lower", "y_upper")]
+            weights = counts[:, np.searchsorted(subjects, part["row"].to_numpy())].astype(float)
+            row = {}
+            for metric, function in functions.items():
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    values = function(weights, *columns)
+                values = values[np.isfinite(values)]
+                low, high = (np.percentile(values, [tail, 100 - tail]) if len(values)
+                             else (np.nan, np.nan))
+                row.update({(metric, "estimate"): pooled.loc[model, metric],
+                            (metric, "low"): low, (metric, "high"): high})
+            table[model] = row
+        frame = pd.DataFrame(table).T.reindex(self.model_names)
+        frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+        return frame
+
+    def headline_test(self, headline=None, metric="mse"):
+        """One sentence: did ``headline`` beat the baseline significantly on ``metric``?
+
+        Uses the corrected resampled t-test over folds (:func:`corrected_paired_ttest`)
+        at the 5 % level. ``headline`` defaults to the first model that is not
+        the baseline. Returns None without a baseline.
+        """
+        if self.baseline is None or len(self.model_names) < 2:
+            return None
+        headline = headline or next(m for m in self.model_names if m != self.baseline)
+        test = self.paired_tests(metrics=[metric]).set_index("model").loc[headline]
+        means = self.fold_scores.groupby("model")[metric].mean()
+        better = REGRESSION_METRICS.get(metric, (None, +1))[1] * test["mean_difference"] > 0
+        p = test["p_corrected"]
+        verdict = ("did not differ significantly from" if not p < 0.05
+                   else "significantly beat" if better else "was significantly worse than")
+        return (f"{headline} {verdict} the baseline {self.baseline} on {metric.upper()} "
+                f"({means[headline]:.4g} vs {means[self.baseline]:.4g}, mean over "
+                f"{self.fold_scores['fold'].nunique()} folds; corrected resampled t-test "
+                f"p = {p:.3f}).")
+
     def table(self, metrics=KEY_METRICS, digits=4):
         """The results table: ``mean ± SD`` over folds, plus changes against the baseline.
 
@@ -272,6 +360,41 @@ class ComparisonResults:
             predictions=pd.read_csv(path / "predictions.csv"),
             **meta,
         )
+
+
+def _resampled_metric(name, thresholds):
+    """``f(W, y_true, y_pred, y_lower, y_upper)``: metric ``name`` of every bootstrap resample.
+
+    ``W`` (n_boot, n) holds how often each prediction is drawn; the metric is
+    its weighted form, so all resamples cost a few matrix products. With
+    ``W`` all ones it equals :func:`bmdkit.metrics.compute_metrics` (tested).
+    """
+    def total(W, values):
+        return W @ values / W.sum(axis=1)
+
+    if name in ("mae", "mse"):
+        power = 1 if name == "mae" else 2
+        return lambda W, t, p, lo, hi: total(W, np.abs(p - t) ** power)
+    if name == "r2":
+        def r2(W, t, p, lo, hi):
+            centred = t - t.mean()  # keeps the variance free of cancellation
+            variance = total(W, centred ** 2) - total(W, centred) ** 2
+            return 1 - total(W, (p - t) ** 2) / variance
+        return r2
+    if name == "coverage":
+        return lambda W, t, p, lo, hi: total(W, ((lo <= t) & (t <= hi)).astype(float))
+    if name == "interval_width":
+        return lambda W, t, p, lo, hi: total(W, hi - lo)
+    metric, _, label = name.partition("@")
+    if metric in ("sensitivity", "specificity") and label in thresholds:
+        positive = metric == "sensitivity"
+        threshold = thresholds[label]
+
+        def rate(W, t, p, lo, hi):
+            members = ((t < threshold) == positive).astype(float)
+            return W @ (members * ((p < threshold) == positive)) / (W @ members)
+        return rate
+    raise ValueError(f"no bootstrap for metric {name!r}; known: {SUMMARY_METRICS}")
 
 
 def _metrics(predictions, thresholds, clinical):

@@ -2,9 +2,11 @@
 
 :func:`write_report` turns :class:`~bmdkit.evaluation.ComparisonResults`
 into PNG figures (predicted vs DXA, Bland-Altman, ROC at each screening
-threshold, confusion matrices, per-fold scores) and one HTML page that embeds
-them (base64) next to the results table, so the page can be mailed or
-archived alone. Results from synthetic data are labelled as such.
+threshold, confusion matrices, per-fold scores, conformal intervals and
+referral) and one HTML page that embeds them (base64), so the page can be
+mailed or archived alone. The page opens with a summary (metrics with
+bootstrap intervals, the headline test, referral), then the figures, then
+the full tables. Results from synthetic data are labelled as such.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import html
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from bmdkit.clinical import WHO_CATEGORIES, t_score, who_category
 from bmdkit.evaluation import KEY_METRICS
+from bmdkit.uncertainty import referral_analysis, referral_curve
 
-__all__ = ["FIGURES", "write_report"]
+__all__ = ["FIGURES", "INTERVAL_FIGURES", "extra_figure_section", "referral_table",
+           "summary_table", "write_report"]
 
 #: Metrics shown in the per-fold comparison figure (when present).
 FOLD_METRICS = ("mse", "mae", "r2", "roc_auc@T=-1.0")
@@ -157,6 +162,54 @@ def plot_fold_scores(results, pooled=None):
     return fig
 
 
+def _interval_parts(results):
+    return [(name, part) for name, part in _by_model(results) if "y_lower" in part]
+
+
+def plot_intervals(results, pooled=None):
+    """Out-of-fold conformal intervals per model, subjects sorted by prediction."""
+    pooled = _pooled(results, pooled)
+    parts = _interval_parts(results)
+    fig, axes = _grid(len(parts))
+    for ax, (name, part) in zip(axes, parts):
+        part = part.sort_values("y_pred")
+        x = np.arange(len(part))
+        inside = (part["y_lower"] <= part["y_true"]) & (part["y_true"] <= part["y_upper"])
+        ax.vlines(x, part["y_lower"], part["y_upper"], color="C0", alpha=0.3, lw=1)
+        ax.plot(x, part["y_pred"], color="C0", lw=1, label="predicted")
+        ax.scatter(x[inside], part["y_true"][inside], s=5, color="k", label="DXA, inside")
+        ax.scatter(x[~inside], part["y_true"][~inside], s=9, color="C3", label="DXA, outside")
+        for value in results.thresholds.values():
+            ax.axhline(value, color="grey", lw=0.6, ls=":")
+        m = pooled.loc[name]
+        ax.set(xlabel="subjects, by predicted BMD", ylabel="BMD (g/cm²)",
+               title=f"{name}\n{results.confidence:.0%} intervals: coverage "
+                     f"{m['coverage']:.3f}, mean width {m['interval_width']:.3f}")
+        ax.legend(loc="upper left", fontsize=6)
+    return fig
+
+
+def plot_referral(results, pooled=None):
+    """Fraction referred vs sensitivity and specificity of the rest, at each threshold."""
+    curves = {name: referral_curve(part, results.thresholds)
+              for name, part in _interval_parts(results)}
+    fig, axes = _grid(max(len(results.thresholds), 1))
+    for ax, label in zip(axes, results.thresholds):
+        for i, (name, curve) in enumerate(curves.items()):
+            at = curve[curve["threshold"] == label]
+            ax.plot(at["referred"], at["sensitivity_rest"], "-o", ms=3, color=f"C{i}",
+                    label=f"{name}: sensitivity")
+            ax.plot(at["referred"], at["specificity_rest"], "--s", ms=3, color=f"C{i}",
+                    label=f"{name}: specificity")
+            mark = at[np.isclose(at["confidence"], results.confidence)]
+            ax.scatter(mark["referred"], mark["sensitivity_rest"], s=60, facecolors="none",
+                       edgecolors="k", zorder=4)
+        ax.set(xlabel="fraction referred to DXA", ylabel="among the rest",
+               title=f"referral at {label} ({results.thresholds[label]:.3f} g/cm²)")
+        ax.legend(loc="lower right", fontsize=6)
+    return fig
+
+
 #: File stem -> (figure function, caption) of every figure in the report. Each function
 #: takes ``(results, pooled=None)``; ``pooled`` is ``results.pooled_metrics()``, computed
 #: when not given (functions that need no pooled metrics ignore it).
@@ -171,14 +224,40 @@ FIGURES = {
                                   "WHO categories (pooled out-of-fold)."),
     "fold_scores": (plot_fold_scores, "Scores of each fold; grey lines join the same fold."),
 }
+#: Figures drawn when the results hold conformal intervals (``results.confidence``).
+INTERVAL_FIGURES = {
+    "intervals": (plot_intervals, "Conformal prediction intervals around the out-of-fold "
+                                  "predictions, each calibrated on the other folds' residuals "
+                                  "only; red: DXA outside its interval."),
+    "referral": (plot_referral, "Referral: rows whose interval contains a threshold are "
+                                "referred to DXA; sensitivity (solid) and specificity (dashed) "
+                                "of the point prediction among the rest, for interval levels "
+                                "50–95 % (circled: the report's level)."),
+}
+
+#: Summary rows: metric -> label.
+SUMMARY_LABELS = {
+    "r2": "R²", "mae": "MAE (g/cm²)",
+    "sensitivity@T=-1.0": "sensitivity, T = −1", "specificity@T=-1.0": "specificity, T = −1",
+    "sensitivity@T=-2.5": "sensitivity, T = −2.5", "specificity@T=-2.5": "specificity, T = −2.5",
+    "coverage": "interval coverage", "interval_width": "mean interval width (g/cm²)",
+}
+#: Referral table rows: column of referral_analysis -> label.
+REFERRAL_LABELS = {"referred": "fraction referred", "sensitivity_rest": "sensitivity of the rest",
+                   "specificity_rest": "specificity of the rest",
+                   "sensitivity_all": "sensitivity, no referral",
+                   "specificity_all": "specificity, no referral"}
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em;
+       color: #222; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; white-space: nowrap; }
-.scroll { overflow-x: auto; }
+.scroll { overflow-x: auto; max-width: 100%; }
 th { background: #f3f3f3; }
 .synthetic { background: #fff3cd; border: 2px solid #d39e00; padding: 0.8em; font-weight: bold; }
+.verdict { font-size: 1.1em; }
+details { margin: 1em 0; } summary { cursor: pointer; font-weight: bold; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; }
 """
 
@@ -188,10 +267,77 @@ def _table_html(frame, float_format="{:.4g}".format):
     return f'<div class="scroll">{table}</div>'
 
 
+def _figure_html(fig, stem, caption, out_dir, *, synthetic, dpi):
+    """Save ``fig`` as ``<stem>.png`` in ``out_dir`` and return its embedded <figure>."""
+    if synthetic:
+        fig.suptitle("synthetic data", color="#b35c00", fontsize=9, x=0.99, ha="right")
+    fig.savefig(out_dir / f"{stem}.png", dpi=dpi, bbox_inches="tight")
+    data = base64.b64encode((out_dir / f"{stem}.png").read_bytes()).decode("ascii")
+    return (f'<figure id="{html.escape(stem)}"><img src="data:image/png;base64,{data}" '
+            f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+
+
+def summary_table(results, intervals):
+    """Summary: metrics as rows, models as columns, ``estimate [low, high]``."""
+    rows = {}
+    for metric, label in SUMMARY_LABELS.items():
+        if metric not in intervals.columns.get_level_values(0):
+            continue
+        if metric == "coverage":
+            label = f"coverage of {results.confidence:.0%} intervals"
+        ci = intervals[metric]
+        rows[label] = [f"{e:.3f} [{lo:.3f}, {hi:.3f}]"
+                       for e, lo, hi in zip(ci["estimate"], ci["low"], ci["high"])]
+    return pd.DataFrame(rows, index=intervals.index).T.rename_axis(None, axis=1)
+
+
+def referral_table(results):
+    """Referral analysis at ``results.confidence``: (threshold, quantity) rows, models as columns."""
+    columns = {}
+    for name, part in _interval_parts(results):
+        table = referral_analysis(part["y_true"], part["y_pred"],
+                                  part[["y_lower", "y_upper"]].to_numpy(), results.thresholds)
+        columns[name] = table[list(REFERRAL_LABELS)].rename(columns=REFERRAL_LABELS).stack()
+    return pd.DataFrame(columns)
+
+
+def _referral_sentence(results, table):
+    name = table.columns[0]
+    parts = []
+    for label in results.thresholds:
+        r = table[name].loc[label]
+        parts.append(
+            f"at {label}, referring the {r['fraction referred']:.0%} of subjects whose "
+            f"interval contains the threshold changes sensitivity from "
+            f"{r['sensitivity, no referral']:.2f} to {r['sensitivity of the rest']:.2f} and "
+            f"specificity from {r['specificity, no referral']:.2f} to "
+            f"{r['specificity of the rest']:.2f} among the rest")
+    return f"{name}: " + "; ".join(parts) + "."
+
+
+def extra_figure_section(figures, out_dir, *, synthetic=False, dpi=110):
+    """HTML of a "More figures" section from ``{stem: (Figure, caption)}``, PNGs into ``out_dir``.
+
+    The hook for figures made outside this module, e.g. explanations
+    (``bmdkit.explain.plot_explanations``): :func:`write_report` calls it
+    with its ``extra_figures`` argument.
+    """
+    if not figures:
+        return []
+    return ['<h2 id="more-figures">More figures</h2>'] + [
+        _figure_html(fig, stem, caption, Path(out_dir), synthetic=synthetic, dpi=dpi)
+        for stem, (fig, caption) in figures.items()]
+
 
 def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic=False,
-                 description=None, dpi=110, extra_figures=None):
+                 description=None, headline=None, extra_figures=None, n_boot=1000, dpi=110):
     """Write the figures (PNG) and ``report.html`` for ``results`` into ``out_dir``.
+
+    The page opens with a summary a clinician reads first (per model: R²,
+    MAE, sensitivity and specificity at T = −1 and T = −2.5 and interval
+    coverage, each with a 95 % bootstrap interval over subjects; whether the
+    headline model beat the baseline; what referral buys), then the figures,
+    then the full tables for an engineer, the paired tests folded away.
 
     Parameters
     ----------
@@ -202,10 +348,15 @@ def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic
         Mark every page and figure title as results on synthetic data.
     description : str or None
         A paragraph shown under the title (e.g. the cohort and protocol).
+    headline : str or None
+        The model tested against the baseline in the summary (default: the
+        first model that is not the baseline).
+    extra_figures : dict of str to (matplotlib Figure, str) or None
+        More figures by file stem, with captions, after the standard ones,
+        e.g. ``bmdkit.explain.plot_explanations`` (see :func:`extra_figure_section`).
+    n_boot : int, default=1000
+        Bootstrap resamples of the summary's intervals.
     dpi : int, default=110
-    extra_figures : dict or None
-        More figures after the standard ones, ``{stem: (figure, caption)}``
-        with matplotlib figures, e.g. ``bmdkit.explain.plot_explanations``.
 
     Returns
     -------
@@ -222,25 +373,21 @@ def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic
     >>> X = rng.normal(size=(120, 2)); y = 0.85 + 0.12 * X[:, 0] + rng.normal(0, 0.05, 120)
     >>> res = compare_models({"ridge": Ridge(), "mean": DummyRegressor()}, X, y, cv=4,
     ...                      baseline="mean", progress=False)
-    >>> page = write_report(res, tempfile.mkdtemp(), synthetic=True)
-    >>> sorted(p.name for p in page.parent.glob("*.png"))
-    ['bland_altman.png', 'confusion.png', 'fold_scores.png', 'roc.png', 'scatter.png']
+    >>> page = write_report(res, tempfile.mkdtemp(), synthetic=True, n_boot=100)
+    >>> sorted(p.name for p in page.parent.glob("*.png"))  # doctest: +NORMALIZE_WHITESPACE
+    ['bland_altman.png', 'confusion.png', 'fold_scores.png', 'intervals.png', 'referral.png',
+     'roc.png', 'scatter.png']
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     label = "SYNTHETIC DATA — " if synthetic else ""
     pooled = results.pooled_metrics()
-    sections = []
-    figures = {stem: (plot(results, pooled), caption) for stem, (plot, caption) in FIGURES.items()}
-    for stem, (fig, caption) in {**figures, **(extra_figures or {})}.items():
-        if synthetic:
-            fig.suptitle("synthetic data", color="#b35c00", fontsize=9, x=0.99, ha="right")
-        fig.savefig(out_dir / f"{stem}.png", dpi=dpi, bbox_inches="tight")
-        data = base64.b64encode((out_dir / f"{stem}.png").read_bytes()).decode("ascii")
-        sections.append(
-            f'<figure id="{stem}"><img src="data:image/png;base64,{data}" '
-            f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
-        )
+    figures = dict(FIGURES)
+    if "y_lower" in results.predictions and results.thresholds:
+        figures.update(INTERVAL_FIGURES)
+    sections = [_figure_html(plot(results, pooled), stem, caption, out_dir, synthetic=synthetic,
+                             dpi=dpi)
+                for stem, (plot, caption) in figures.items()]
     key = [m for m in KEY_METRICS if m in results.metric_names]
     n_rows = results.predictions["row"].nunique()
     n_folds = results.fold_scores["fold"].nunique()
@@ -248,6 +395,7 @@ def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic
     clinical = ", ".join(f"{k}={v}" for k, v in results.clinical.items())
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(label + title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
@@ -259,16 +407,32 @@ def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic
     parts += [
         f"<p>{n_rows} rows, {n_folds} folds; screening thresholds {html.escape(thresholds)} "
         f"({html.escape(clinical)}).</p>",
-        "<h2>Results (mean ± SD over folds)</h2>", _table_html(results.table()),
-        "<h2>Pooled out-of-fold metrics</h2>", _table_html(pooled[key]),
+        '<h2 id="summary">Summary</h2>',
+        "<p>Pooled out-of-fold predictions; in brackets a 95 % bootstrap interval over "
+        "subjects.</p>",
+        _table_html(summary_table(results, results.bootstrap_intervals(n_boot=n_boot))),
     ]
+    verdict = results.headline_test(headline)
+    if verdict:
+        parts.append(f'<p class="verdict">{html.escape(verdict)}</p>')
+    if "y_lower" in results.predictions and results.thresholds:
+        referral = referral_table(results)
+        parts += [f'<h3 id="referral">Referral to DXA ({results.confidence:.0%} intervals)</h3>',
+                  f"<p>{html.escape(_referral_sentence(results, referral))}</p>",
+                  _table_html(referral, "{:.3f}".format)]
+    parts += ['<h2 id="figures">Figures</h2>', *sections]
+    parts += extra_figure_section(extra_figures, out_dir, synthetic=synthetic, dpi=dpi)
+    parts += ['<h2 id="tables">Full results</h2>',
+              "<h3>Mean ± SD over folds</h3>", _table_html(results.table().T),
+              "<h3>Pooled out-of-fold metrics</h3>", _table_html(pooled[key].T)]
     if results.baseline is not None:
-        change = results.relative_change()[key]
+        change = results.relative_change()[key].T
         tests = results.paired_tests(metrics=key).set_index(["model", "metric"])
-        parts += [f"<h2>Relative change vs {html.escape(results.baseline)} (%)</h2>",
+        parts += [f"<h3>Relative change vs {html.escape(results.baseline)} (%)</h3>",
                   _table_html(change, "{:+.2f}".format),
-                  "<h2>Paired tests over folds (model − baseline)</h2>", _table_html(tests)]
-    parts += ["<h2>Figures</h2>", *sections, "<h2>Models</h2>", "<ul>"]
+                  f"<details><summary>Paired tests over folds (model − baseline), "
+                  f"{len(tests)} rows</summary>", _table_html(tests), "</details>"]
+    parts += ["<h2>Models</h2>", "<ul>"]
     parts += [f"<li><b>{html.escape(k)}</b>: <code>{html.escape(v)}</code></li>"
               for k, v in results.models.items()]
     parts += ["</ul>", "</body></html>"]

@@ -52,7 +52,7 @@ from bmdkit.model_selection import BMDStratifiedKFold, quantile_bins
 __all__ = [
     "METHODS", "ConformalBMDRegressor", "conformal_interval", "conformal_rank",
     "cross_fit_intervals", "interval_metrics", "load", "refer", "referral_analysis",
-    "referral_frame",
+    "referral_curve", "referral_frame",
 ]
 
 #: Conformal methods of :class:`ConformalBMDRegressor`.
@@ -323,6 +323,40 @@ def referral_analysis(y_true, y_pred, intervals, thresholds):
             "n_rest": int(rest.sum()),
         }
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+#: Interval levels of :func:`referral_curve` by default.
+REFERRAL_CONFIDENCES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+
+
+def referral_curve(predictions, thresholds, confidences=REFERRAL_CONFIDENCES):
+    """:func:`referral_analysis` of out-of-fold predictions at several confidence levels.
+
+    Wider intervals refer more rows and leave the rest easier to screen:
+    this traces the trade-off, with intervals from :func:`cross_fit_intervals`.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        One model's out-of-fold predictions (``fold``, ``row``, ``y_true``, ``y_pred``).
+    thresholds : dict of str to float
+    confidences : sequence of float, default=0.50, 0.55, ..., 0.95
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``confidence``, ``threshold`` and the columns of :func:`referral_analysis`.
+    """
+    frames = []
+    for confidence in confidences:
+        intervals = cross_fit_intervals(predictions, round(float(confidence), 6))
+        table = referral_analysis(predictions["y_true"], predictions["y_pred"], intervals,
+                                  thresholds)
+        frames.append(table.rename_axis("threshold").reset_index()
+                      .assign(confidence=round(float(confidence), 6)))
+    columns = ["confidence", "threshold"]
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[columns + [c for c in frame.columns if c not in columns]]
 
 
 # -- the estimator -----------------------------------------------------------------------

@@ -112,6 +112,28 @@ def test_intervals_are_calibrated_on_other_folds_only(results):
     assert pooled.loc["ridge", "interval_width"] < pooled.loc["mean", "interval_width"]
 
 
+def test_bootstrap_intervals(results):
+    from bmdkit.evaluation import SUMMARY_METRICS, _resampled_metric
+
+    ci = results.bootstrap_intervals(n_boot=300)
+    pooled = results.pooled_metrics()
+    for model in results.model_names:
+        part = results.predictions[results.predictions.model == model]
+        columns = [part[c].to_numpy() for c in ("y_true", "y_pred", "y_lower", "y_upper")]
+        for metric in SUMMARY_METRICS:
+            # the weighted form with every weight 1 is the metric itself
+            with np.errstate(invalid="ignore"):  # a class absent below T = -2.5: NaN
+                once = _resampled_metric(metric, results.thresholds)(np.ones((1, len(part))),
+                                                                    *columns)
+            assert once[0] == pytest.approx(pooled.loc[model, metric], nan_ok=True), metric
+            assert ci.loc[model, (metric, "estimate")] == pytest.approx(
+                pooled.loc[model, metric], nan_ok=True)
+    r2 = ci.loc["ridge", "r2"]
+    assert r2["low"] < r2["estimate"] < r2["high"] and r2["high"] - r2["low"] < 0.3
+    assert ci.loc["mean", ("r2", "high")] < ci.loc["ridge", ("r2", "low")]
+    assert results.headline_test("ridge").startswith("ridge significantly beat the baseline mean")
+
+
 def test_without_intervals(metadata_cohort):
     X, y = metadata_cohort
     res = compare_models([Ridge()], X, y, cv=3, confidence=None, progress=False)

@@ -9,7 +9,7 @@ from system_packages import ensure_debian_package
 
 from bmdkit import RepeatedBMDStratifiedKFold
 from bmdkit.evaluation import compare_models
-from bmdkit.report import FIGURES, write_report
+from bmdkit.report import FIGURES, INTERVAL_FIGURES, write_report
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
@@ -21,41 +21,64 @@ def report(tmp_path_factory):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(160, 2))
     y = 0.85 + 0.12 * X[:, 0] + rng.normal(0, 0.05, 160)
-    res = compare_models({"ridge": Ridge(), "mean": DummyRegressor()}, X, y, cv=5,
-                         baseline="mean", progress=False)
+    res = compare_models({"ridge": Ridge(), "a rather long model name": Ridge(alpha=100.0),
+                          "mean": DummyRegressor()}, X, y, cv=5, baseline="mean", progress=False)
     return write_report(res, tmp_path_factory.mktemp("report"), synthetic=True,
-                        title="Test <report>")
+                        title="Test <report>", n_boot=200)
 
 
 def test_files_and_self_contained_page(report):
-    for stem in FIGURES:
+    for stem in (*FIGURES, *INTERVAL_FIGURES):
         png = report.parent / f"{stem}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = report.read_text()
-    assert page.count('src="data:image/png;base64,') == len(FIGURES)
+    assert page.count('src="data:image/png;base64,') == len(FIGURES) + len(INTERVAL_FIGURES)
     assert not re.search(r'src="(?!data:)', page)  # nothing loaded from elsewhere
     assert "Synthetic data" in page and "Test &lt;report&gt;" in page
 
 
+def test_page_opens_with_the_summary(report):
+    page = report.read_text()
+    order = [page.index(f'id="{anchor}"') for anchor in ("summary", "referral", "figures", "tables")]
+    assert order == sorted(order)
+    summary = page[order[0]:order[2]]
+    assert re.search(r"R²</th>\s*<td>0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]</td>", summary)
+    for label in ("sensitivity, T = −1", "specificity, T = −2.5", "coverage of 90% intervals"):
+        assert label in summary
+    assert "ridge significantly beat the baseline mean on MSE" in summary
+    assert "fraction referred" in summary and "sensitivity of the rest" in summary
+    tests = page.index("<details><summary>Paired tests")
+    assert tests > order[3] and page.index("</details>", tests) > tests
+
+
 def test_page_renders_in_a_real_browser(report, tmp_path):
     chromium = ensure_debian_package("chromium", provides="chromium")
-    flags = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]
-    # images only report a natural width once decoded: a script writes it into the DOM
+    flags = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000"]
+    # images only report a natural width once decoded, tables their width once laid out:
+    # a script writes both, and the page's width, into the DOM
     probe = tmp_path / "probe.html"
     probe.write_text(report.read_text().replace(
         "</body>",
-        "<script>window.addEventListener('load', () => { document.body.insertAdjacentHTML("
-        "'beforeend', '<p id=probe>' + [...document.images].map(i => i.naturalWidth).join(',')"
-        " + '</p>'); });</script></body>"))
+        "<script>window.addEventListener('load', () => { const page = "
+        "document.documentElement.clientWidth; document.body.insertAdjacentHTML('beforeend', "
+        "'<p id=probe>' + [...document.images].map(i => i.naturalWidth).join(',') + '</p>' + "
+        "'<p id=page>' + page + ',' + document.documentElement.scrollWidth + '</p><p id=tables>' + "
+        "[...document.querySelectorAll('table')].map(t => Math.ceil(t.getBoundingClientRect()"
+        ".right)).join(',') + '</p>'); });</script></body>"))
     dom = subprocess.run(
         [chromium, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout
     assert "<table" in dom and "ridge" in dom and "± " in dom
     widths = [int(w) for w in re.search(r'<p id="probe">([\d,]*)</p>', dom).group(1).split(",")]
-    assert len(widths) == len(FIGURES) and min(widths) > 100  # every figure decoded
+    assert len(widths) == len(FIGURES) + len(INTERVAL_FIGURES) and min(widths) > 100
+    page, scroll = map(int, re.search(r'<p id="page">(\d+),(\d+)</p>', dom).groups())
+    assert page > 1300  # the 1400 px window, less a scroll bar
+    rights = [int(r) for r in re.search(r'<p id="tables">([\d,]*)</p>', dom).group(1).split(",")]
+    assert len(rights) >= 6 and max(rights) <= page, (rights, page)  # no table past the edge
+    assert scroll <= page  # nothing else makes the page scroll sideways
     shot = tmp_path / "page.png"
-    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1200,900",
+    subprocess.run([chromium, *flags, f"--screenshot={shot}",
                     report.as_uri()], capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000
 
@@ -68,7 +91,7 @@ def test_repeated_cv_counts_rows_once(tmp_path):
                          cv=RepeatedBMDStratifiedKFold(3, n_repeats=2, random_state=0),
                          baseline="mean", progress=False)
     assert len(res.predictions) == 2 * 2 * 90  # two models, every row twice
-    page = write_report(res, tmp_path).read_text()
+    page = write_report(res, tmp_path, n_boot=50).read_text()
     assert "<p>90 rows, 6 folds;" in page
 
 
@@ -78,8 +101,9 @@ def test_report_without_screening_thresholds(tmp_path):
     y = 0.85 + 0.12 * X[:, 0] + rng.normal(0, 0.05, 60)
     res = compare_models({"ridge": Ridge(), "mean": DummyRegressor()}, X, y, cv=3,
                          thresholds={}, baseline="mean", progress=False)
-    page = write_report(res, tmp_path)
+    page = write_report(res, tmp_path, n_boot=50)
     assert page.is_file() and (tmp_path / "roc.png").is_file()
+    assert not (tmp_path / "referral.png").exists()  # no thresholds: nothing to refer at
 
 
 def test_figures_match_the_pooled_metrics():
@@ -99,3 +123,19 @@ def test_figures_match_the_pooled_metrics():
     assert f"R² {pooled.loc['ridge', 'r2']:.3f}" in scatter
     labels = [t.get_text() for t in plot_roc(res).axes[0].get_legend().get_texts()]
     assert f"ridge (AUC {pooled.loc['ridge', 'roc_auc@T=-1.0']:.3f})" in labels
+
+
+def test_explanation_figures_and_results_without_intervals(tmp_path):
+    from matplotlib.figure import Figure
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 2))
+    y = 0.85 + 0.12 * X[:, 0] + rng.normal(0, 0.05, 60)
+    res = compare_models([Ridge()], X, y, cv=3, confidence=None, progress=False)
+    fig = Figure()
+    fig.subplots().plot([0, 1], [1, 0])
+    page = write_report(res, tmp_path, n_boot=50,
+                        extra_figures={"saliency": (fig, "Saliency <of> subject 1")}).read_text()
+    assert 'id="more-figures">More figures</h2>' in page and "Saliency &lt;of&gt; subject 1" in page
+    assert (tmp_path / "saliency.png").is_file() and not (tmp_path / "intervals.png").exists()
+    assert "coverage" not in page and 'id="referral"' not in page
