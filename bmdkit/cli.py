@@ -318,15 +318,39 @@ def add_fit_parser(subparsers):
     parser.add_argument("--out", required=True, help="folder to save the fitted model in")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a model saved at --out before")
+    group = parser.add_argument_group(
+        "prediction intervals", "With --conformal, `bmdkit predict` also writes conformal "
+        "intervals (bmd_lower, bmd_upper, t_score_lower, t_score_upper) and a refer column "
+        "(the interval contains a screening threshold); see docs/uncertainty.md.")
+    group.add_argument("--conformal", choices=["split", "cv+"],
+                       help="calibrate intervals: 'split' fits one model on 1 - "
+                            "--calibration-size of the rows and calibrates on the rest; 'cv+' "
+                            "fits one model per fold (--conformal-folds) and saves them all")
+    group.add_argument("--confidence", type=float, default=0.9,
+                       help="interval level, the marginal coverage aimed at "
+                            "(default: %(default)s)")
+    group.add_argument("--calibration-size", type=float, default=0.2,
+                       help="share of rows held out to calibrate 'split' (default: %(default)s)")
+    group.add_argument("--conformal-folds", type=int, default=5,
+                       help="folds of 'cv+' (default: %(default)s)")
     add_model_options(parser)
     parser.set_defaults(func=run_fit)
     return parser
 
 
 def run_fit(args):
+    from bmdkit import BMDStratifiedKFold
+    from bmdkit.uncertainty import ConformalBMDRegressor
+
     X, y = read_data(args)
     params = {"verbose": 1, **model_params(args)}  # a line per epoch; --param verbose=0 wins
     (name, model), = make_models([args.model], params, args.image_col).items()
+    if args.conformal:
+        model = ConformalBMDRegressor(
+            model, confidence=args.confidence, method=args.conformal,
+            cv=BMDStratifiedKFold(args.conformal_folds, random_state=args.seed),
+            calibration_size=args.calibration_size, random_state=args.seed)
+        name += f" with {args.conformal} conformal intervals ({args.confidence:.0%})"
     model.fit(X, y)
     path = model.save(args.out, overwrite=args.overwrite)
     print(f"fitted {name} on {len(y)} rows; saved to {path}")
@@ -339,12 +363,18 @@ def add_predict_parser(subparsers):
         description="Predict femoral neck BMD for every row of a CSV with a model saved by "
                     "`bmdkit fit`, and write the rows as they are in the CSV (--drop "
                     "columns included) with predicted_bmd, t_score and who_category columns "
-                    "added. With --target, also print the metrics.")
+                    "added; for a model fitted with --conformal also bmd_lower, bmd_upper, "
+                    "t_score_lower, t_score_upper and refer (true when the interval contains "
+                    "a screening threshold: refer to DXA). With --target, also print the "
+                    "metrics.")
     add_data_options(parser, target_required=False)
     parser.add_argument("--model", required=True, help="folder of a saved model")
     parser.add_argument("--out", required=True, help="predictions CSV to write")
     _add_densitometer_option(parser)
     parser.add_argument("--device", help="torch device to predict on (default: the saved one)")
+    parser.add_argument("--confidence", type=float,
+                        help="interval level of a --conformal model (default: the one it was "
+                             "fitted with)")
     parser.set_defaults(func=run_predict)
     return parser
 
@@ -355,19 +385,38 @@ def run_predict(args):
     import bmdkit
     from bmdkit.clinical import t_score, who_category
     from bmdkit.metrics import compute_metrics
+    from bmdkit.uncertainty import CONFORMAL_FILE, interval_metrics
+    from bmdkit.uncertainty import load as load_conformal
 
-    model = bmdkit.load(args.model, device=args.device)
-    X, y = read_data(args, images=getattr(model, "fusion", None) != "metadata")
+    conformal = (Path(args.model) / CONFORMAL_FILE).is_file()
+    if args.confidence is not None and not conformal:
+        raise ValueError(f"--confidence needs a model fitted with --conformal; {args.model} "
+                         "has no intervals")
+    model = (load_conformal if conformal else bmdkit.load)(args.model, device=args.device)
+    fusion = getattr(model.estimators_[0] if conformal else model, "fusion", None)
+    X, y = read_data(args, images=fusion != "metadata")
     out = pd.read_csv(args.csv, encoding="utf-8-sig")  # the user's rows as written
-    out["predicted_bmd"] = model.predict(X)
-    out["t_score"] = t_score(out["predicted_bmd"].to_numpy(), device=args.densitometer)
-    out["who_category"] = who_category(out["t_score"].to_numpy())
+    if conformal:
+        frame = model.predict_referral(X, confidence=args.confidence, device=args.densitometer)
+        for column in frame.columns:
+            out[column] = frame[column].to_numpy()
+    else:
+        out["predicted_bmd"] = model.predict(X)
+        out["t_score"] = t_score(out["predicted_bmd"].to_numpy(), device=args.densitometer)
+        out["who_category"] = who_category(out["t_score"].to_numpy())
     out.to_csv(args.out, index=False)
     print(f"wrote {len(out)} predictions to {args.out}")
+    if conformal:
+        print(f"{int(out['refer'].sum())} of {len(out)} rows referred to DXA (interval "
+              "contains a screening threshold)")
     if y is not None:
         metrics = compute_metrics(y, out["predicted_bmd"], device=args.densitometer)
-        for key in ("mse", "mae", "r2", "accuracy@T=-1.0", "who_accuracy"):
-            print(f"{key:>16}: {metrics[key]:.4f}")
+        if conformal:
+            metrics.update(interval_metrics(y, out["bmd_lower"], out["bmd_upper"]))
+        for key in ("mse", "mae", "r2", "accuracy@T=-1.0", "who_accuracy", "coverage",
+                    "interval_width"):
+            if key in metrics:
+                print(f"{key:>16}: {metrics[key]:.4f}")
 
 
 # -- report -------------------------------------------------------------------------

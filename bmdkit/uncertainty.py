@@ -50,7 +50,7 @@ from bmdkit.metrics import SCREENING_METRICS, resolve_thresholds
 from bmdkit.model_selection import BMDStratifiedKFold, quantile_bins
 
 __all__ = [
-    "METHODS", "ConformalBMDRegressor", "conformal_interval", "conformal_rank",
+    "CONFORMAL_FILE", "METHODS", "ConformalBMDRegressor", "conformal_interval", "conformal_rank",
     "cross_fit_intervals", "interval_metrics", "load", "refer", "referral_analysis",
     "referral_curve", "referral_frame",
 ]
@@ -569,15 +569,16 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
         written beside ``path`` and renamed into place, so a failure leaves
         nothing half-written. Restore with :func:`bmdkit.uncertainty.load`.
         """
+        from bmdkit.persistence import META_FILE
         from bmdkit.persistence import save as save_model
 
         check_is_fitted(self, "estimators_")
         path = Path(path)
-        if path.exists() and not (overwrite and (path / CONFORMAL_FILE).is_file()):
+        saved = (path / CONFORMAL_FILE).is_file() or (path / META_FILE).is_file()
+        if path.exists() and not (overwrite and saved):
             raise FileExistsError(
-                f"{path} exists; pass overwrite=True to replace a saved conformal model"
-                if (path / CONFORMAL_FILE).is_file()
-                else f"{path} exists and is not a saved conformal model")
+                f"{path} exists; pass overwrite=True to replace a saved model" if saved
+                else f"{path} exists and is not a saved bmdkit model")
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
         try:
             names = [f"model_{k}" for k in range(len(self.estimators_))]

@@ -70,6 +70,34 @@ def test_fit_then_predict(cohort_csv, tmp_path, capsys):
     pd.testing.assert_frame_equal(pred[rows.columns], rows)
 
 
+def test_fit_conformal_then_predict_intervals_and_referral(cohort_csv, tmp_path, capsys):
+    common = ["--csv", str(cohort_csv), "--drop", "subject"]
+    cli.main(["fit", *common, "--target", "bmd", "--model", "concat", "--conformal", "cv+",
+              "--conformal-folds", "2", "--out", str(tmp_path / "model"), *TINY])
+    cli.main(["predict", *common, "--target", "bmd", "--model", str(tmp_path / "model"),
+              "--out", str(tmp_path / "pred.csv"), "--densitometer", "hologic"])
+    out = capsys.readouterr().out
+    assert "referred to DXA" in out and "coverage" in out
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    added = ["predicted_bmd", "bmd_lower", "bmd_upper", "t_score", "t_score_lower",
+             "t_score_upper", "who_category", "refer"]
+    assert list(pred.columns) == [*pd.read_csv(cohort_csv).columns, *added]
+    assert (pred["bmd_lower"] < pred["predicted_bmd"]).all()
+    assert (pred["predicted_bmd"] < pred["bmd_upper"]).all()
+    clinical = bmdkit.clinical
+    np.testing.assert_allclose(pred["t_score_upper"],
+                               clinical.t_score(pred["bmd_upper"], device="hologic"))
+    thresholds = clinical.screening_thresholds(device="hologic").values()
+    crosses = [any(lo < t <= hi for t in thresholds)
+               for lo, hi in zip(pred["bmd_lower"], pred["bmd_upper"])]
+    assert pred["refer"].tolist() == crosses
+    # a wider level refers at least as many rows, without refitting
+    cli.main(["predict", *common, "--model", str(tmp_path / "model"), "--confidence", "0.99",
+              "--out", str(tmp_path / "wide.csv"), "--densitometer", "hologic"])
+    wide = pd.read_csv(tmp_path / "wide.csv")
+    assert (wide["bmd_upper"] >= pred["bmd_upper"]).all() and wide["refer"].sum() >= sum(crosses)
+
+
 def test_predict_keeps_relative_image_paths_without_target(cohort_csv, tmp_path, capsys):
     rows = pd.read_csv(cohort_csv).drop(columns="bmd").iloc[:8]
     rows["image_path"] = [os.path.relpath(p, tmp_path) for p in rows["image_path"]]
