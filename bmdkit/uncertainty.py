@@ -17,10 +17,11 @@ estimator or a plain one) and adds ``predict_interval``. Two methods:
 What the coverage promises (see docs/uncertainty.md): if the calibration rows
 and a new row are exchangeable (drawn alike from one population), the
 interval contains the new row's true BMD with probability at least
-``confidence`` for split conformal and ``2 * confidence - 1`` in the worst
-case for CV+ (about ``confidence`` in practice). The probability is over the
-draw of rows, i.e. *marginal*: it is not a promise about any one subject,
-nor about a subgroup, another site or another device.
+``confidence`` for split conformal; for CV+ the worst case is
+``2 * confidence - 1`` (jackknife+) less a term of order ``1/K`` for ``K``
+folds (Barber et al., Theorem 4), and about ``confidence`` in practice. The
+probability is over the draw of rows, i.e. *marginal*: it is not a promise
+about any one subject, nor about a subgroup, another site or another device.
 
 Referral: each prediction in g/cm², as a T-score (with its interval) and WHO
 category; a row is referred ("refer to DXA") when its interval contains a
