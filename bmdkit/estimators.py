@@ -17,14 +17,16 @@ from skorch.dataset import ValidSplit, unpack_data
 from bmdkit.batching import ArrayDataset, BatchIterator, torch_threads
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
-from bmdkit.nn import FUSIONS, PRECISIONS, BMDNet
+from bmdkit.nn import PRECISIONS, BMDNet, fusion_class
 from bmdkit.nn.frozen import backbone_features
 from bmdkit.preprocessing import BMDPreprocessor, as_frame
 from bmdkit.rng import FitRandomness
+from bmdkit.schedules import WarmupSchedule
 from bmdkit.validation import check_targets, warn_target_units
 
 __all__ = [
-    "BMDRegressor", "XAttnBMDRegressor", "ConcatBMDRegressor", "ImageOnlyBMDRegressor",
+    "BMDRegressor", "XAttnBMDRegressor", "ConcatBMDRegressor", "DAFTBMDRegressor",
+    "GatedBMDRegressor", "LateFusionBMDRegressor", "ImageOnlyBMDRegressor",
     "MetadataOnlyBMDRegressor",
 ]
 
@@ -53,8 +55,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    fusion : {"xattn", "concat", "image", "metadata"}, default="xattn"
-        How image and metadata meet (see :class:`~bmdkit.nn.BMDNet`).
+    fusion : {"xattn", "concat", "daft", "gated", "late", "image", "metadata"}, default="xattn"
+        How image and metadata meet: a registered fusion
+        (:mod:`bmdkit.nn.fusions`, docs/model.md).
     image_col : str, default="image_path"
         Column of image paths. Ignored (and may be absent) for ``"metadata"``.
     numeric_cols, categorical_cols : list of str or None, default=None
@@ -101,6 +104,10 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         Smooth L1 transition point, in standard deviations of y.
     lds_bins, lds_sigma : int, float, default=20, 2.0
         Bins and kernel width (in bins) of the target-density weights.
+    lds_power : float in [0, 1], default=0.5
+        Exponent of the inverse target density in the weights.
+    max_weight_ratio : float >= 1, default=3.0
+        Bound on a target's density weight relative to the commonest target's.
     low_bmd_threshold : float, default=0.899
         BMD (g/cm²) below which ``low_bmd_weight`` applies (T = -1, Lunar).
     low_bmd_weight : float, default=1.0
@@ -108,7 +115,12 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     max_epochs : int, default=30
     batch_size : int, default=16
     lr : float, default=1e-3
-        AdamW learning rate.
+        AdamW learning rate of every layer but the backbone's.
+    backbone_lr : float or None, default=None
+        Learning rate of the image backbone (its own optimizer parameter
+        group); ``None`` uses ``lr``. A pretrained backbone usually wants less.
+    warmup_epochs : int, default=0
+        Epochs of linear learning-rate warm-up before the schedule.
     weight_decay : float, default=1e-4
     lr_schedule : {"cosine", None}, default="cosine"
         ``"cosine"`` anneals the learning rate to 0 over ``max_epochs``
@@ -163,8 +175,10 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
                  freeze_backbone=False, precision="float32", channels_last=False, compile=False,
                  contrast="percentile", cache_dir=None,
                  loss="smooth_l1", smooth_l1_beta=1.0, lds_bins=20, lds_sigma=2.0,
+                 lds_power=0.5, max_weight_ratio=3.0,
                  low_bmd_threshold=LUNAR_T_MINUS_1_FEMORAL_NECK, low_bmd_weight=1.0,
-                 max_epochs=30, batch_size=16, lr=1e-3, weight_decay=1e-4, lr_schedule="cosine",
+                 max_epochs=30, batch_size=16, lr=1e-3, backbone_lr=None, warmup_epochs=0,
+                 weight_decay=1e-4, lr_schedule="cosine",
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
                  callbacks=None, random_state=None, device="cpu", n_threads=None, verbose=0):
         self.fusion = fusion
@@ -189,11 +203,15 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.smooth_l1_beta = smooth_l1_beta
         self.lds_bins = lds_bins
         self.lds_sigma = lds_sigma
+        self.lds_power = lds_power
+        self.max_weight_ratio = max_weight_ratio
         self.low_bmd_threshold = low_bmd_threshold
         self.low_bmd_weight = low_bmd_weight
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.backbone_lr = backbone_lr
+        self.warmup_epochs = warmup_epochs
         self.weight_decay = weight_decay
         self.lr_schedule = lr_schedule
         self.early_stopping = early_stopping
@@ -207,8 +225,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
 
     # -- validation -----------------------------------------------------------------
     def _check_params(self):
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        fusion_class(self.fusion)  # raises naming the registered fusions
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.precision not in PRECISIONS:
@@ -222,6 +239,13 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not self.lds_sigma > 0:
             raise ValueError(f"lds_sigma must be > 0, got {self.lds_sigma!r}")
+        if not 0 <= self.lds_power <= 1:
+            raise ValueError(f"lds_power must be in [0, 1], got {self.lds_power!r}")
+        if not self.max_weight_ratio >= 1:
+            raise ValueError(f"max_weight_ratio must be >= 1, got {self.max_weight_ratio!r}")
+        if not isinstance(self.warmup_epochs, numbers.Integral) or self.warmup_epochs < 0:
+            raise ValueError(
+                f"warmup_epochs must be a non-negative integer, got {self.warmup_epochs!r}")
         if self.embed_dim % self.n_heads:
             raise ValueError(
                 f"embed_dim ({self.embed_dim}) must be divisible by n_heads ({self.n_heads})"
@@ -244,15 +268,16 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     def _metadata_frame(self, X):
         """X as the preprocessor should see it for this fusion."""
         X = as_frame(X)
-        if self.fusion == "metadata" and self.image_col in X.columns:
+        if not fusion_class(self.fusion).uses_image and self.image_col in X.columns:
             X = X.drop(columns=[self.image_col])
         return X
 
     def _make_preprocessor(self):
         image_col, numeric, categorical = self.image_col, self.numeric_cols, self.categorical_cols
-        if self.fusion == "metadata":
+        fusion = fusion_class(self.fusion)
+        if not fusion.uses_image:
             image_col = None
-        elif self.fusion == "image":
+        if not fusion.uses_metadata:
             numeric, categorical = [], []
         return BMDPreprocessor(
             image_col, numeric, categorical, image_size=self.image_size,
@@ -287,7 +312,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         # the estimator as it was
         preprocessor = self._make_preprocessor().fit(X)
         n_meta = len(preprocessor.numeric_cols_) + len(preprocessor.categorical_cols_)
-        if self.fusion != "image" and n_meta == 0:
+        if fusion_class(self.fusion).uses_metadata and n_meta == 0:
             if X.shape[1] == 0:  # scikit-learn's wording for empty data (check_estimator)
                 raise ValueError(
                     f"fusion={self.fusion!r} needs at least one metadata column; X has 0 "
@@ -322,6 +347,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             compile=self.compile,
             optimizer=torch.optim.AdamW,
             optimizer__weight_decay=self.weight_decay,
+            optimizer__param_groups=self._param_groups(),
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
@@ -373,7 +399,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         if self.loss == "smooth_l1":
             return None, dict(criterion=WeightedSmoothL1Loss, criterion__beta=self.smooth_l1_beta)
         weights = TargetDensityWeights(
-            n_bins=self.lds_bins, sigma=self.lds_sigma, threshold=self.low_bmd_threshold,
+            n_bins=self.lds_bins, sigma=self.lds_sigma, power=self.lds_power,
+            max_ratio=self.max_weight_ratio, threshold=self.low_bmd_threshold,
             threshold_weight=self.low_bmd_weight,
         ).fit(y)
         return weights, dict(
@@ -383,11 +410,18 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             criterion__bin_weights=weights.bin_weights_,
         )
 
+    def _param_groups(self):
+        """skorch parameter groups: the backbone's own learning rate, when it has one."""
+        if self.backbone_lr is None or not fusion_class(self.fusion).uses_image:
+            return []
+        return [("image_encoder.backbone.*", {"lr": self.backbone_lr})]
+
     def _callbacks(self):
         callbacks = list(self.callbacks or [])
-        if self.lr_schedule == "cosine":
+        if self.lr_schedule is not None or self.warmup_epochs:
             callbacks.append(("lr_schedule", LRScheduler(
-                policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=self.max_epochs)))
+                policy=torch.optim.lr_scheduler.LambdaLR,
+                lr_lambda=WarmupSchedule(self.warmup_epochs, self.max_epochs, self.lr_schedule))))
         if self.early_stopping:
             callbacks.append(
                 ("early_stopping", EarlyStopping(patience=self.n_iter_no_change, load_best=True))
@@ -430,8 +464,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             ``(L,)``; ``metadata_fields``: field names in token order.
         """
         check_is_fitted(self, "net_")
-        if self.fusion != "xattn":
-            raise ValueError(f"attention weights exist only for fusion='xattn', not {self.fusion!r}")
+        if not fusion_class(self.fusion).has_attention:
+            raise ValueError(
+                f"attention weights exist only for fusion='xattn', not {self.fusion!r}")
         parts = {"image_to_metadata": [], "metadata_to_image": []}
         self.net_.module_.eval()
         with torch_threads(self.n_threads), torch.no_grad():
@@ -463,7 +498,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.string = self.fusion != "metadata"
+        tags.input_tags.string = fusion_class(self.fusion).uses_image
         tags.input_tags.categorical = True
         tags.input_tags.allow_nan = True
         return tags
@@ -524,6 +559,36 @@ class ConcatBMDRegressor(BMDRegressor):
 
     fusion = "concat"
     __init__ = _named_init("concat")
+
+
+class DAFTBMDRegressor(BMDRegressor):
+    """Baseline: the metadata scales and shifts the image feature map (DAFT, Pölsterl et al. 2021).
+
+    Same parameters as :class:`BMDRegressor`, with ``fusion="daft"`` fixed.
+    """
+
+    fusion = "daft"
+    __init__ = _named_init("daft")
+
+
+class GatedBMDRegressor(BMDRegressor):
+    """Baseline: a learned per-sample gate between image and metadata features.
+
+    Same parameters as :class:`BMDRegressor`, with ``fusion="gated"`` fixed.
+    """
+
+    fusion = "gated"
+    __init__ = _named_init("gated")
+
+
+class LateFusionBMDRegressor(BMDRegressor):
+    """Baseline: a learned linear combination of an image-only and a metadata-only prediction.
+
+    Same parameters as :class:`BMDRegressor`, with ``fusion="late"`` fixed.
+    """
+
+    fusion = "late"
+    __init__ = _named_init("late")
 
 
 class ImageOnlyBMDRegressor(BMDRegressor):

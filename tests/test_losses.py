@@ -9,12 +9,13 @@ from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
 def test_density_weights_match_the_documented_formula():
     rng = np.random.default_rng(0)
     y = rng.normal(0.8, 0.12, 500)
-    weights = TargetDensityWeights(n_bins=15, sigma=1.5, threshold=0.7, threshold_weight=2.0).fit(y)
+    weights = TargetDensityWeights(n_bins=15, sigma=1.5, power=0.5, max_ratio=4.0,
+                                   threshold=0.7, threshold_weight=2.0).fit(y)
 
     counts, edges = np.histogram(y, bins=15)
     smoothed = gaussian_filter1d(counts.astype(float), 1.5, mode="constant")
     bins = np.clip(np.digitize(y, edges[1:-1]), 0, 14)
-    expected = 1 / smoothed[bins]
+    expected = np.minimum((smoothed.max() / smoothed[bins]) ** 0.5, 4.0)
     centres = (edges[:-1] + edges[1:]) / 2
     expected = expected * np.where(centres[bins] < 0.7, 2.0, 1.0)
     expected /= expected.mean()
@@ -23,6 +24,14 @@ def test_density_weights_match_the_documented_formula():
     assert weights(y).mean() == pytest.approx(1.0)
     low, typical = weights([y.min()])[0], weights([np.median(y)])[0]
     assert low > 3 * typical
+
+
+def test_density_weights_are_bounded_and_power_zero_switches_them_off():
+    y = np.random.default_rng(0).lognormal(0, 0.6, 2000)  # long right tail: raw ratios in the 100s
+    bounded = TargetDensityWeights(power=1.0, max_ratio=3.0).fit(y)
+    assert bounded.bin_weights_.max() / bounded.bin_weights_.min() == pytest.approx(3.0)
+    flat = TargetDensityWeights(power=0.0).fit(y)
+    np.testing.assert_allclose(flat(y), 1.0)
 
 
 def test_weighted_loss_equals_manual_weighted_smooth_l1():

@@ -6,7 +6,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from bmdkit.nn import BMDNet, RadiographAugment, create_backbone
+from bmdkit.nn import BMDNet, RadiographAugment, create_backbone, create_fusion, fusion_names
 
 SMALL = dict(backbone="resnet10t", embed_dim=16, n_heads=2, n_layers=2, dropout=0.0)
 
@@ -17,10 +17,46 @@ def batch(b=3, size=32):
                 categorical=torch.tensor([[1], [2], [0]])[:b])
 
 
-@pytest.mark.parametrize("fusion", ["xattn", "concat", "image", "metadata"])
+@pytest.mark.parametrize("fusion", fusion_names())
 def test_every_fusion_maps_a_batch_to_one_value_per_subject(fusion):
     net = BMDNet(fusion, n_numeric=2, cardinalities=[2], **SMALL).eval()
     assert net(**batch()).shape == (3, 1)
+    assert BMDNet(fusion, n_numeric=2, cardinalities=[2], n_outputs=3, **SMALL).eval()(
+        **batch()).shape == (3, 3)
+
+
+def test_an_unknown_fusion_is_named_with_the_registered_ones():
+    with pytest.raises(ValueError, match="'film'.*|.*xattn"):
+        BMDNet("film", n_numeric=2, cardinalities=[2], **SMALL)
+
+
+def test_xattn_starts_as_exactly_the_concat_features():
+    """Zero-initialised gates: cross-attention adds to the concat path, it does not replace it."""
+    torch.manual_seed(0)
+    fusion = create_fusion("xattn", embed_dim=16, n_numeric=2, cardinalities=[2], dropout=0.0,
+                           n_heads=2, n_layers=2).eval()
+    inputs = batch()
+    tokens = torch.randn(3, 5, 16)
+    concat = torch.cat([tokens.mean(1), fusion.metadata_mlp(inputs["numeric"],
+                                                            inputs["categorical"])], dim=1)
+    assert torch.allclose(fusion(tokens, inputs["numeric"], inputs["categorical"]), concat,
+                          atol=1e-6)
+    with torch.no_grad():  # once the gates open, attention changes the features
+        for block in fusion.cross_attention.image_from_metadata:
+            block.attention_gate.fill_(1.0)
+    assert not torch.allclose(fusion(tokens, inputs["numeric"], inputs["categorical"]), concat,
+                              atol=1e-3)
+
+
+def test_field_tokens_start_with_comparable_norms_and_a_zero_missing_row():
+    torch.manual_seed(0)
+    from bmdkit.nn import MetadataTokenizer
+
+    tokenizer = MetadataTokenizer(8, [3, 3, 3, 3], embed_dim=64)
+    numeric_norm = tokenizer.numeric_weight.norm(dim=1).mean()
+    categorical_norm = torch.stack([e.weight[1:].norm(dim=1).mean() for e in tokenizer.categorical])
+    assert 0.5 < float((categorical_norm.mean() / numeric_norm).detach()) < 2.0
+    assert all(float(e.weight[0].abs().sum()) == 0 for e in tokenizer.categorical)
 
 
 def test_xattn_returns_attention_and_layer_weights():
@@ -38,8 +74,12 @@ def test_metadata_tokens_attend_to_updated_image_tokens():
 
     torch.manual_seed(0)
     fuse = BidirectionalCrossAttention(16, n_heads=2, n_layers=1, dropout=0.0).eval()
+    with torch.no_grad():  # open the zero-initialised gates
+        for parameter in fuse.parameters():
+            if parameter.ndim == 1 and not parameter.any():
+                parameter.fill_(1.0)
     image, meta = torch.randn(2, 5, 16), torch.randn(2, 3, 16)
-    _, att = fuse(image, meta, return_attention=True)
+    *_, att = fuse(image, meta, return_attention=True)
     updated, _ = fuse.image_from_metadata[0](image, meta)
     _, with_updated = fuse.metadata_from_image[0](meta, updated, True)
     _, with_original = fuse.metadata_from_image[0](meta, image, True)
@@ -67,6 +107,21 @@ def test_pretrained_weights_come_from_a_local_file_and_adapt_to_one_channel(tmp_
     expected = donor.conv1[0].weight.sum(dim=1, keepdim=True)
     np.testing.assert_allclose(first_conv.detach().numpy(), expected.detach().numpy(), rtol=1e-5)
     assert model.num_features == donor.num_features
+
+
+def test_a_pretrained_backbone_sees_the_input_normalisation_of_its_weights(tmp_path):
+    from bmdkit.nn import ImageEncoder
+
+    donor = timm.create_model("resnet10t", pretrained=False, in_chans=3, num_classes=1000)
+    path = tmp_path / "resnet10t.safetensors"
+    save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(path))
+    encoder = ImageEncoder("resnet10t", pretrained=path, embed_dim=8).eval()
+    config = encoder.backbone.pretrained_cfg
+    mean, std = np.mean(config["mean"]), np.mean(config["std"])
+    image = torch.rand(2, 1, 32, 32)
+    expected = encoder.backbone.forward_features((image - float(mean)) / float(std))
+    assert torch.allclose(encoder.backbone_features(image), expected, atol=1e-5)
+    assert not ImageEncoder("resnet10t", embed_dim=8).normalises_input
 
 
 def test_missing_pretrained_file_is_named(tmp_path):

@@ -2,12 +2,21 @@
 
 from bmdkit.nn.augment import RadiographAugment
 from bmdkit.nn.backbones import ImageEncoder, create_backbone
-from bmdkit.nn.fusion import BidirectionalCrossAttention, CrossAttentionBlock
+from bmdkit.nn.fusions import (
+    BidirectionalCrossAttention,
+    CrossAttentionBlock,
+    Fusion,
+    create_fusion,
+    fusion_class,
+    fusion_names,
+    register_fusion,
+)
 from bmdkit.nn.heads import RegressionHead
-from bmdkit.nn.network import FUSIONS, PRECISIONS, BMDNet
+from bmdkit.nn.network import PRECISIONS, BMDNet
 from bmdkit.nn.tokenizers import MetadataMLP, MetadataTokenizer
 
 __all__ = [
-    "BMDNet", "FUSIONS", "PRECISIONS", "BidirectionalCrossAttention", "CrossAttentionBlock", "ImageEncoder",
-    "MetadataMLP", "MetadataTokenizer", "RadiographAugment", "RegressionHead", "create_backbone",
+    "BMDNet", "BidirectionalCrossAttention", "CrossAttentionBlock", "Fusion", "ImageEncoder",
+    "MetadataMLP", "MetadataTokenizer", "PRECISIONS", "RadiographAugment", "RegressionHead",
+    "create_backbone", "create_fusion", "fusion_class", "fusion_names", "register_fusion",
 ]

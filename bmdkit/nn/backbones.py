@@ -79,7 +79,11 @@ class ImageEncoder(nn.Module):
     """Backbone feature map → ``(B, N, embed_dim)`` tokens.
 
     Each spatial cell of the last feature map becomes one token, projected to
-    ``embed_dim`` and given a fixed 2-D position code. With
+    ``embed_dim`` and given a fixed 2-D position code. A ``pretrained``
+    backbone sees its images normalised as its weights expect: minus the
+    mean, over the standard deviation, of its ``pretrained_cfg`` (averaged
+    over the colour channels, since timm sums the first convolution's
+    weights over them for one channel). With
     ``freeze_backbone=True`` the backbone's weights get no gradient and it
     stays in eval mode (batch-norm statistics fixed), so its features of an
     image never change and can be computed once (:mod:`bmdkit.nn.frozen`).
@@ -89,6 +93,11 @@ class ImageEncoder(nn.Module):
                  freeze_backbone=False):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=1)
+        self.normalises_input = pretrained not in (False, None)
+        if self.normalises_input:
+            config = self.backbone.pretrained_cfg
+            self.register_buffer("input_mean", torch.tensor(float(sum(config["mean"])) / 3))
+            self.register_buffer("input_std", torch.tensor(float(sum(config["std"])) / 3))
         self.proj = nn.Linear(self.backbone.num_features, embed_dim)
         self.embed_dim = embed_dim
         self.freeze_backbone = freeze_backbone
@@ -102,10 +111,16 @@ class ImageEncoder(nn.Module):
             self.backbone.eval()
         return self
 
+    def backbone_features(self, image):
+        """The backbone's last feature map of ``image`` ``(B, 1, H, W)`` in [0, 1]."""
+        if self.normalises_input:
+            image = (image - self.input_mean) / self.input_std
+        return self.backbone.forward_features(image)
+
     def forward(self, image=None, features=None):
         """Tokens of ``image`` ``(B, 1, H, W)``, or of precomputed backbone ``features``."""
         if features is None:
-            features = self.backbone.forward_features(image)
+            features = self.backbone_features(image)
         if features.ndim == 4:
             b, c, h, w = features.shape
             tokens = features.flatten(2).transpose(1, 2)

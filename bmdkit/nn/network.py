@@ -9,26 +9,22 @@ from torch import nn
 
 from bmdkit.nn.augment import RadiographAugment
 from bmdkit.nn.backbones import ImageEncoder
-from bmdkit.nn.fusion import BidirectionalCrossAttention
-from bmdkit.nn.heads import RegressionHead
-from bmdkit.nn.tokenizers import MetadataMLP, MetadataTokenizer
+from bmdkit.nn.fusions import create_fusion, fusion_class
 
-__all__ = ["BMDNet", "FUSIONS", "PRECISIONS"]
+__all__ = ["BMDNet", "PRECISIONS"]
 
-FUSIONS = ("xattn", "concat", "image", "metadata")
 PRECISIONS = ("float32", "bfloat16")
 
 
 class BMDNet(nn.Module):
-    """Image encoder, metadata encoder and a fusion, ending in one BMD value.
+    """Image encoder, a fusion with the metadata, and a regression head.
 
     Parameters
     ----------
-    fusion : {"xattn", "concat", "image", "metadata"}
-        ``"xattn"``: image tokens and metadata tokens fused by
-        :class:`~bmdkit.nn.fusion.BidirectionalCrossAttention`.
-        ``"concat"``: pooled image features concatenated with a metadata MLP
-        embedding. ``"image"`` / ``"metadata"``: one modality alone.
+    fusion : str
+        A registered fusion (:func:`bmdkit.nn.fusions.fusion_names`):
+        ``"xattn"`` (XAttn-BMD), ``"concat"``, ``"daft"``, ``"gated"``,
+        ``"late"``, ``"image"`` or ``"metadata"``.
     n_numeric : int
         Number of numeric metadata fields.
     cardinalities : sequence of int
@@ -45,48 +41,37 @@ class BMDNet(nn.Module):
     channels_last : bool, default=False
         Keep the backbone's weights and the images in channels-last memory
         format (faster convolutions on some GPUs and CPUs).
+    n_outputs : int, default=1
+        Targets predicted per row.
 
     The forward pass takes keyword tensors ``image`` ``(B, 1, H, W)`` (or
     ``image_features``, the backbone's output for those images, see
     :meth:`backbone_features`), ``numeric`` ``(B, n_numeric)`` and
-    ``categorical`` ``(B, n_categorical)`` and returns ``(B, 1)``; with
-    ``return_attention=True`` (xattn only) also the attention dict.
+    ``categorical`` ``(B, n_categorical)`` and returns ``(B, n_outputs)``;
+    with ``return_attention=True`` (fusions with attention) also the
+    attention dict.
     """
 
     def __init__(self, fusion="xattn", n_numeric=0, cardinalities=(), *, backbone="resnet18",
                  pretrained=False, embed_dim=64, n_heads=4, n_layers=3, dropout=0.1,
-                 augment=True, freeze_backbone=False, precision="float32", channels_last=False):
+                 augment=True, freeze_backbone=False, precision="float32", channels_last=False,
+                 n_outputs=1):
         super().__init__()
-        if fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.fusion = fusion
+        uses_image = fusion_class(fusion).uses_image
         self.precision = precision
         self.channels_last = channels_last
-        uses_image = fusion != "metadata"
         self.augment = RadiographAugment() if (augment and uses_image) else nn.Identity()
         if uses_image:
             self.image_encoder = ImageEncoder(backbone, pretrained=pretrained, embed_dim=embed_dim,
                                               freeze_backbone=freeze_backbone)
             if channels_last:
                 self.image_encoder.backbone.to(memory_format=torch.channels_last)
-        if fusion == "xattn":
-            self.metadata_encoder = MetadataTokenizer(
-                n_numeric, cardinalities, embed_dim=embed_dim, n_heads=n_heads, dropout=dropout
-            )
-            self.fuse = BidirectionalCrossAttention(
-                embed_dim, n_heads=n_heads, n_layers=n_layers, dropout=dropout
-            )
-            head_in = self.fuse.out_features
-        elif fusion in ("concat", "metadata"):
-            self.metadata_encoder = MetadataMLP(
-                n_numeric, cardinalities, embed_dim=embed_dim, dropout=dropout
-            )
-            head_in = embed_dim * (2 if fusion == "concat" else 1)
-        else:
-            head_in = embed_dim
-        self.head = RegressionHead(head_in, hidden_dim=embed_dim, dropout=dropout)
+        self.fusion = create_fusion(
+            fusion, embed_dim=embed_dim, n_numeric=n_numeric, cardinalities=list(cardinalities),
+            dropout=dropout, n_outputs=n_outputs, n_heads=n_heads, n_layers=n_layers)
+        self.head = self.fusion.make_head()
 
     def _autocast(self):
         if self.precision == "float32":
@@ -101,34 +86,23 @@ class BMDNet(nn.Module):
     def backbone_features(self, image):
         """The backbone's output for ``image`` (no augmentation, no gradient), as float32."""
         with self._autocast():
-            features = self.image_encoder.backbone.forward_features(self._prepare(image))
+            features = self.image_encoder.backbone_features(self._prepare(image))
         return features.float()
 
     def forward(self, image=None, numeric=None, categorical=None, return_attention=False,
                 image_features=None):
-        if return_attention and self.fusion != "xattn":
-            raise ValueError(f"attention weights exist only for fusion='xattn', not {self.fusion!r}")
+        if return_attention and not self.fusion.has_attention:
+            raise ValueError(
+                f"attention weights exist only for fusion='xattn', not {self.fusion.name!r}")
         with self._autocast():
-            out = self._forward(image, numeric, categorical, return_attention, image_features)
-        if return_attention:
-            return out[0].float(), out[1]
-        return out.float()
-
-    def _forward(self, image, numeric, categorical, return_attention, image_features):
-        if self.fusion == "metadata":
-            return self.head(self.metadata_encoder(numeric, categorical))
-        if image_features is None:
-            image_tokens = self.image_encoder(self._prepare(self.augment(image)))
-        else:
-            image_tokens = self.image_encoder(features=image_features)
-        if self.fusion == "image":
-            return self.head(image_tokens.mean(1))
-        if self.fusion == "concat":
-            meta = self.metadata_encoder(numeric, categorical)
-            return self.head(torch.cat([image_tokens.mean(1), meta], dim=1))
-        meta_tokens = self.metadata_encoder(numeric, categorical)
-        fused = self.fuse(image_tokens, meta_tokens, return_attention=return_attention)
-        if return_attention:
-            fused, attention = fused
-            return self.head(fused), attention
-        return self.head(fused)
+            image_tokens = None
+            if self.fusion.uses_image:
+                image_tokens = (self.image_encoder(self._prepare(self.augment(image)))
+                                if image_features is None
+                                else self.image_encoder(features=image_features))
+            extra = {"return_attention": True} if return_attention else {}
+            fused = self.fusion(image_tokens, numeric, categorical, **extra)
+            if return_attention:
+                fused, attention = fused
+                return self.head(fused).float(), attention
+            return self.head(fused).float()

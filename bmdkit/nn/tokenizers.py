@@ -13,9 +13,12 @@ class MetadataTokenizer(nn.Module):
 
     A numeric field ``x_j`` becomes ``x_j * W_j + b_j`` (its own learned
     direction and offset, as in FT-Transformer); a categorical field becomes
-    its own embedding table's row (index 0 is reserved for unknown or
-    missing categories). One transformer layer then lets the fields attend to
-    each other (the field-level attention of XAttn-BMD).
+    its own embedding table's row (row 0, for unknown or missing categories,
+    is fixed at zero). Every weight starts uniform in
+    ±1/√d (d = ``embed_dim``), FT-Transformer's initialisation, so numeric and
+    categorical tokens start with comparable norms. One transformer layer
+    then lets the fields attend to each other (the field-level attention of
+    XAttn-BMD).
 
     Parameters
     ----------
@@ -29,9 +32,13 @@ class MetadataTokenizer(nn.Module):
 
     def __init__(self, n_numeric, cardinalities, *, embed_dim=64, n_heads=4, dropout=0.1):
         super().__init__()
-        self.numeric_weight = nn.Parameter(torch.randn(n_numeric, embed_dim) * 0.1)
-        self.numeric_bias = nn.Parameter(torch.zeros(n_numeric, embed_dim))
-        self.categorical = nn.ModuleList(nn.Embedding(c + 1, embed_dim) for c in cardinalities)
+        bound = embed_dim ** -0.5
+        self.numeric_weight = nn.Parameter(torch.empty(n_numeric, embed_dim).uniform_(-bound, bound))
+        self.numeric_bias = nn.Parameter(torch.empty(n_numeric, embed_dim).uniform_(-bound, bound))
+        self.categorical = nn.ModuleList(
+            nn.Embedding(c + 1, embed_dim, padding_idx=0) for c in cardinalities)
+        for embedding in self.categorical:
+            nn.init.uniform_(embedding.weight[1:], -bound, bound)
         self.field_attention = nn.TransformerEncoderLayer(
             embed_dim, n_heads, dim_feedforward=2 * embed_dim, dropout=dropout,
             batch_first=True, norm_first=True,
