@@ -28,7 +28,7 @@ def add_tune_parser(subparsers):
     data.add_argument("--demo", action="store_true",
                       help="tune on the synthetic demo cohort instead of --csv (small and quick: "
                            + ", ".join(f"{k} {v}" for k, v in DEMO.items()) + ")")
-    parser.add_argument("--model", choices=list(MODELS), default="xattn",
+    parser.add_argument("--model", choices=MODELS, default="xattn",
                         help="which model (default: %(default)s)")
     study = parser.add_argument_group("study")
     study.add_argument("--n-trials", type=int, default=20,

@@ -82,7 +82,7 @@ def _blank_some(meta, rng, fraction=0.02):
     return meta
 
 
-def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None):
+def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None, bilateral=False):
     r"""Generate a SYNTHETIC cohort of hip phantoms, metadata and femoral neck BMD.
 
     The generative model, per subject *i*:
@@ -108,6 +108,13 @@ def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None):
           \qquad \varepsilon_i \sim N(0, 0.025^2)
 
       (mean about 0.85, SD about 0.11 g/cm²; about a fifth below 0.75).
+    - with ``bilateral=True``, an AP pelvis view instead: both hips side by
+      side (the right hip on the image's left, as radiographs are read), each
+      its own phantom with its own bone quality :math:`q^{R}_i, q^{L}_i`
+      (independent), and a metadata column ``dxa_side`` ("right" or "left",
+      half each) naming the hip that DXA measured; BMD uses that hip's
+      :math:`q`. Pooled image features mix the two hips, so a model does well
+      only if the metadata can say where to look.
     - the image: a procedural AP hip phantom (femoral head, neck, trochanters,
       shaft, acetabulum, ilium, obturator ring, soft tissue) rendered as
       16-bit PNG, where *q* shows through cortical thickness, trabecular
@@ -124,6 +131,9 @@ def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None):
         Seed: the same seed gives the same cohort, images included.
     out_dir : str, os.PathLike or None, default=None
         Folder for the PNG files; ``None`` makes a new temporary folder.
+    bilateral : bool, default=False
+        Both hips in each image (``image_size`` high, twice as wide) and the
+        measured side in ``dxa_side``; see above.
 
     Returns
     -------
@@ -142,7 +152,12 @@ def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None):
     rng = np.random.default_rng(random_state)
     meta = _metadata(n, rng)
     quality = rng.normal(0.0, 1.0, n)
-    y = _bmd(meta, quality, rng)
+    if bilateral:
+        quality_left = rng.normal(0.0, 1.0, n)
+        meta["dxa_side"] = np.where(rng.random(n) < 0.5, "right", "left").astype(object)
+        y = _bmd(meta, np.where(meta["dxa_side"] == "left", quality_left, quality), rng)
+    else:
+        y = _bmd(meta, quality, rng)
     bone_scale = (meta["height_cm"].to_numpy() / 165.0) ** 0.5 * rng.uniform(0.96, 1.04, n)
     soft_tissue = meta["bmi"].to_numpy() / 27.5
     out_dir = Path(tempfile.mkdtemp(prefix="bmdkit-synthetic-") if out_dir is None else out_dir)
@@ -155,6 +170,10 @@ def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None):
             stop = min(start + _CHUNK, n)
             images = render_hips(quality[start:stop], bone_scale[start:stop],
                                  soft_tissue[start:stop], image_size, rng)
+            if bilateral:  # the left hip mirrored beside the right one
+                left = render_hips(quality_left[start:stop], bone_scale[start:stop],
+                                   soft_tissue[start:stop], image_size, rng)
+                images = np.concatenate([images, left[:, :, ::-1]], axis=2)
             for path, image in zip(paths[start:stop], images):
                 Image.fromarray(image).save(path)
                 bar.update()
@@ -168,12 +187,12 @@ def demo_data_home():
     return Path(os.environ.get("BMDKIT_DATA_DIR") or Path.home() / ".cache" / "bmdkit")
 
 
-def load_demo_cohort(n=233, image_size=128, random_state=0, data_home=None):
+def load_demo_cohort(n=233, image_size=128, random_state=0, data_home=None, bilateral=False):
     """The SYNTHETIC demo cohort, generated once into a cache folder and then reused.
 
     Parameters
     ----------
-    n, image_size, random_state :
+    n, image_size, random_state, bilateral :
         See :func:`make_synthetic_cohort`.
     data_home : str, os.PathLike or None
         Where cohorts are kept (default: :func:`demo_data_home`).
@@ -201,13 +220,15 @@ def load_demo_cohort(n=233, image_size=128, random_state=0, data_home=None):
     (True, True)
     """
     home = Path(data_home) if data_home is not None else demo_data_home()
-    folder = home / f"demo-v{COHORT_VERSION}-n{n}-px{image_size}-seed{random_state}"
+    kind = "-bilateral" if bilateral else ""
+    folder = home / f"demo-v{COHORT_VERSION}{kind}-n{n}-px{image_size}-seed{random_state}"
     csv = folder / "cohort.csv"
     if not csv.is_file():
         home.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=home))
         try:
-            X, y = make_synthetic_cohort(n, image_size, random_state, out_dir=staging)
+            X, y = make_synthetic_cohort(n, image_size, random_state, out_dir=staging,
+                                         bilateral=bilateral)
             table = X.assign(image_path=[Path(p).name for p in X["image_path"]], bmd=y)
             table.to_csv(staging / "cohort.csv", index=False)
             (staging / "README.txt").write_text(
