@@ -11,7 +11,7 @@ import pytest
 import bmdkit
 from bmdkit import cli
 
-COMMANDS = ["demo", "cv", "fit", "predict", "report"]
+COMMANDS = ["demo", "cv", "ablation", "fit", "predict", "report"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -153,6 +153,31 @@ def test_demo_quick(monkeypatch, signal_cohort, tmp_path, capsys):
     page = (tmp_path / "again" / "report.html").read_text()
     assert "Synthetic data" in page and "bmdkit demo: XAttn-BMD and baselines" in page
     assert "bmdkit demo (quick): synthetic hip radiographs" in page  # the description
+
+
+def test_model_choices_are_the_registered_fusions():
+    from bmdkit.nn import fusion_names
+
+    assert sorted(cli.MODELS) == sorted(fusion_names())
+
+
+def test_ablation_runs_fusions_by_losses_and_quotes_the_paper(monkeypatch, bilateral_signal_cohort,
+                                                               tmp_path, capsys):
+    X, y = bilateral_signal_cohort
+    seen = {}
+
+    def cohort(random_state, bilateral, n=None):
+        seen.update(bilateral=bilateral, n=n)
+        return X.iloc[:n], y[:n]
+    monkeypatch.setattr("bmdkit.datasets.load_demo_cohort", cohort)
+    cli.main(["ablation", "--cohort", "bilateral", "--n", "30", "--folds", "2",
+              "--fusions", "xattn", "concat", "--losses", "smooth_l1", "weighted_smooth_l1",
+              "--out", str(tmp_path), *TINY])
+    out = capsys.readouterr().out
+    assert seen == {"bilateral": True, "n": 30}
+    for name in ("XAttn", "Concat", "XAttn +wSL1", "Concat +wSL1", "XAttn vs Concat", "-16.7"):
+        assert name in out
+    assert "SYNTHETIC" in (tmp_path / "report.html").read_text().upper()
 
 
 def test_demo_help_shows_the_demo_settings(capsys):

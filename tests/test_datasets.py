@@ -105,3 +105,15 @@ def test_rendering_shows_progress_by_the_load_images_rule(tmp_path, monkeypatch)
     make_synthetic_cohort(n=5, image_size=16, out_dir=tmp_path / "b")
     assert [(b.kwargs["total"], b.kwargs["disable"], b.n) for b in bars] == [
         (5, True, 5), (5, None, 5)]
+
+
+def test_bilateral_cohort_shows_both_hips_and_names_the_measured_side(tmp_path):
+    X, y = make_synthetic_cohort(n=12, image_size=32, random_state=0, out_dir=tmp_path,
+                                 bilateral=True)
+    assert X.attrs["synthetic"] and set(X["dxa_side"]) == {"left", "right"}
+    image = np.asarray(Image.open(X["image_path"][0]))
+    assert image.shape == (32, 64) and image.dtype == np.uint16
+    X1, _ = make_synthetic_cohort(n=12, image_size=32, random_state=0, out_dir=tmp_path / "u")
+    assert "dxa_side" not in X1  # the default cohort is unchanged
+    folder = load_demo_cohort(n=6, image_size=32, data_home=tmp_path / "home", bilateral=True)
+    assert "dxa_side" in folder[0]

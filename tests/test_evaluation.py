@@ -209,3 +209,19 @@ def test_evaluation_code_never_imports_torch():
                 assert not any(m.split(".")[0] in ("torch", "skorch", "timm") for m in modules)
                 assert not any(m.startswith("bmdkit.nn") or m == "bmdkit.estimators"
                                for m in modules), name
+
+
+def test_ablation_preset_and_the_paper_comparison(metadata_cohort):
+    from bmdkit.evaluation import ablation_models, paper_comparison
+
+    X, y = metadata_cohort
+    models = ablation_models(["metadata"], ["smooth_l1", "weighted_smooth_l1"], max_epochs=3,
+                             random_state=0)
+    assert list(models) == ["Metadata-only", "Metadata-only +wSL1"]
+    assert models["Metadata-only +wSL1"].loss == "weighted_smooth_l1"
+    res = compare_models(models, X, y, cv=3, baseline="Metadata-only", progress=False)
+    table = paper_comparison(res, "Metadata-only +wSL1", "Metadata-only")
+    assert table.loc["mse", "paper %"] == -16.7
+    expected = res.relative_change("Metadata-only").loc["Metadata-only +wSL1", "r2"]
+    assert table.loc["r2", "ours %"] == pytest.approx(expected, abs=0.01)
+    assert 0 <= table.loc["r2", "p (corrected)"] <= 1

@@ -121,7 +121,8 @@ def test_a_pretrained_backbone_sees_the_input_normalisation_of_its_weights(tmp_p
     image = torch.rand(2, 1, 32, 32)
     expected = encoder.backbone.forward_features((image - float(mean)) / float(std))
     assert torch.allclose(encoder.backbone_features(image), expected, atol=1e-5)
-    assert not ImageEncoder("resnet10t", embed_dim=8).normalises_input
+    plain = ImageEncoder("resnet10t", embed_dim=8)
+    assert (float(plain.input_mean), float(plain.input_std)) == (0.0, 1.0)
 
 
 def test_missing_pretrained_file_is_named(tmp_path):

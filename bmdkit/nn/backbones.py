@@ -93,11 +93,13 @@ class ImageEncoder(nn.Module):
                  freeze_backbone=False):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=1)
-        self.normalises_input = pretrained not in (False, None)
-        if self.normalises_input:
+        mean, std = 0.0, 1.0
+        if pretrained not in (False, None):
             config = self.backbone.pretrained_cfg
-            self.register_buffer("input_mean", torch.tensor(float(sum(config["mean"])) / 3))
-            self.register_buffer("input_std", torch.tensor(float(sum(config["std"])) / 3))
+            mean, std = float(sum(config["mean"])) / 3, float(sum(config["std"])) / 3
+        # buffers, so that a saved model keeps the normalisation its weights were trained with
+        self.register_buffer("input_mean", torch.tensor(mean))
+        self.register_buffer("input_std", torch.tensor(std))
         self.proj = nn.Linear(self.backbone.num_features, embed_dim)
         self.embed_dim = embed_dim
         self.freeze_backbone = freeze_backbone
@@ -113,9 +115,7 @@ class ImageEncoder(nn.Module):
 
     def backbone_features(self, image):
         """The backbone's last feature map of ``image`` ``(B, 1, H, W)`` in [0, 1]."""
-        if self.normalises_input:
-            image = (image - self.input_mean) / self.input_std
-        return self.backbone.forward_features(image)
+        return self.backbone.forward_features((image - self.input_mean) / self.input_std)
 
     def forward(self, image=None, features=None):
         """Tokens of ``image`` ``(B, 1, H, W)``, or of precomputed backbone ``features``."""
