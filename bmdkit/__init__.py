@@ -16,7 +16,10 @@ from bmdkit.datasets import load_cohort, load_demo_cohort
 from bmdkit.estimators import (
     BMDRegressor,
     ConcatBMDRegressor,
+    DAFTBMDRegressor,
+    GatedBMDRegressor,
     ImageOnlyBMDRegressor,
+    LateFusionBMDRegressor,
     MetadataOnlyBMDRegressor,
     XAttnBMDRegressor,
 )
@@ -39,7 +42,10 @@ __all__ = [
     "BMDStratifiedGroupKFold",
     "BMDStratifiedKFold",
     "ConcatBMDRegressor",
+    "DAFTBMDRegressor",
+    "GatedBMDRegressor",
     "ImageOnlyBMDRegressor",
+    "LateFusionBMDRegressor",
     "MetadataOnlyBMDRegressor",
     "RepeatedBMDStratifiedKFold",
     "XAttnBMDRegressor",

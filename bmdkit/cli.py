@@ -165,7 +165,13 @@ def make_models(names, params, image_col="image_path"):
             for name in names}
 
 
-def _run_comparison(X, y, args, models, *, title, synthetic, description, baseline=None):
+#: Columns of the results table that ``demo`` and ``cv`` print.
+PRINTED_METRICS = ("mse", "mae", "r2", "pearson_r", "accuracy@T=-1.0", "roc_auc@T=-1.0",
+                   "who_accuracy")
+
+
+def _run_comparison(X, y, args, models, *, title, synthetic, description, baseline=None,
+                    metrics=PRINTED_METRICS):
     """Cross-validate ``models``, print the table, write results and report; the results."""
     import pandas as pd
 
@@ -189,8 +195,7 @@ def _run_comparison(X, y, args, models, *, title, synthetic, description, baseli
     results.save(out / "results")
     page = write_report(results, out, title=title, synthetic=synthetic, description=description)
     with pd.option_context("display.width", 200, "display.max_columns", 50):
-        print(results.table(metrics=("mse", "mae", "r2", "pearson_r", "accuracy@T=-1.0",
-                                     "roc_auc@T=-1.0", "who_accuracy")).to_string())
+        print(results.table(metrics=metrics).to_string())
     print(f"\nreport: {page}\nresults: {out / 'results'}")
     return results
 
@@ -369,7 +374,9 @@ def run_ablation(args):
     models = ablation_models(args.fusions, args.losses, **model_params(args))
     baseline = FUSION_LABELS["concat"] if "concat" in args.fusions else None
     results = _run_comparison(X, y, args, models, title=f"bmdkit ablation ({args.cohort})",
-                              synthetic=True, description=description, baseline=baseline)
+                              synthetic=True, description=description, baseline=baseline,
+                              metrics=("mse", "mae", "r2", "sensitivity@T=-2.5",
+                                       "specificity@T=-1.0"))
     if baseline and "xattn" in args.fusions:
         with pd.option_context("display.width", 200):
             print("\n" + paper_comparison(results, "XAttn", baseline).to_string())

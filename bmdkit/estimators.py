@@ -110,8 +110,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         Bound on a target's density weight relative to the commonest target's.
     low_bmd_threshold : float, default=0.899
         BMD (g/cm²) below which ``low_bmd_weight`` applies (T = -1, Lunar).
-    low_bmd_weight : float, default=1.0
-        Extra weight for targets below ``low_bmd_threshold``.
+    low_bmd_weight : float, default=1.5
+        Extra weight for targets below ``low_bmd_threshold`` (with
+        ``"weighted_smooth_l1"``).
     max_epochs : int, default=30
     batch_size : int, default=16
     lr : float, default=1e-3
@@ -176,7 +177,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
                  contrast="percentile", cache_dir=None,
                  loss="smooth_l1", smooth_l1_beta=1.0, lds_bins=20, lds_sigma=2.0,
                  lds_power=0.5, max_weight_ratio=3.0,
-                 low_bmd_threshold=LUNAR_T_MINUS_1_FEMORAL_NECK, low_bmd_weight=1.0,
+                 low_bmd_threshold=LUNAR_T_MINUS_1_FEMORAL_NECK, low_bmd_weight=1.5,
                  max_epochs=30, batch_size=16, lr=1e-3, backbone_lr=None, warmup_epochs=0,
                  weight_decay=1e-4, lr_schedule="cosine",
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,

@@ -58,7 +58,7 @@ class TargetDensityWeights:
         Largest density weight relative to the commonest bin's.
     threshold : float or None, default=0.899
         Targets below this value are multiplied by ``threshold_weight``.
-    threshold_weight : float >= 0, default=1.0
+    threshold_weight : float >= 0, default=1.5
         Extra factor for targets below ``threshold`` (1.0 switches it off).
 
     Attributes
@@ -71,13 +71,13 @@ class TargetDensityWeights:
     --------
     >>> import numpy as np
     >>> y = np.r_[np.full(90, 0.9), np.full(10, 0.6)]
-    >>> w = TargetDensityWeights(n_bins=10, sigma=1.0, max_ratio=2.0).fit(y)(y)
+    >>> w = TargetDensityWeights(n_bins=10, sigma=1.0, max_ratio=2.0, threshold=None).fit(y)(y)
     >>> round(float(w[-1] / w[0]), 6), round(float(w.mean()), 6)
     (2.0, 1.0)
     """
 
     def __init__(self, n_bins=20, sigma=2.0, power=0.5, max_ratio=3.0,
-                 threshold=LUNAR_T_MINUS_1_FEMORAL_NECK, threshold_weight=1.0):
+                 threshold=LUNAR_T_MINUS_1_FEMORAL_NECK, threshold_weight=1.5):
         self.n_bins = n_bins
         self.sigma = sigma
         self.power = power

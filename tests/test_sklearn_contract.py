@@ -14,14 +14,18 @@ from sklearn.preprocessing import FunctionTransformer
 from bmdkit import (
     BMDRegressor,
     ConcatBMDRegressor,
+    DAFTBMDRegressor,
+    GatedBMDRegressor,
     ImageOnlyBMDRegressor,
+    LateFusionBMDRegressor,
     MetadataOnlyBMDRegressor,
     XAttnBMDRegressor,
 )
 
 TINY = dict(image_size=32, max_epochs=1, batch_size=16, backbone="resnet10t", embed_dim=16,
             n_heads=2, n_layers=1, random_state=0)
-NAMED = [XAttnBMDRegressor, ConcatBMDRegressor, ImageOnlyBMDRegressor, MetadataOnlyBMDRegressor]
+NAMED = [XAttnBMDRegressor, ConcatBMDRegressor, DAFTBMDRegressor, GatedBMDRegressor,
+         LateFusionBMDRegressor, ImageOnlyBMDRegressor, MetadataOnlyBMDRegressor]
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +40,18 @@ def test_named_models_differ_only_in_fusion(cls):
     assert "fusion" not in params
     assert params == {k: v for k, v in BMDRegressor().get_params().items() if k != "fusion"}
     assert BMDRegressor(fusion=cls.fusion).fusion == cls().fusion
+
+
+def test_the_backbone_gets_its_own_learning_rate_and_a_warm_up(small):
+    X, y = small
+    model = ConcatBMDRegressor(**{**TINY, "max_epochs": 3}, lr=1e-3, backbone_lr=1e-4,
+                               warmup_epochs=1).fit(X, y)
+    groups = model.net_.optimizer_.param_groups
+    backbone = {id(p) for p in model.net_.module_.image_encoder.backbone.parameters()}
+    assert {id(p) for p in groups[0]["params"]} == backbone
+    assert [g["initial_lr"] for g in groups] == [1e-4, 1e-3]
+    # the first group's (backbone's) rate: warm-up at half the rate, then cosine annealing
+    assert model.net_.history[:, "event_lr"] == pytest.approx([5e-5, 1e-4, 5e-5])
 
 
 def test_params_are_stored_unchanged_and_validated_in_fit(small):
@@ -54,6 +70,9 @@ def test_params_are_stored_unchanged_and_validated_in_fit(small):
     ("n_iter_no_change", 0, "n_iter_no_change must be a positive integer, got 0"),
     ("lds_bins", 0, "lds_bins must be a positive integer, got 0"),
     ("lds_sigma", -1.0, "lds_sigma must be > 0, got -1.0"),
+    ("lds_power", 1.5, r"lds_power must be in \[0, 1\], got 1.5"),
+    ("max_weight_ratio", 0.5, "max_weight_ratio must be >= 1, got 0.5"),
+    ("warmup_epochs", -1, "warmup_epochs must be a non-negative integer, got -1"),
 ])
 def test_bad_numeric_settings_are_named_at_fit(small, param, value, message):
     X, y = small
