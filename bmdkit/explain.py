@@ -36,6 +36,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from bmdkit.batching import torch_threads
+from bmdkit.nn import fusion_class
 
 SALIENCY_METHODS = ("integrated_gradients", "gradcam")
 
@@ -122,7 +123,7 @@ def explain(model, X, *, output=0, saliency="integrated_gradients", n_steps=32, 
     module.eval()
     scale, mean = _output_scale(model, output)
     fields = list(model.preprocessor_.numeric_cols_) + list(model.preprocessor_.categorical_cols_)
-    if model.fusion == "image":
+    if not fusion_class(model.fusion).uses_metadata:
         fields = []
     n = len(arrays["numeric"])
     parts = {"prediction": [], "reference": [], "saliency": [], "attributions": []}
@@ -148,7 +149,7 @@ def explain(model, X, *, output=0, saliency="integrated_gradients", n_steps=32, 
         attributions=pd.DataFrame(np.concatenate(parts["attributions"]) * scale,
                                   columns=fields, index=index),
         reference=np.concatenate(parts["reference"]) * scale + mean,
-        attention=model.attention(X) if model.fusion == "xattn" else None,
+        attention=model.attention(X) if fusion_class(model.fusion).has_attention else None,
     )
 
 

@@ -91,11 +91,14 @@ def search_space(estimator):
         "n_heads": CategoricalDistribution((2, 4, 8)),
         "loss": CategoricalDistribution(("smooth_l1", "weighted_smooth_l1")),
         "low_bmd_weight": FloatDistribution(1.0, 4.0),
+        "lds_power": FloatDistribution(0.0, 1.0),
         "lds_sigma": FloatDistribution(0.5, 4.0),
     }
-    if fusion == "xattn":
+    from bmdkit.nn import fusion_class
+
+    if fusion_class(fusion).has_attention:
         space["n_layers"] = IntDistribution(1, 4)
-    if fusion != "metadata":
+    if fusion_class(fusion).uses_image:
         space["backbone"] = CategoricalDistribution(CPU_BACKBONES)
     return space
 
