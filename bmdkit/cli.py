@@ -158,8 +158,7 @@ def read_data(args, *, images=None):
 
 def make_models(names, params, image_col="image_path"):
     """{display name: unfitted BMDRegressor} for CLI model names (fusions)."""
-    from bmdkit import BMDRegressor
-    from bmdkit.evaluation import FUSION_LABELS
+    from bmdkit.estimators import FUSION_LABELS, BMDRegressor
 
     return {FUSION_LABELS[name]: BMDRegressor(fusion=name, image_col=image_col, **params)
             for name in names}
@@ -176,7 +175,8 @@ def _run_comparison(X, y, args, models, *, title, synthetic, description, baseli
     import pandas as pd
 
     from bmdkit import BMDStratifiedKFold
-    from bmdkit.evaluation import FUSION_LABELS, compare_models
+    from bmdkit.estimators import FUSION_LABELS
+    from bmdkit.evaluation import compare_models
     from bmdkit.report import write_report
     from bmdkit.validation import ImputationWarning, warn_missing_values
 
@@ -356,7 +356,8 @@ def run_ablation(args):
     import pandas as pd
 
     from bmdkit.datasets import load_demo_cohort
-    from bmdkit.evaluation import FUSION_LABELS, ablation_models, paper_comparison
+    from bmdkit.estimators import FUSION_LABELS, ablation_models
+    from bmdkit.evaluation import paper_comparison
 
     settings = ABLATION_SETTINGS[args.cohort]
     args.folds = args.folds or settings["folds"]

@@ -27,10 +27,14 @@ from bmdkit.validation import check_targets, warn_target_units
 __all__ = [
     "BMDRegressor", "XAttnBMDRegressor", "ConcatBMDRegressor", "DAFTBMDRegressor",
     "GatedBMDRegressor", "LateFusionBMDRegressor", "ImageOnlyBMDRegressor",
-    "MetadataOnlyBMDRegressor",
+    "MetadataOnlyBMDRegressor", "ablation_models",
 ]
 
 LOSSES = ("weighted_smooth_l1", "smooth_l1", "mse")
+#: Display names of the fusions and losses in :func:`ablation_models`.
+FUSION_LABELS = {"xattn": "XAttn", "concat": "Concat", "daft": "DAFT", "gated": "Gated",
+                 "late": "Late", "image": "Image-only", "metadata": "Metadata-only"}
+LOSS_LABELS = {"smooth_l1": "", "weighted_smooth_l1": " +wSL1", "mse": " +MSE"}
 LR_SCHEDULES = ("cosine", None)
 #: skorch settings that cut batches out of contiguous arrays (bmdkit.batching).
 FAST_DATA_PATH = dict(dataset=ArrayDataset, iterator_train=BatchIterator,
@@ -503,6 +507,35 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         tags.input_tags.categorical = True
         tags.input_tags.allow_nan = True
         return tags
+
+
+def ablation_models(fusions=("xattn", "concat", "daft", "gated", "late"),
+                    losses=("smooth_l1", "weighted_smooth_l1"), **params):
+    """The paper's ablation as a :func:`~bmdkit.evaluation.compare_models` preset: fusions × losses.
+
+    Parameters
+    ----------
+    fusions : sequence of str
+        Registered fusions (:func:`bmdkit.nn.fusions.fusion_names`).
+    losses : sequence of str
+        ``BMDRegressor`` losses.
+    **params
+        Other ``BMDRegressor`` parameters, the same for every model.
+
+    Returns
+    -------
+    dict of str to BMDRegressor
+        Named ``"XAttn"``, ``"Concat"``, … for the unweighted loss and
+        ``"XAttn +wSL1"`` … for the weighted one.
+
+    Examples
+    --------
+    >>> list(ablation_models(["xattn", "concat"], ["smooth_l1", "weighted_smooth_l1"]))
+    ['XAttn', 'Concat', 'XAttn +wSL1', 'Concat +wSL1']
+    """
+    return {f"{FUSION_LABELS.get(fusion, fusion)}{LOSS_LABELS.get(loss, ' +' + loss)}":
+            BMDRegressor(fusion=fusion, loss=loss, **params)
+            for loss in losses for fusion in fusions}
 
 
 def derived_signature(*, drop=(), add=None):

@@ -26,16 +26,13 @@ from bmdkit.metrics import REGRESSION_METRICS, compute_metrics, resolve_threshol
 from bmdkit.model_selection import BMDStratifiedKFold
 from bmdkit.uncertainty import cross_fit_intervals, interval_metrics
 
-__all__ = ["PAPER_XATTN_VS_CONCAT", "ComparisonResults", "ablation_models", "compare_models",
+__all__ = ["PAPER_XATTN_VS_CONCAT", "ComparisonResults", "compare_models",
            "corrected_paired_ttest", "paper_comparison"]
 
 #: XAttn-BMD's reported change of XAttn against concatenation, in percent
 #: (Zhang et al., arXiv 2511.14604).
 PAPER_XATTN_VS_CONCAT = {"mse": -16.7, "mae": -6.03, "r2": 16.4}
-#: Display names of the fusions and losses in :func:`ablation_models`.
-FUSION_LABELS = {"xattn": "XAttn", "concat": "Concat", "daft": "DAFT", "gated": "Gated",
-                 "late": "Late", "image": "Image-only", "metadata": "Metadata-only"}
-LOSS_LABELS = {"smooth_l1": "", "weighted_smooth_l1": " +wSL1", "mse": " +MSE"}
+
 
 #: Metrics shown by :meth:`ComparisonResults.table` (when present).
 KEY_METRICS = ("mse", "mae", "rmse", "r2", "pearson_r", "bias", "accuracy@T=-1.0",
@@ -526,37 +523,6 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
         thresholds=thresholds, baseline=baseline, clinical=clinical,
         models={name: repr(model) for name, model in models.items()}, confidence=confidence,
     )
-
-
-def ablation_models(fusions=("xattn", "concat", "daft", "gated", "late"),
-                    losses=("smooth_l1", "weighted_smooth_l1"), **params):
-    """The paper's ablation as a :func:`compare_models` preset: every fusion × loss.
-
-    Parameters
-    ----------
-    fusions : sequence of str
-        Registered fusions (:func:`bmdkit.nn.fusions.fusion_names`).
-    losses : sequence of str
-        ``BMDRegressor`` losses.
-    **params
-        Other ``BMDRegressor`` parameters, the same for every model.
-
-    Returns
-    -------
-    dict of str to BMDRegressor
-        Named ``"XAttn"``, ``"Concat"``, … for the unweighted loss and
-        ``"XAttn +wSL1"`` … for the weighted one.
-
-    Examples
-    --------
-    >>> list(ablation_models(["xattn", "concat"], ["smooth_l1", "weighted_smooth_l1"]))
-    ['XAttn', 'Concat', 'XAttn +wSL1', 'Concat +wSL1']
-    """
-    from bmdkit.estimators import BMDRegressor
-
-    return {f"{FUSION_LABELS.get(fusion, fusion)}{LOSS_LABELS.get(loss, ' +' + loss)}":
-            BMDRegressor(fusion=fusion, loss=loss, **params)
-            for loss in losses for fusion in fusions}
 
 
 def paper_comparison(results, model="XAttn", baseline="Concat"):

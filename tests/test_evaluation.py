@@ -212,7 +212,8 @@ def test_evaluation_code_never_imports_torch():
 
 
 def test_ablation_preset_and_the_paper_comparison(metadata_cohort):
-    from bmdkit.evaluation import ablation_models, paper_comparison
+    from bmdkit.estimators import ablation_models
+    from bmdkit.evaluation import paper_comparison
 
     X, y = metadata_cohort
     models = ablation_models(["metadata"], ["smooth_l1", "weighted_smooth_l1"], max_epochs=3,

@@ -28,9 +28,9 @@ def test_density_weights_match_the_documented_formula():
 
 def test_density_weights_are_bounded_and_power_zero_switches_them_off():
     y = np.random.default_rng(0).lognormal(0, 0.6, 2000)  # long right tail: raw ratios in the 100s
-    bounded = TargetDensityWeights(power=1.0, max_ratio=3.0).fit(y)
+    bounded = TargetDensityWeights(power=1.0, max_ratio=3.0, threshold=None).fit(y)
     assert bounded.bin_weights_.max() / bounded.bin_weights_.min() == pytest.approx(3.0)
-    flat = TargetDensityWeights(power=0.0).fit(y)
+    flat = TargetDensityWeights(power=0.0, threshold=None).fit(y)
     np.testing.assert_allclose(flat(y), 1.0)
 
 
