@@ -16,6 +16,7 @@ from skorch.dataset import ValidSplit, unpack_data
 
 from bmdkit.batching import ArrayDataset, BatchIterator, torch_threads
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
+from bmdkit.inference import predict_cached
 from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
 from bmdkit.nn import PRECISIONS, BMDNet, fusion_class
 from bmdkit.nn.frozen import backbone_features
@@ -438,13 +439,19 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         return self._network_inputs(self.preprocessor_.transform(self._metadata_frame(X)))
 
     def predict(self, X):
-        """Predicted BMD in g/cm², float64 of shape (n_samples,)."""
-        check_is_fitted(self, "net_")
-        inputs = self._predict_inputs(X)  # checks the columns, also of an empty frame
-        if len(next(iter(inputs.values()))) == 0:
-            return np.empty(0, dtype=np.float64)
+        """Predicted BMD in g/cm², float64 of shape (n_samples,).
+
+        Rows go through the network in chunks of
+        :data:`bmdkit.inference.CHUNK_ROWS` (memory bounded by the chunk, not
+        by ``len(X)``), giving exactly the one-shot predictions; for archives
+        with decoding in worker processes see :func:`bmdkit.inference.stream_predict`.
+        """
+        return predict_cached(self, X)
+
+    def _predict_arrays(self, arrays):
+        """Predicted BMD (g/cm²) for preprocessed arrays (what the preprocessor returns)."""
         with torch_threads(self.n_threads):
-            scaled = self.net_.predict(inputs)[:, 0].astype(np.float64)
+            scaled = self.net_.predict(self._network_inputs(arrays))[:, 0].astype(np.float64)
         return scaled * self.y_scale_ + self.y_mean_
 
     def save(self, path, *, overwrite=False):

@@ -153,10 +153,34 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         """Arrays ``{"image"?, "numeric", "categorical"}`` for the network."""
+        return self._transform(X, images=True)
+
+    def transform_metadata(self, X):
+        """Arrays ``{"numeric", "categorical"}`` only: no image is read.
+
+        With :meth:`transform_images` (or :func:`bmdkit.io.preprocess_image`
+        per file), what :meth:`transform` returns, cut apart so that images
+        can be read chunk by chunk (:mod:`bmdkit.inference`).
+        """
+        return self._transform(X, images=False)
+
+    def transform_images(self, X):
+        """The images of ``X``'s rows, ``(n, 1, image_size, image_size)`` float32, through the cache."""
+        check_is_fitted(self, "metadata_transformer_")
+        if self.image_col is None:
+            raise ValueError("this preprocessor was fit without an image column (image_col=None)")
+        X = as_frame(X)
+        check_columns(X, [self.image_col], role="column seen in fit")
+        return load_images(
+            X[self.image_col].tolist(), image_size=self.image_size, contrast=self.contrast,
+            cache_dir=self.cache_dir, index=X.index,
+        )[:, None]
+
+    def _transform(self, X, images):
         check_is_fitted(self, "metadata_transformer_")
         X = as_frame(X)
         needed = self.numeric_cols_ + self.categorical_cols_
-        if self.image_col is not None:
+        if images and self.image_col is not None:
             needed = [self.image_col] + needed
         check_columns(X, needed, role="column seen in fit")
         check_numeric(X, self.numeric_cols_)
@@ -172,10 +196,6 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
             "numeric": np.ascontiguousarray(encoded[:, :n_num], dtype=np.float32),
             "categorical": np.ascontiguousarray(encoded[:, n_num:] + 1, dtype=np.int64),
         }
-        if self.image_col is not None:
-            paths = X[self.image_col].tolist()
-            arrays["image"] = load_images(
-                paths, image_size=self.image_size, contrast=self.contrast,
-                cache_dir=self.cache_dir, index=X.index,
-            )[:, None]
+        if images and self.image_col is not None:
+            arrays["image"] = self.transform_images(X)
         return arrays

@@ -47,7 +47,8 @@ from bmdkit.io.readers import read_image
 from bmdkit.io.transforms import CONTRASTS, normalise_contrast, resize_with_padding
 from bmdkit.validation import InputError, check_image_files
 
-__all__ = ["CACHE_VERSION", "CacheInfo", "cache_clear", "cache_info", "load_images"]
+__all__ = ["CACHE_VERSION", "CacheInfo", "cache_clear", "cache_info", "load_images",
+           "preprocess_image"]
 
 #: Bump when reading or preprocessing changes, so old disk entries are not used.
 CACHE_VERSION = 1
@@ -250,7 +251,21 @@ class _DiskStore:
                           stacklevel=stacklevel + 1)
 
 
-def _preprocess(path, image_size, contrast):
+def preprocess_image(path, image_size, contrast="percentile"):
+    """One file as the network sees it: read, contrast-normalised, resized with padding.
+
+    What :func:`load_images` caches for each file, and what streaming
+    prediction (:mod:`bmdkit.inference`) computes in its worker processes.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from PIL import Image
+    >>> path = os.path.join(tempfile.mkdtemp(), "hip.png")
+    >>> Image.fromarray(np.tri(40, 60, dtype=np.uint8) * 200).save(path)
+    >>> preprocess_image(path, 32).shape
+    (32, 32)
+    """
     return resize_with_padding(normalise_contrast(read_image(path), contrast), image_size)
 
 
@@ -372,7 +387,7 @@ def _decode(todo, paths, image_size, contrast, n_jobs, verbose):
 
     def work(key):
         try:
-            return key, _preprocess(paths[todo[key][0]], image_size, contrast)
+            return key, preprocess_image(paths[todo[key][0]], image_size, contrast)
         except Exception as exc:  # reported with every other failure, not raised one by one
             return key, exc
 

@@ -1,0 +1,287 @@
+"""Streaming prediction: rows in chunks, images decoded in worker processes, bounded memory.
+
+Fitting needs every image every epoch, so :meth:`BMDRegressor.fit
+<bmdkit.BMDRegressor.fit>` keeps its preprocessed store (:func:`bmdkit.io.load_images`).
+Prediction needs each image once. Here it goes chunk by chunk, so memory is
+bounded by the chunk size, not by the number of rows:
+
+* :func:`predict_cached` is what :meth:`BMDRegressor.predict
+  <bmdkit.BMDRegressor.predict>` runs: chunks of :data:`CHUNK_ROWS` rows,
+  images through the image cache (a cross-validation's validation rows are
+  usually there already), one :class:`~bmdkit.validation.InputError` naming
+  every unreadable file;
+* :func:`stream_predict` is for archives (``bmdkit predict``, the Dask
+  predictor of :mod:`bmdkit.scaleout`): ``workers`` processes decode the next
+  chunks while the network predicts the current one, no image cache is
+  filled, and an unreadable file is reported with its reason instead of
+  stopping the run.
+
+Both cut the same network batches as predicting all rows at once (chunks are
+a whole number of ``batch_size`` batches), so they give exactly the
+predictions of a one-shot prediction. Metadata of all rows are encoded up
+front (a few numbers per row): bad metadata stop the run before any image is
+read.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bmdkit.io import preprocess_image
+from bmdkit.validation import InputError, check_image_files
+
+__all__ = ["CHUNK_ROWS", "StreamChunk", "chunk_rows", "decode_images", "predict_cached",
+           "stream_arrays", "stream_predict"]
+
+#: Rows per chunk by default (rounded up to a whole number of the model's batches).
+CHUNK_ROWS = 256
+#: Files one decoding task reads at most: small tasks keep every worker busy on the
+#: current chunk, so the first predictions come early and the last chunk ends together.
+TASK_ROWS = 16
+
+
+@dataclass
+class StreamChunk:
+    """Predictions for one chunk of rows.
+
+    Attributes
+    ----------
+    positions : ndarray of int
+        Positions (0-based, in the ``X`` given) of the rows predicted.
+    predictions : ndarray of float64
+        Predicted BMD (g/cm²) of those rows.
+    failures : dict
+        Position -> why the row's image could not be read (``"Type: message"``).
+    """
+
+    positions: np.ndarray
+    predictions: np.ndarray
+    failures: dict = field(default_factory=dict)
+
+
+def chunk_rows(model, chunk_size=None):
+    """Rows per chunk: ``chunk_size`` (default :data:`CHUNK_ROWS`) rounded up to a
+    multiple of ``model.batch_size``, so chunked batches are the one-shot ones.
+
+    Examples
+    --------
+    >>> from bmdkit import BMDRegressor
+    >>> chunk_rows(BMDRegressor(batch_size=16)), chunk_rows(BMDRegressor(batch_size=24), 100)
+    (256, 120)
+    """
+    size = CHUNK_ROWS if chunk_size is None else int(chunk_size)
+    if size < 1:
+        raise ValueError(f"chunk_size must be a positive number of rows, got {chunk_size!r}")
+    return -(-size // model.batch_size) * model.batch_size
+
+
+def _bounds(n, size):
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def _metadata(model, X):
+    """(model's view of X, metadata arrays of every row): checked and imputed once."""
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model, "net_")
+    X = model._metadata_frame(X)
+    return X, model.preprocessor_.transform_metadata(X)
+
+
+def _rows(arrays, positions):
+    return {key: value[positions] for key, value in arrays.items()}
+
+
+def predict_cached(model, X, chunk_size=None):
+    """Predict ``X`` chunk by chunk, images through the image cache (``model.predict``).
+
+    Parameters
+    ----------
+    model : fitted BMDRegressor
+    X : pandas.DataFrame
+    chunk_size : int or None
+        Rows per chunk (see :func:`chunk_rows`).
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), float64
+
+    Raises
+    ------
+    bmdkit.validation.InputError
+        Naming every missing file before predicting, or else every file that
+        could not be decoded (after trying them all).
+    """
+    X, metadata = _metadata(model, X)
+    image_col = model.preprocessor_.image_col
+    if image_col is not None:
+        check_image_files(X[image_col].tolist(), X.index)
+    predictions = np.empty(len(X))
+    problems = {}
+    for start, stop in _bounds(len(X), chunk_rows(model, chunk_size)):
+        arrays = _rows(metadata, slice(start, stop))
+        if image_col is not None:
+            try:
+                arrays["image"] = model.preprocessor_.transform_images(X.iloc[start:stop])
+            except InputError as error:  # carry on: every bad file is named at the end
+                problems.update(error.problems)
+                continue
+        predictions[start:stop] = model._predict_arrays(arrays)
+    if problems:
+        n = len(problems)
+        raise InputError(f"{n} image file{'s' if n != 1 else ''} cannot be decoded or "
+                         "hold no image", problems)
+    return predictions
+
+
+def decode_images(paths, image_size, contrast="percentile"):
+    """Preprocess files one by one, keeping going past unreadable ones.
+
+    What a decoding worker process runs (each file through
+    :func:`bmdkit.io.preprocess_image`).
+
+    Returns
+    -------
+    images : ndarray of shape (n_read, image_size, image_size), float32
+        The files read, in order.
+    failures : dict
+        Position in ``paths`` -> ``"ExceptionType: message"`` for the others.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> images, failures = decode_images([os.path.join(folder, "gone.png")], 16)
+    >>> images.shape, failures[0].split(":")[0]
+    ((0, 16, 16), 'FileNotFoundError')
+    """
+    images, failures = [], {}
+    for i, path in enumerate(paths):
+        try:
+            images.append(preprocess_image(path, image_size, contrast))
+        except Exception as exc:  # reported per file; the run goes on
+            failures[i] = f"{type(exc).__name__}: {exc}"
+    if not images:
+        return np.empty((0, image_size, image_size), np.float32), failures
+    return np.stack(images), failures
+
+
+def _decode_in_process(paths, bounds, image_size, contrast):
+    for start, stop in bounds:
+        images, failures = decode_images(paths[start:stop], image_size, contrast)
+        yield images, {start + i: why for i, why in failures.items()}
+
+
+def _decode_in_workers(paths, bounds, image_size, contrast, workers):
+    """Per chunk (images, failures), decoded by ``workers`` processes ahead of the consumer.
+
+    Each chunk is split into tasks of at most :data:`TASK_ROWS` files; tasks
+    of the next two chunks are kept in flight while the current one is used.
+    """
+    chunk = bounds[0][1] - bounds[0][0]
+    task = max(1, min(TASK_ROWS, -(-chunk // workers)))
+    tasks = iter([(s, min(s + task, stop)) for start, stop in bounds
+                  for s in range(start, stop, task)])
+    in_flight = 2 * -(-chunk // task) + workers
+    # spawn: a clean interpreter (forking a process whose OpenMP threads run can hang)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        queue = deque()
+
+        def submit():
+            item = next(tasks, None)
+            if item is not None:
+                queue.append((item[0], pool.submit(decode_images, paths[item[0]:item[1]],
+                                                   image_size, contrast)))
+
+        for _ in range(in_flight):
+            submit()
+        for start, stop in bounds:
+            images, failures, done = [], {}, start
+            while done < stop:
+                first, future = queue.popleft()
+                part, failed = future.result()
+                submit()
+                images.append(part)
+                failures.update({first + i: why for i, why in failed.items()})
+                done = first + len(part) + len(failed)
+            yield np.concatenate(images), failures
+
+
+def stream_arrays(model, X, *, chunk_size=None, workers=0):
+    """Yield ``(positions, arrays, failures)`` per chunk: the network's inputs, in order.
+
+    Parameters
+    ----------
+    model : fitted BMDRegressor
+    X : pandas.DataFrame
+    chunk_size : int or None
+        Rows per chunk (see :func:`chunk_rows`).
+    workers : int, default=0
+        Processes decoding images ahead of the consumer; 0 decodes in this
+        process when the chunk is asked for (no overlap; for Dask tasks and
+        small runs).
+
+    Yields
+    ------
+    positions : ndarray of int
+        Positions in ``X`` of the rows in ``arrays`` (the readable ones).
+    arrays : dict of ndarray
+        ``numeric``, ``categorical`` and (when the model reads images) ``image``.
+    failures : dict
+        Position -> why that row's image could not be read.
+    """
+    if not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
+    X, metadata = _metadata(model, X)
+    bounds = _bounds(len(X), chunk_rows(model, chunk_size))
+    pre = model.preprocessor_
+    if pre.image_col is None or not bounds:
+        for start, stop in bounds:
+            yield np.arange(start, stop), _rows(metadata, slice(start, stop)), {}
+        return
+    paths = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in X[pre.image_col]]
+    if workers:
+        decoded = _decode_in_workers(paths, bounds, pre.image_size, pre.contrast, workers)
+    else:
+        decoded = _decode_in_process(paths, bounds, pre.image_size, pre.contrast)
+    for (start, stop), (images, failures) in zip(bounds, decoded):
+        positions = np.array([i for i in range(start, stop) if i not in failures], dtype=np.int64)
+        arrays = _rows(metadata, positions)
+        arrays["image"] = images[:, None]
+        yield positions, arrays, failures
+
+
+def stream_predict(model, X, *, chunk_size=None, workers=0):
+    """Yield a :class:`StreamChunk` of predictions per chunk of ``X``'s rows, in order.
+
+    Memory is bounded by the chunk size and the number of workers, not by
+    ``len(X)``; rows whose image cannot be read are reported in
+    ``StreamChunk.failures`` and skipped. The predictions equal
+    ``model.predict`` on the same rows. Parameters as :func:`stream_arrays`.
+
+    Examples
+    --------
+    >>> from bmdkit import BMDRegressor
+    >>> from bmdkit.datasets import make_synthetic_cohort
+    >>> X, y = make_synthetic_cohort(n=40, image_size=32, random_state=0)  # synthetic phantoms
+    >>> model = BMDRegressor(fusion="concat", image_size=32, max_epochs=1, random_state=0)
+    >>> model = model.fit(X, y)
+    >>> chunks = list(stream_predict(model, X, chunk_size=16))
+    >>> [len(c.positions) for c in chunks]
+    [16, 16, 8]
+    >>> import numpy as np
+    >>> bool((np.concatenate([c.predictions for c in chunks]) == model.predict(X)).all())
+    True
+    """
+    for positions, arrays, failures in stream_arrays(model, X, chunk_size=chunk_size,
+                                                     workers=workers):
+        predictions = model._predict_arrays(arrays) if len(positions) else np.empty(0)
+        yield StreamChunk(positions, predictions, failures)
+
