@@ -12,25 +12,39 @@ from importlib.metadata import PackageNotFoundError, version
 # variable is read when torch loads, so it is set here, before bmdkit imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from bmdkit.datasets import load_cohort, load_demo_cohort
-from bmdkit.estimators import (
-    BMDRegressor,
-    ConcatBMDRegressor,
-    DAFTBMDRegressor,
-    GatedBMDRegressor,
-    ImageOnlyBMDRegressor,
-    LateFusionBMDRegressor,
-    MetadataOnlyBMDRegressor,
-    XAttnBMDRegressor,
-)
-from bmdkit.model_selection import (
-    BMDStratifiedGroupKFold,
-    BMDStratifiedKFold,
-    RepeatedBMDStratifiedKFold,
-)
-from bmdkit.persistence import load
+import importlib
 
-from bmdkit import clinical, evaluation, metrics, report, tuning  # isort: skip
+#: Public name -> module defining it, imported on first use (PEP 562): importing a
+#: light module such as ``bmdkit.clinical`` or ``bmdkit.io`` (what decoding worker
+#: processes do) does not load torch and timm.
+_EXPORTS = {
+    "load_cohort": "bmdkit.datasets", "load_demo_cohort": "bmdkit.datasets",
+    "BMDRegressor": "bmdkit.estimators", "ConcatBMDRegressor": "bmdkit.estimators",
+    "DAFTBMDRegressor": "bmdkit.estimators", "GatedBMDRegressor": "bmdkit.estimators",
+    "ImageOnlyBMDRegressor": "bmdkit.estimators", "LateFusionBMDRegressor": "bmdkit.estimators",
+    "MetadataOnlyBMDRegressor": "bmdkit.estimators", "XAttnBMDRegressor": "bmdkit.estimators",
+    "BMDStratifiedGroupKFold": "bmdkit.model_selection",
+    "BMDStratifiedKFold": "bmdkit.model_selection",
+    "RepeatedBMDStratifiedKFold": "bmdkit.model_selection",
+    "load": "bmdkit.persistence",
+}
+_SUBMODULES = ("clinical", "evaluation", "metrics", "report", "tuning")
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"bmdkit.{name}")
+    else:
+        raise AttributeError(f"module 'bmdkit' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
 
 try:
     __version__ = version("bmdkit")

@@ -17,7 +17,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import DataConversionWarning
 
 __all__ = [
     "ImputationWarning", "InputError", "TargetUnitWarning", "check_columns",
@@ -99,6 +98,8 @@ def check_targets(y, n_rows=None):
     labels = y.index if isinstance(y, (pd.Series, pd.DataFrame)) else None
     raw = np.asarray(y, dtype=object)
     if raw.ndim == 2 and raw.shape[1] == 1:
+        from sklearn.exceptions import DataConversionWarning  # here: image workers skip sklearn
+
         warnings.warn(
             "A column-vector y was passed when a 1d array was expected; it is flattened",
             DataConversionWarning, stacklevel=3,
