@@ -239,10 +239,12 @@ def stream_arrays(model, X, *, chunk_size=None, workers=0):
     """
     if not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
-    X, metadata = _metadata(model, X)
     bounds = _bounds(len(X), chunk_rows(model, chunk_size))
+    if not bounds:
+        return
+    X, metadata = _metadata(model, X)
     pre = model.preprocessor_
-    if pre.image_col is None or not bounds:
+    if pre.image_col is None:
         for start, stop in bounds:
             yield np.arange(start, stop), _rows(metadata, slice(start, stop)), {}
         return

@@ -66,7 +66,9 @@ def test_fit_then_predict(cohort_csv, tmp_path, capsys):
     assert "who_accuracy" in capsys.readouterr().out
     # the user's rows come back as written: --drop id columns and the target included
     rows = pd.read_csv(cohort_csv)
-    assert list(pred.columns) == [*rows.columns, "predicted_bmd", "t_score", "who_category"]
+    assert list(pred.columns) == ["row", *rows.columns, "predicted_bmd", "t_score",
+                                  "who_category"]
+    assert pred["row"].tolist() == list(range(len(rows)))  # the key --resume goes by
     pd.testing.assert_frame_equal(pred[rows.columns], rows)
 
 

@@ -76,11 +76,8 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, dicom_m
                   role=f"column of {csv}")
     X = table.drop(columns=[target]) if target is not None else table
     if image_col is not None:
-        root = Path(image_root) if image_root is not None else csv.resolve().parent
-        paths = [
-            p if not isinstance(p, str) or os.path.isabs(p) else str((root / p).resolve())
-            for p in table[image_col]
-        ]
+        paths = resolve_image_paths(table[image_col],
+                                    image_root if image_root is not None else csv.resolve().parent)
         check_image_files(paths, index=table.index)
         X = X.assign(**{image_col: paths})
     if dicom_metadata is not False:
@@ -88,6 +85,19 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, dicom_m
                              else dicom_metadata)
     y = check_targets(table[target]) if target is not None else None
     return X, y
+
+
+def resolve_image_paths(paths, root):
+    """Image paths with the relative ones resolved against the folder ``root``.
+
+    Examples
+    --------
+    >>> resolve_image_paths(["/scans/a.dcm", "b.png"], "/cohort")
+    ['/scans/a.dcm', '/cohort/b.png']
+    """
+    root = Path(root)
+    return [p if not isinstance(p, str) or os.path.isabs(p) else str((root / p).resolve())
+            for p in paths]
 
 
 def _fill_from_dicom(X, image_col, fields):
