@@ -34,10 +34,13 @@ _SUBMODULES = ("clinical", "evaluation", "metrics", "report", "tuning")
 def __getattr__(name):
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"bmdkit.{name}")
-    else:
-        raise AttributeError(f"module 'bmdkit' has no attribute {name!r}")
+    else:  # a submodule, e.g. bmdkit.metrics, as an attribute as before the imports were lazy
+        try:
+            value = importlib.import_module(f"bmdkit.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"bmdkit.{name}":
+                raise
+            raise AttributeError(f"module 'bmdkit' has no attribute {name!r}") from None
     globals()[name] = value
     return value
 

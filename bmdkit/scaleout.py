@@ -1,8 +1,10 @@
-"""Scale-out helpers: torch threads on Dask workers, multi-GPU training through Accelerate.
+"""Scale-out helpers: torch threads on Dask workers, prediction over a Dask cluster,
+multi-GPU training through Accelerate.
 
 Cross-validation folds (and :func:`bmdkit.tuning.tune`'s folds) spread over a
 Dask cluster through joblib's Dask backend; :class:`TorchThreads` keeps each
-worker's torch to its share of the cores. :class:`AcceleratedBMDRegressor`
+worker's torch to its share of the cores; :func:`dask_predict` streams an
+archive's rows through the cluster's workers. :class:`AcceleratedBMDRegressor`
 trains through Hugging Face Accelerate (skorch's ``AccelerateMixin``): several
 GPUs, mixed precision, gradient accumulation. See docs/scaleout.md.
 
@@ -11,14 +13,17 @@ Needs the ``distributed`` extra: ``pip install "bmdkit[distributed]"``.
 
 from __future__ import annotations
 
+import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 from skorch import NeuralNetRegressor
 from skorch.hf import AccelerateMixin
 from torch.utils.data import DataLoader
 
 from bmdkit.estimators import BMDRegressor, derived_signature
+from bmdkit.inference import StreamChunk, chunk_rows, stream_predict
 
-__all__ = ["AcceleratedBMDRegressor", "AcceleratedNeuralNetRegressor", "TorchThreads"]
+__all__ = ["AcceleratedBMDRegressor", "AcceleratedNeuralNetRegressor", "TorchThreads",
+           "dask_predict"]
 
 
 class TorchThreads(WorkerPlugin):
@@ -53,6 +58,74 @@ class TorchThreads(WorkerPlugin):
         import torch
 
         torch.set_num_threads(self.n_threads)
+
+
+def _predict_partition(model, X, chunk_size):
+    """One Dask task: :func:`~bmdkit.inference.stream_predict` over a partition, in the worker."""
+    chunks = list(stream_predict(model, X, chunk_size=chunk_size))
+    return StreamChunk(np.concatenate([c.positions for c in chunks]),
+                       np.concatenate([c.predictions for c in chunks]),
+                       {k: v for c in chunks for k, v in c.failures.items()})
+
+
+def dask_predict(client, model, X, *, partitions=None, chunk_size=None):
+    """Predict ``X``'s rows on a Dask cluster: one task per partition of the rows.
+
+    The fitted model is scattered to every worker once; each task runs
+    :func:`~bmdkit.inference.stream_predict` on its partition (images
+    decoded in the task, so workers must see the image paths: a shared file
+    system). Partitions are whole numbers of the model's batches, so the
+    predictions equal ``model.predict``'s. Results come back in ``X``'s order,
+    a partition at a time, while later partitions are still computing: write
+    each to one output as it arrives (``bmdkit.cli.write_results``).
+
+    Parameters
+    ----------
+    client : distributed.Client
+    model : fitted BMDRegressor
+    X : pandas.DataFrame
+        Image paths and metadata, one row per radiograph.
+    partitions : int or None
+        Number of tasks (default: 4 per worker thread, so slow and fast
+        workers even out).
+    chunk_size : int or None
+        Rows per network call inside a task (see :func:`bmdkit.inference.chunk_rows`).
+
+    Yields
+    ------
+    bmdkit.inference.StreamChunk
+        Per partition: positions in ``X`` predicted, their predictions, and
+        ``{position: reason}`` for rows whose image could not be read.
+
+    Examples
+    --------
+    >>> from distributed import Client, LocalCluster
+    >>> from bmdkit import BMDRegressor
+    >>> from bmdkit.datasets import make_synthetic_cohort
+    >>> X, y = make_synthetic_cohort(n=32, image_size=32, random_state=0)  # synthetic phantoms
+    >>> model = BMDRegressor(fusion="concat", image_size=32, max_epochs=1, batch_size=8,
+    ...                      random_state=0).fit(X, y)
+    >>> with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+    ...                   dashboard_address=None) as cluster, Client(cluster) as client:
+    ...     parts = list(dask_predict(client, model, X, partitions=3))
+    >>> [len(p.positions) for p in parts]
+    [16, 16]
+    """
+    n = len(X)
+    if partitions is None:
+        partitions = 4 * max(1, sum(client.nthreads().values()))
+    if not isinstance(partitions, int) or partitions < 1:
+        raise ValueError(f"partitions must be a positive integer, got {partitions!r}")
+    size = chunk_rows(model, -(-n // partitions) if n else None)
+    scattered = client.scatter(model, broadcast=True)
+    tasks = [(start, client.submit(_predict_partition, scattered, X.iloc[start:start + size],
+                                   chunk_size, pure=False))
+             for start in range(0, n, size)]
+    for start, future in tasks:
+        part = future.result()
+        future.release()
+        yield StreamChunk(part.positions + start, part.predictions,
+                          {start + k: v for k, v in part.failures.items()})
 
 
 class AcceleratedNeuralNetRegressor(AccelerateMixin, NeuralNetRegressor):
