@@ -51,7 +51,8 @@ from skorch.callbacks import Callback
 
 from bmdkit.batching import torch_threads
 
-__all__ = ["OPTIONS", "SETTINGS", "add_bench_parser", "run_benchmarks", "run_option_benchmarks"]
+__all__ = ["OPTIONS", "PREDICT_SETTINGS", "SETTINGS", "add_bench_parser", "run_benchmarks",
+           "run_option_benchmarks", "run_predict_benchmarks"]
 
 #: The optimisations ``bmdkit bench --options`` compares: name -> estimator parameters.
 OPTIONS = {
@@ -83,6 +84,17 @@ SETTINGS = {
               dict(backbone="resnet18", batch_size=16),
               dict(backbone="resnet18", batch_size=16)),
 }
+#: ``bmdkit bench --predict`` settings per mode: name -> (smoke, quick, full).
+PREDICT_SETTINGS = {
+    "n": (12, 200, 400),                          # files per format for the throughput figures
+    "file_shape": ((96, 80), (2048, 1664), (2048, 1664)),
+    "memory_n": ((24, 240), (200, 2000), (200, 2000)),  # rows of the two peak-memory runs
+    "memory_file_shape": ((96, 80), (256, 208), (512, 416)),
+    "image_size": (16, 128, 128),
+    "model": (dict(backbone="resnet10t", batch_size=4),
+              dict(backbone="resnet18", batch_size=16),
+              dict(backbone="resnet18", batch_size=16)),
+}
 _MODES = ("smoke", "quick", "full")
 _DISTINCT_FILES = 8  # distinct generated radiographs; the rest are byte copies (decode cost is equal)
 
@@ -93,16 +105,41 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _anon_rss():
-    """Anonymous resident bytes of this process (Linux), else None."""
+def _anon_rss(pid="self"):
+    """Anonymous resident bytes of a process (Linux), else None."""
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("RssAnon:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
+
+
+def _children(pid):
+    """Process ids of ``pid``'s children (Linux: started by any of its threads)."""
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(child) for child in f.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def _tree_anon_rss():
+    """Anonymous resident bytes of this process and all its descendants (None off Linux)."""
+    total = _anon_rss()
+    if total is None:
+        return None
+    todo = _children(os.getpid())
+    while todo:
+        pid = todo.pop()
+        total += _anon_rss(pid) or 0  # a child that just ended counts 0
+        todo += _children(pid)
+    return total
 
 
 def _release_free_heap():
@@ -117,12 +154,14 @@ def _release_free_heap():
 class _PeakMemory:
     """Peak memory of the process during a ``with`` block, and at its start, in bytes.
 
-    See the module docstring for what is counted.
+    See the module docstring for what is counted; ``tree=True`` adds the
+    process's descendants (decoding workers) on CPU.
     """
 
-    def __init__(self, device):
+    def __init__(self, device, tree=False):
         self.device = device
         self.peak = self.start = 0
+        self._rss = _tree_anon_rss if tree else _anon_rss
 
     def __enter__(self):
         if self.device.type == "cuda":
@@ -130,14 +169,14 @@ class _PeakMemory:
             self.start = torch.cuda.memory_allocated(self.device)
             return self
         _release_free_heap()
-        self._high = self.start = _anon_rss()
+        self._high = self.start = self._rss()
         if self._high is None:
             return self
         self._stop = threading.Event()
 
         def sample():
             while not self._stop.wait(0.005):
-                self._high = max(self._high, _anon_rss())
+                self._high = max(self._high, self._rss())
 
         self._thread = threading.Thread(target=sample, daemon=True)
         self._thread.start()
@@ -149,52 +188,79 @@ class _PeakMemory:
         elif hasattr(self, "_thread"):
             self._stop.set()
             self._thread.join()
-            high = max(self._high, _anon_rss())
+            high = max(self._high, self._rss())
         else:
             high = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self.peak = high
 
 
 # -- data -----------------------------------------------------------------------------
-def make_radiograph_files(n, shape, out_dir, random_state=0):
-    """Write ``n`` radiograph-sized 16-bit PNGs (smooth anatomy-like shapes plus noise).
+def make_radiograph_files(n, shape, out_dir, random_state=0, file_format="png"):
+    """Write ``n`` radiograph-sized 16-bit images (smooth anatomy-like shapes plus noise).
 
-    Only :data:`_DISTINCT_FILES` images are rendered; the other files are byte
-    copies under their own names, which cost the same to decode.
+    ``file_format`` is ``"png"`` or ``"dicom"`` (uncompressed MONOCHROME2,
+    explicit VR little endian). Only :data:`_DISTINCT_FILES` images are
+    rendered; the other files are byte copies under their own names, which
+    cost the same to decode.
 
     Returns
     -------
     list of str
         The file paths.
     """
+    if file_format not in ("png", "dicom"):
+        raise ValueError(f"file_format must be 'png' or 'dicom', got {file_format!r}")
     rng = np.random.default_rng(random_state)
     rows, cols = shape
     yy, xx = np.mgrid[:rows, :cols].astype(np.float32)
     yy, xx = yy / rows, xx / cols
+    suffix = {"png": "png", "dicom": "dcm"}[file_format]
     encoded = []
     for _ in range(min(n, _DISTINCT_FILES)):
         cy, cx, r = rng.uniform(0.3, 0.5), rng.uniform(0.3, 0.6), rng.uniform(0.1, 0.2)
         image = (12000 + 20000 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
                  + 9000 * (np.abs(xx - cx - 0.1 * (yy - cy)) < 0.06) * (yy > cy)
                  + rng.normal(0, 400, shape).astype(np.float32))
-        path = Path(out_dir) / f"distinct_{len(encoded)}.png"
-        Image.fromarray(np.clip(image, 0, 65535).astype(np.uint16)).save(path)
+        pixels = np.clip(image, 0, 65535).astype(np.uint16)
+        path = Path(out_dir) / f"distinct_{len(encoded)}.{suffix}"
+        if file_format == "png":
+            Image.fromarray(pixels).save(path)
+        else:
+            _save_dicom(pixels, path)
         encoded.append(path.read_bytes())
     paths = []
     for i in range(n):
-        path = Path(out_dir) / f"radiograph_{i:05d}.png"
+        path = Path(out_dir) / f"radiograph_{i:05d}.{suffix}"
         path.write_bytes(encoded[i % len(encoded)])
         paths.append(str(path))
     return paths
 
 
-def _radiograph_cohort(n, shape, out_dir, random_state=0):
+def _save_dicom(pixels, path):
+    """An uncompressed 16-bit MONOCHROME2 DICOM file of ``pixels`` (0.2 mm pixel spacing)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+    ds.Modality, ds.PixelSpacing = "DX", [0.2, 0.2]
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _radiograph_cohort(n, shape, out_dir, random_state=0, file_format="png"):
     """Demo-cohort metadata and targets with radiograph-sized image files."""
     from bmdkit.datasets import make_synthetic_cohort
 
     X, y = make_synthetic_cohort(n=n, image_size=16, random_state=random_state,
                                  out_dir=Path(out_dir) / "thumbnails")
-    X["image_path"] = make_radiograph_files(n, shape, out_dir, random_state)
+    X["image_path"] = make_radiograph_files(n, shape, out_dir, random_state, file_format)
     return X, y
 
 
@@ -209,10 +275,9 @@ class _DecodingDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        from bmdkit.io import normalise_contrast, read_image, resize_with_padding
+        from bmdkit.io import preprocess_image
 
-        image = resize_with_padding(normalise_contrast(read_image(self.paths[i]), self.contrast),
-                                    self.image_size)
+        image = preprocess_image(self.paths[i], self.image_size, self.contrast)
         x = {"image": torch.from_numpy(image)[None], "numeric": torch.from_numpy(self.numeric[i]),
              "categorical": torch.from_numpy(self.categorical[i])}
         return x, torch.from_numpy(self.y[i])
@@ -434,12 +499,13 @@ def _check_device(device):
         raise RuntimeError(f"device={device!r} asked for, but torch sees no CUDA device")
 
 
-def _setup(mode, device, log):
-    """(settings of ``mode`` from :data:`SETTINGS`, a log callable) after checking mode and device."""
+def _setup(mode, device, log, table=None):
+    """(settings of ``mode`` from ``table`` (default :data:`SETTINGS`), a log callable) after
+    checking mode and device."""
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     _check_device(device)
-    settings = {key: value[_MODES.index(mode)] for key, value in SETTINGS.items()}
+    settings = {key: value[_MODES.index(mode)] for key, value in (table or SETTINGS).items()}
     return settings, log or (lambda message: None)
 
 
@@ -559,6 +625,137 @@ def run_option_benchmarks(mode="quick", *, device="cpu", n_threads=None, data_ho
     return {"mode": mode, "settings": s, "machine": _machine(device), "options": rows}
 
 
+# -- streaming prediction (bmdkit bench --predict) ----------------------------------------
+def _saved_predict_model(params, out_dir):
+    """Folder of a model with the bench's network, fit for 1 epoch on 32 synthetic phantoms."""
+    from bmdkit import BMDRegressor
+    from bmdkit.datasets import make_synthetic_cohort
+
+    X, y = make_synthetic_cohort(n=32, image_size=params["image_size"], random_state=0,
+                                 out_dir=Path(out_dir) / "training")
+    model = BMDRegressor(**params, max_epochs=1, random_state=0).fit(X, y)
+    return model.save(Path(out_dir) / "model")
+
+
+def _run_predict_command(X, model_dir, workdir, workers, device):
+    """Seconds of ``bmdkit predict`` over the rows of ``X`` (written to a CSV first)."""
+    from bmdkit.cli import main
+
+    csv, out = Path(workdir) / "rows.csv", Path(workdir) / "predictions.csv"
+    X.to_csv(csv, index=False)
+    start = time.perf_counter()
+    main(["predict", "--csv", str(csv), "--model", str(model_dir), "--out", str(out),
+          "--workers", str(workers), "--device", str(device)])
+    return time.perf_counter() - start
+
+
+def predict_floors(X, model_dir, workdir, *, workers, device):
+    """Decode floor, compute floor and end-to-end ``bmdkit predict`` throughput (rows/s).
+
+    * ``decode_floor``: :func:`bmdkit.inference.stream_arrays` with ``workers``
+      processes, no network: reading, normalising and resizing every file;
+    * ``compute_floor``: the network alone (``model._predict_arrays``) on
+      chunks already in memory, as many rows;
+    * ``end_to_end``: the ``bmdkit predict`` command, CSV in, CSV out.
+
+    ``predict_efficiency = end_to_end / min(decode_floor, compute_floor)``.
+    """
+    import bmdkit
+    from bmdkit.inference import stream_arrays
+
+    model = bmdkit.load(model_dir, device=device)
+    n = len(X)
+    start = time.perf_counter()
+    sample = None
+    for _, arrays, _ in stream_arrays(model, X, workers=workers):
+        sample = sample or arrays
+    decode = n / (time.perf_counter() - start)
+    model._predict_arrays(sample)  # warm-up
+    _sync(torch.device(device))
+    start, done = time.perf_counter(), 0
+    while done < n:
+        model._predict_arrays(sample)
+        done += len(sample["numeric"])
+    _sync(torch.device(device))
+    compute = done / (time.perf_counter() - start)
+    end_to_end = n / _run_predict_command(X, model_dir, workdir, workers, device)
+    return {"n": n, "decode_floor": decode, "compute_floor": compute, "end_to_end": end_to_end,
+            "predict_efficiency": end_to_end / min(decode, compute),
+            "bound_by": "decode" if decode < compute else "compute"}
+
+
+def predict_memory(X, model_dir, workdir, *, n_values, workers, device):
+    """Peak memory of ``bmdkit predict`` (the process and its decoding workers) per row count.
+
+    Rows cycle through ``X``'s files, so larger ``n`` need no more files on disk.
+    """
+    points = []
+    for n in n_values:
+        rows = X.iloc[np.arange(n) % len(X)].reset_index(drop=True)
+        with _PeakMemory(torch.device(device), tree=True) as memory:
+            seconds = _run_predict_command(rows, model_dir, workdir, workers, device)
+        points.append({"n": n, "peak_mb": memory.peak / 2**20,
+                       "growth_mb": (memory.peak - (memory.start or 0)) / 2**20,
+                       "rows_per_s": n / seconds})
+    return points
+
+
+def run_predict_benchmarks(mode="quick", *, device="cpu", n_threads=None, workers=None,
+                           workdir=None, log=None):
+    """Measure streaming prediction (``bmdkit bench --predict``) and return a JSON-ready dict.
+
+    On generated radiograph-sized 16-bit PNGs and DICOMs (:func:`make_radiograph_files`):
+    the decode floor, the compute floor and end-to-end ``bmdkit predict``
+    throughput per format (:func:`predict_floors`), and the command's peak
+    memory at two row counts an order of magnitude apart
+    (:func:`predict_memory`, on smaller files). Parameters as
+    :func:`run_benchmarks`; ``workers`` decoding processes (default: one per
+    core).
+
+    Returns
+    -------
+    dict
+        ``formats`` (per format: the floors, ``end_to_end``,
+        ``predict_efficiency``, ``bound_by``), ``predict_efficiency`` (the
+        lower of the formats'), ``memory`` (per n: peak and growth MB, rows/s),
+        ``memory_ratio`` (peak at the larger n / peak at the smaller),
+        ``settings`` and ``machine``.
+    """
+    import shutil
+
+    s, log = _setup(mode, device, log, PREDICT_SETTINGS)
+    workers = workers or os.cpu_count() or 1
+    params = dict(s["model"], image_size=s["image_size"])
+    result = {"mode": mode, "settings": dict(s, workers=workers), "machine": _machine(device)}
+    formats = {}
+    with tempfile.TemporaryDirectory(prefix="bmdkit-bench-", dir=workdir) as tmp, \
+            torch_threads(n_threads):
+        log(f"fitting a {params['backbone']} model at {params['image_size']} px (1 epoch)")
+        model_dir = _saved_predict_model(params, tmp)
+        for file_format in ("png", "dicom"):
+            folder = Path(tmp) / file_format
+            folder.mkdir()
+            log(f"{file_format}: writing {s['n']} 16-bit files {s['file_shape'][0]}x"
+                f"{s['file_shape'][1]}; decode floor, compute floor, bmdkit predict")
+            X, _ = _radiograph_cohort(s["n"], s["file_shape"], folder, file_format=file_format)
+            formats[file_format] = predict_floors(X, model_dir, folder, workers=workers,
+                                                  device=device)
+            shutil.rmtree(folder)
+        folder = Path(tmp) / "memory"
+        folder.mkdir()
+        X, _ = _radiograph_cohort(2 * _DISTINCT_FILES, s["memory_file_shape"], folder)
+        log(f"peak memory of bmdkit predict at n={s['memory_n']}")
+        memory = predict_memory(X, model_dir, folder, n_values=s["memory_n"], workers=workers,
+                                device=device)
+    result.update({
+        "formats": formats,
+        "predict_efficiency": min(f["predict_efficiency"] for f in formats.values()),
+        "memory": memory, "memory_ratio": memory[-1]["peak_mb"] / memory[0]["peak_mb"],
+    })
+    result["machine"]["load_average_1min_after"] = _machine(device).get("load_average_1min")
+    return result
+
+
 # -- output -------------------------------------------------------------------------------
 def format_table(result):
     """The bench's figures as text, ending with the one-line headline."""
@@ -608,6 +805,30 @@ def format_options_table(result):
     return "\n".join(lines)
 
 
+def format_predict_table(result):
+    """The ``--predict`` figures as text, ending with the headline."""
+    machine, s = result["machine"], result["settings"]
+    lines = [f"bmdkit bench --predict ({result['mode']}) on {machine['cpu']}, "
+             f"{machine['cpu_count']} cores, {s['workers']} decoding workers, "
+             f"{machine['torch_threads']} torch threads, device {machine['device']}; "
+             f"{s['model']['backbone']} at {s['image_size']} px; files "
+             f"{s['file_shape'][0]}x{s['file_shape'][1]} 16-bit", "",
+             f"{'format':<8}{'n':>6}{'decode/s':>10}{'compute/s':>11}{'end-to-end/s':>14}"
+             f"{'efficiency':>12}  bound by"]
+    for name, f in result["formats"].items():
+        lines.append(f"{name:<8}{f['n']:>6}{f['decode_floor']:>10.1f}{f['compute_floor']:>11.1f}"
+                     f"{f['end_to_end']:>14.1f}{f['predict_efficiency']:>12.3f}  {f['bound_by']}")
+    lines += ["", f"{'memory':<8}{'n':>6}{'peak MB':>10}{'growth MB':>11}{'rows/s':>9}"]
+    for p in result["memory"]:
+        lines.append(f"{'':<8}{p['n']:>6}{p['peak_mb']:>10.0f}{p['growth_mb']:>11.1f}"
+                     f"{p['rows_per_s']:>9.1f}")
+    lines += ["", f"predict_efficiency={result['predict_efficiency']:.3f} "
+                  f"memory_ratio={result['memory_ratio']:.3f} (peak at n={s['memory_n'][1]} / "
+                  f"n={s['memory_n'][0]}, files {s['memory_file_shape'][0]}x"
+                  f"{s['memory_file_shape'][1]})"]
+    return "\n".join(lines)
+
+
 def add_bench_parser(subparsers):
     """Register ``bmdkit bench`` (see :data:`bmdkit.cli.COMMANDS`)."""
     parser = subparsers.add_parser(
@@ -632,6 +853,13 @@ def add_bench_parser(subparsers):
                              "frozen backbone, torch.compile) with float32: times and held-out "
                              "accuracy on the demo cohort (full: about 11 minutes on 2 CPU "
                              "cores; --quick: under a minute)")
+    parser.add_argument("--predict", action="store_true",
+                        help="instead, measure streaming `bmdkit predict` on generated "
+                             "radiograph-sized PNGs and DICOMs: decode floor, compute floor, "
+                             "end-to-end rows/s, predict_efficiency, peak memory at two n "
+                             "(--quick: a few minutes on 2 CPU cores)")
+    parser.add_argument("--workers", type=int,
+                        help="with --predict: decoding processes (default: one per core)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every figure to FILE")
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     parser.add_argument("--threads", type=int,
@@ -642,9 +870,13 @@ def add_bench_parser(subparsers):
 
 def run_bench(args):
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    if args.options and args.predict:
+        raise ValueError("--options and --predict are separate benches: give one")
+    extra = {"workers": args.workers} if args.predict else {}
     bench, table = ((run_option_benchmarks, format_options_table) if args.options
+                    else (run_predict_benchmarks, format_predict_table) if args.predict
                     else (run_benchmarks, format_table))
-    result = bench(mode, device=args.device, n_threads=args.threads,
+    result = bench(mode, device=args.device, n_threads=args.threads, **extra,
                    log=lambda message: print(f"[bench] {message}", file=sys.stderr, flush=True))
     print(table(result))
     if args.json is not None:
