@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,6 +51,7 @@ from PIL import Image
 from skorch.callbacks import Callback
 
 from bmdkit.batching import torch_threads
+from bmdkit.validation import ImputationWarning
 
 __all__ = ["OPTIONS", "PREDICT_SETTINGS", "SETTINGS", "add_bench_parser", "run_benchmarks",
            "run_option_benchmarks", "run_predict_benchmarks"]
@@ -710,7 +712,7 @@ def run_predict_benchmarks(mode="quick", *, device="cpu", n_threads=None, worker
     memory at two row counts an order of magnitude apart
     (:func:`predict_memory`, on smaller files). Parameters as
     :func:`run_benchmarks`; ``workers`` decoding processes (default: one per
-    core).
+    core; 0 decodes in the main process).
 
     Returns
     -------
@@ -724,12 +726,14 @@ def run_predict_benchmarks(mode="quick", *, device="cpu", n_threads=None, worker
     import shutil
 
     s, log = _setup(mode, device, log, PREDICT_SETTINGS)
-    workers = workers or os.cpu_count() or 1
+    workers = (os.cpu_count() or 1) if workers is None else workers
     params = dict(s["model"], image_size=s["image_size"])
     result = {"mode": mode, "settings": dict(s, workers=workers), "machine": _machine(device)}
     formats = {}
     with tempfile.TemporaryDirectory(prefix="bmdkit-bench-", dir=workdir) as tmp, \
-            torch_threads(n_threads):
+            torch_threads(n_threads), warnings.catch_warnings():
+        # the synthetic metadata's missing values are imputed on purpose: not news per run
+        warnings.simplefilter("ignore", ImputationWarning)
         log(f"fitting a {params['backbone']} model at {params['image_size']} px (1 epoch)")
         model_dir = _saved_predict_model(params, tmp)
         for file_format in ("png", "dicom"):
