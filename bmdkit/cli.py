@@ -468,7 +468,7 @@ def add_predict_parser(subparsers):
                               "in the main process (default: one per core, %(default)s here)")
     archive.add_argument("--chunk-size", type=int, default=None, metavar="ROWS",
                          help="rows predicted and written at a time, rounded up to whole batches "
-                              "(default: 256); memory grows with it, not with the row count")
+                              "(default: 64); memory grows with it, not with the row count")
     archive.add_argument("--resume", action="store_true",
                          help="continue an interrupted run: keep the rows already in --out and "
                               "--errors and predict only the others (default: start afresh)")

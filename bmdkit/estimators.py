@@ -442,9 +442,11 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         """Predicted BMD in g/cm², float64 of shape (n_samples,).
 
         Rows go through the network in chunks of
-        :data:`bmdkit.inference.CHUNK_ROWS` (memory bounded by the chunk, not
-        by ``len(X)``), giving exactly the one-shot predictions; for archives
-        with decoding in worker processes see :func:`bmdkit.inference.stream_predict`.
+        :data:`bmdkit.inference.CHUNK_ROWS`, giving exactly the one-shot
+        predictions; memory holds one chunk's images plus the image cache
+        (bounded by ``BMDKIT_CACHE_MEMORY_MB``), not a store of all ``len(X)``
+        images. For archives, with decoding in worker processes and no
+        cache, see :func:`bmdkit.inference.stream_predict`.
         """
         return predict_cached(self, X)
 

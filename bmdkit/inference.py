@@ -2,13 +2,13 @@
 
 Fitting needs every image every epoch, so :meth:`BMDRegressor.fit
 <bmdkit.BMDRegressor.fit>` keeps its preprocessed store (:func:`bmdkit.io.load_images`).
-Prediction needs each image once. Here it goes chunk by chunk, so memory is
-bounded by the chunk size, not by the number of rows:
+Prediction needs each image once. Here it goes chunk by chunk, so memory does
+not grow with the number of rows:
 
 * :func:`predict_cached` is what :meth:`BMDRegressor.predict
   <bmdkit.BMDRegressor.predict>` runs: chunks of :data:`CHUNK_ROWS` rows,
-  images through the image cache (a cross-validation's validation rows are
-  usually there already), one :class:`~bmdkit.validation.InputError` naming
+  images through the image cache (bounded by ``BMDKIT_CACHE_MEMORY_MB``; a
+  cross-validation's validation rows are usually there already), one :class:`~bmdkit.validation.InputError` naming
   every unreadable file;
 * :func:`stream_predict` is for archives (``bmdkit predict``, the Dask
   predictor of :mod:`bmdkit.scaleout`): ``workers`` processes decode the next
@@ -40,7 +40,7 @@ __all__ = ["CHUNK_ROWS", "StreamChunk", "chunk_rows", "decode_images", "predict_
            "stream_arrays", "stream_predict"]
 
 #: Rows per chunk by default (rounded up to a whole number of the model's batches).
-CHUNK_ROWS = 256
+CHUNK_ROWS = 64
 #: Files one decoding task reads at most: small tasks keep every worker busy on the
 #: current chunk, so the first predictions come early and the last chunk ends together.
 TASK_ROWS = 16
@@ -73,7 +73,7 @@ def chunk_rows(model, chunk_size=None):
     --------
     >>> from bmdkit import BMDRegressor
     >>> chunk_rows(BMDRegressor(batch_size=16)), chunk_rows(BMDRegressor(batch_size=24), 100)
-    (256, 120)
+    (64, 120)
     """
     size = CHUNK_ROWS if chunk_size is None else int(chunk_size)
     if size < 1:

@@ -9,10 +9,12 @@ import pytest
 
 from bmdkit import cli
 from bmdkit.benchmarks import (
+    format_predict_table,
     format_table,
     make_radiograph_files,
     run_benchmarks,
     run_option_benchmarks,
+    run_predict_benchmarks,
 )
 
 
@@ -50,9 +52,15 @@ def test_radiograph_files_are_16_bit_and_distinct_paths(tmp_path):
     assert len(set(paths)) == 10
     with Image.open(paths[9]) as image:
         assert image.size == (30, 40) and image.mode.startswith("I")
+    from bmdkit.io import read_image
+
+    dicoms = make_radiograph_files(3, (40, 30), tmp_path, file_format="dicom")
+    image, info = read_image(dicoms[2], return_info=True)
+    assert info.format == "DICOM" and image.shape == (40, 30)
 
 
-@pytest.mark.parametrize("bench", [run_benchmarks, run_option_benchmarks])
+@pytest.mark.parametrize("bench", [run_benchmarks, run_option_benchmarks,
+                                   run_predict_benchmarks])
 def test_unknown_mode_and_missing_cuda_are_errors(bench):
     with pytest.raises(ValueError, match="mode"):
         bench("huge")
@@ -80,3 +88,18 @@ def test_smoke_option_bench_compares_each_option_with_float32(tmp_path, monkeypa
     assert rows[0]["epoch_speedup"] == 1.0 and rows[0]["max_abs_diff_vs_first"] == 0.0
     for row in rows:
         assert row["epoch_s"] > 0 and row["fit_s"] > 0 and np.isfinite(row["heldout_mae"])
+
+
+def test_smoke_predict_bench_reports_floors_efficiency_and_memory(tmp_path, capsys):
+    # workers=0: decoding in this process (worker processes are tested in test_inference.py)
+    figures = run_predict_benchmarks("smoke", workers=0, workdir=tmp_path)
+    assert set(figures["formats"]) == {"png", "dicom"}
+    for row in figures["formats"].values():
+        assert row["n"] == 12 and min(row["decode_floor"], row["compute_floor"]) > 0
+        ratio = row["end_to_end"] / min(row["decode_floor"], row["compute_floor"])
+        assert row["predict_efficiency"] == pytest.approx(ratio)
+    assert [p["n"] for p in figures["memory"]] == [24, 240]
+    assert figures["memory_ratio"] == pytest.approx(
+        figures["memory"][1]["peak_mb"] / figures["memory"][0]["peak_mb"])
+    assert "predict_efficiency=" in format_predict_table(figures).splitlines()[-1]
+    assert "wrote 240 predictions" in capsys.readouterr().out
