@@ -446,8 +446,11 @@ def add_predict_parser(subparsers):
                     "are decoded by --workers processes while the network predicts, output "
                     "is written chunk by chunk (a progress bar shows rows/s and ETA), and "
                     "--resume continues an interrupted run. Rows whose image cannot be read "
-                    "are listed with the reason in the --errors file; the run goes on. With "
-                    "--target, also print the metrics. See docs/archive.md.")
+                    "are listed with the reason in the --errors file; the run goes on. For a "
+                    "model fitted with --conformal also bmd_lower, bmd_upper, t_score_lower, "
+                    "t_score_upper and refer (true when the interval contains a screening "
+                    "threshold: refer to DXA). With --target, also print the metrics. See "
+                    "docs/archive.md.")
     add_data_options(parser, target_required=False, csv_required=False)
     archive = parser.add_argument_group("archive")
     archive.add_argument("--dicom-dir", type=Path, metavar="DIR",
@@ -483,6 +486,9 @@ def add_predict_parser(subparsers):
     _add_densitometer_option(parser)
     parser.add_argument("--device", help="torch device to predict on, e.g. cuda "
                                          "(default: the saved one)")
+    parser.add_argument("--confidence", type=float,
+                        help="interval level of a --conformal model (default: the one it was "
+                             "fitted with)")
     parser.set_defaults(func=run_predict)
     return parser
 
@@ -496,6 +502,15 @@ def prediction_columns(bmd, densitometer="lunar"):
     scores = t_score(bmd, device=densitometer)
     return pd.DataFrame({"predicted_bmd": bmd, "t_score": scores,
                          "who_category": who_category(scores)})
+
+
+def result_columns(model, predictions, args):
+    """Result columns of one chunk: :func:`prediction_columns`, or for a conformal model
+    (``predictions`` of each of its models) the intervals and referral flag too."""
+    if hasattr(model, "referral_from_predictions"):
+        return model.referral_from_predictions(predictions, confidence=args.confidence,
+                                               device=args.densitometer)
+    return prediction_columns(predictions, args.densitometer)
 
 
 def write_results(path, rows, results):
@@ -609,11 +624,16 @@ def run_predict(args):
         raise ValueError("give either --csv or --dicom-dir")
     if args.workers < 0:
         raise ValueError(f"--workers must be 0 or more, got {args.workers}")
-    model = bmdkit.load(args.model, device=args.device)
+    conformal = (Path(args.model) / CONFORMAL_FILE).is_file()
+    if args.confidence is not None and not conformal:
+        raise ValueError(f"--confidence needs a model fitted with --conformal; {args.model} "
+                         "has no intervals")
+    model = (load_conformal if conformal else bmdkit.load)(args.model, device=args.device)
+    member = model.estimators_[0] if conformal else model  # how images and metadata are read
     if args.csv is not None:
-        rows, X, key, skip = _csv_rows(args, getattr(model, "fusion", None) != "metadata")
+        rows, X, key, skip = _csv_rows(args, getattr(member, "fusion", None) != "metadata")
     else:
-        rows, X, key, skip = _dicom_rows(args, model)
+        rows, X, key, skip = _dicom_rows(args, member)
     errors = args.errors or args.out.with_name(args.out.stem + ".errors.csv")
     if not args.resume:
         remove_rows(args.out)
@@ -625,7 +645,7 @@ def run_predict(args):
             done |= set(written[key])
     keys = rows[key].astype(str)
     todo = np.flatnonzero(~keys.isin(done).to_numpy())
-    shown = [c for c in (key, model.image_col) if c in rows.columns]
+    shown = [c for c in (key, member.image_col) if c in rows.columns]
     shown = list(dict.fromkeys(shown))
 
     def report(positions, reasons):
@@ -643,7 +663,7 @@ def run_predict(args):
             n_written += len(chunk.positions)
             if len(chunk.positions):
                 write_results(args.out, rows.iloc[todo[chunk.positions]],
-                              prediction_columns(chunk.predictions, args.densitometer))
+                              result_columns(model, chunk.predictions, args))
             if chunk.failures:
                 report(todo[list(chunk.failures)], list(chunk.failures.values()))
                 n_failed += len(chunk.failures)
@@ -651,12 +671,20 @@ def run_predict(args):
     print(f"wrote {n_written} predictions to {args.out}"
           + (f" ({n_before} rows were done before)" if args.resume else "")
           + (f"; {n_failed} rows not predicted, listed in {errors}" if n_failed else ""))
-    if args.target is not None:
-        table = read_rows(args.out)
+    table = read_rows(args.out) if conformal or args.target is not None else None
+    if conformal and table is not None:
+        print(f"{int(table['refer'].sum())} of {len(table)} rows referred to DXA (interval "
+              "contains a screening threshold)")
+    if args.target is not None and table is not None:
         metrics = compute_metrics(table[args.target], table["predicted_bmd"],
                                   device=args.densitometer)
-        for name in ("mse", "mae", "r2", "accuracy@T=-1.0", "who_accuracy"):
-            print(f"{name:>16}: {metrics[name]:.4f}")
+        if conformal:
+            metrics.update(interval_metrics(table[args.target], table["bmd_lower"],
+                                            table["bmd_upper"]))
+        for name in ("mse", "mae", "r2", "accuracy@T=-1.0", "who_accuracy", "coverage",
+                     "interval_width"):
+            if name in metrics:
+                print(f"{name:>16}: {metrics[name]:.4f}")
 
 
 # -- report -------------------------------------------------------------------------

@@ -268,6 +268,11 @@ def stream_predict(model, X, *, chunk_size=None, workers=0):
     ``StreamChunk.failures`` and skipped. The predictions equal
     ``model.predict`` on the same rows. Parameters as :func:`stream_arrays`.
 
+    ``model`` may also hold several fitted models in ``estimators_`` (a
+    :class:`~bmdkit.uncertainty.ConformalBMDRegressor`): each image is then
+    decoded once for all of them and ``StreamChunk.predictions`` is their
+    stack, shape ``(n_models, n_rows)``.
+
     Examples
     --------
     >>> from bmdkit import BMDRegressor
@@ -282,8 +287,29 @@ def stream_predict(model, X, *, chunk_size=None, workers=0):
     >>> bool((np.concatenate([c.predictions for c in chunks]) == model.predict(X)).all())
     True
     """
-    for positions, arrays, failures in stream_arrays(model, X, chunk_size=chunk_size,
+    members = getattr(model, "estimators_", None)
+    if members is None:
+        for positions, arrays, failures in stream_arrays(model, X, chunk_size=chunk_size,
+                                                         workers=workers):
+            predictions = model._predict_arrays(arrays) if len(positions) else np.empty(0)
+            yield StreamChunk(positions, predictions, failures)
+        return
+    if not len(X):
+        return
+    first = members[0]
+    settings = {(m.preprocessor_.image_col, m.preprocessor_.image_size, m.preprocessor_.contrast,
+                 m.batch_size) for m in members}
+    if len(settings) != 1:
+        raise ValueError("the models of estimators_ read images differently (image column, "
+                         f"size, contrast, batch size): {sorted(settings, key=str)}")
+    # the first model's arrays come with the images; the others' metadata are encoded here
+    metadata = [None] + [_metadata(m, X)[1] for m in members[1:]]
+    for positions, arrays, failures in stream_arrays(first, X, chunk_size=chunk_size,
                                                      workers=workers):
-        predictions = model._predict_arrays(arrays) if len(positions) else np.empty(0)
+        predictions = np.empty((len(members), len(positions)))
+        if len(positions):
+            for k, member in enumerate(members):
+                member_arrays = arrays if k == 0 else {**_rows(metadata[k], positions), **(
+                    {"image": arrays["image"]} if "image" in arrays else {})}
+                predictions[k] = member._predict_arrays(member_arrays)
         yield StreamChunk(positions, predictions, failures)
-

@@ -557,7 +557,18 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
 
         The models predict once for the point prediction and the interval.
         """
-        predictions = self._model_predictions(X)
+        return self.referral_from_predictions(
+            self._model_predictions(X), confidence=confidence, thresholds=thresholds, site=site,
+            device=device, reference=reference)
+
+    def referral_from_predictions(self, predictions, *, confidence=None, thresholds=None,
+                                  site="femoral_neck", device="lunar", reference="nhanes3_female"):
+        """:meth:`predict_referral` from the models' predictions, shape (n_models, n).
+
+        For callers that run the models themselves, e.g. streaming prediction
+        (:func:`bmdkit.inference.stream_predict` yields these per chunk).
+        """
+        predictions = np.asarray(predictions, dtype=np.float64)
         return referral_frame(predictions.mean(axis=0), self._interval(predictions, confidence),
                               thresholds=thresholds, site=site, device=device,
                               reference=reference)

@@ -83,7 +83,7 @@ def test_fit_conformal_then_predict_intervals_and_referral(cohort_csv, tmp_path,
     pred = pd.read_csv(tmp_path / "pred.csv")
     added = ["predicted_bmd", "bmd_lower", "bmd_upper", "t_score", "t_score_lower",
              "t_score_upper", "who_category", "refer"]
-    assert list(pred.columns) == [*pd.read_csv(cohort_csv).columns, *added]
+    assert list(pred.columns) == ["row", *pd.read_csv(cohort_csv).columns, *added]
     assert (pred["bmd_lower"] < pred["predicted_bmd"]).all()
     assert (pred["predicted_bmd"] < pred["bmd_upper"]).all()
     clinical = bmdkit.clinical
