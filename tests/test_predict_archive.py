@@ -68,10 +68,10 @@ def test_resume_after_sigkill_gives_every_row_once_with_the_same_predictions(
          "--workers", "1"], env=env, cwd=tmp_path, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600  # a loaded CI machine imports torch slowly
         while not (out.exists() and out.read_text().count("\n") > 8):
             assert run.poll() is None, "bmdkit predict ended before any chunk was written"
-            assert time.monotonic() < deadline, "no chunk written in 120 s"
+            assert time.monotonic() < deadline, "no chunk written in 600 s"
             time.sleep(0.02)
         run.send_signal(signal.SIGKILL)
         run.wait()
