@@ -631,7 +631,7 @@ def run_predict(args):
     model = (load_conformal if conformal else bmdkit.load)(args.model, device=args.device)
     member = model.estimators_[0] if conformal else model  # how images and metadata are read
     if args.csv is not None:
-        rows, X, key, skip = _csv_rows(args, getattr(member, "fusion", None) != "metadata")
+        rows, X, key, skip = _csv_rows(args, fusion_class(member.fusion).uses_image)
     else:
         rows, X, key, skip = _dicom_rows(args, member)
     errors = args.errors or args.out.with_name(args.out.stem + ".errors.csv")
