@@ -206,7 +206,10 @@ def plot_referral(results, pooled=None):
                        edgecolors="k", zorder=4)
         ax.set(xlabel="fraction referred to DXA", ylabel="among the rest",
                title=f"referral at {label} ({results.thresholds[label]:.3f} g/cm²)")
-        ax.legend(loc="lower right", fontsize=6)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:  # one legend below the panels: the models are the same in each
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)),
+                   fontsize=7)
     return fig
 
 
