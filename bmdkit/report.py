@@ -183,8 +183,8 @@ def plot_intervals(results, pooled=None):
             ax.axhline(value, color="grey", lw=0.6, ls=":")
         m = pooled.loc[name]
         ax.set(xlabel="subjects, by predicted BMD", ylabel="BMD (g/cm²)",
-               title=f"{name}\n{results.confidence:.0%} intervals: coverage "
-                     f"{m['coverage']:.3f}, mean width {m['interval_width']:.3f}")
+               title=f"{name}: {results.confidence:.0%} intervals\ncoverage "
+                     f"{m['coverage']:.3f}, mean width {m['interval_width']:.3f} g/cm²")
         ax.legend(loc="upper left", fontsize=6)
     return fig
 
