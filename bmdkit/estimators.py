@@ -56,7 +56,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     :class:`~bmdkit.preprocessing.BMDPreprocessor` (fit on the training rows
     only) feeds a skorch ``NeuralNetRegressor`` training a
     :class:`~bmdkit.nn.BMDNet`. Targets are standardised for training and
-    predictions returned in g/cm².
+    predictions returned in g/cm². ``y`` may hold several BMD sites (a
+    DataFrame or 2-D array, one column per site): one network then predicts
+    all of them, ``(n, k)``; a 1-D ``y`` gives ``(n,)`` predictions.
 
     Parameters
     ----------
@@ -159,7 +161,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         The fitted net; ``net_.module_`` is the :class:`~bmdkit.nn.BMDNet`.
     preprocessor_ : BMDPreprocessor
         Fitted on the training rows.
-    y_mean_, y_scale_ : float
+    y_mean_, y_scale_ : float, or ndarray of shape (k,) for k sites
         Target standardisation.
     loss_weights_ : TargetDensityWeights or None
         The fitted target-density weights of ``"weighted_smooth_l1"``.
@@ -298,8 +300,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         ----------
         X : pandas.DataFrame
             Image paths in ``image_col`` plus metadata columns.
-        y : array-like of shape (n_samples,)
-            BMD in g/cm².
+        y : array-like of shape (n_samples,) or (n_samples, n_sites)
+            BMD in g/cm²; several columns (e.g. femoral neck, total hip,
+            lumbar spine) train one network predicting each of them.
 
         Returns
         -------
@@ -307,7 +310,11 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         """
         self._check_params()
         X = self._metadata_frame(X)
-        y = check_targets(y, len(X))
+        y = check_targets(y, len(X), multi_output=True)
+        if y.ndim == 2 and self.loss == "weighted_smooth_l1":
+            raise ValueError(
+                f"loss='weighted_smooth_l1' weights by the density of one target; y has "
+                f"{y.shape[1]} columns: use loss='smooth_l1' or 'mse' for several sites")
         if len(y) < 2:
             raise ValueError(f"need at least 2 training rows, got n_samples={len(y)}")
         warn_target_units(y)
@@ -331,8 +338,11 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             )
         arrays = preprocessor.transform(X)
 
-        y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
-        y_scaled = ((y - y_mean) / y_scale).astype(np.float32)[:, None]
+        if y.ndim == 1:
+            y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
+        else:  # several sites: each column standardised on its own
+            y_mean, y_scale = y.mean(axis=0), np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0)
+        y_scaled = _standardise(y, y_mean, y_scale)
         loss_weights, criterion = self._criterion(y, y_mean, y_scale)
 
         net = self._make_net(
@@ -350,6 +360,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             module__freeze_backbone=self.freeze_backbone,
             module__precision=self.precision,
             module__channels_last=self.channels_last,
+            module__n_outputs=1 if y.ndim == 1 else y.shape[1],
             compile=self.compile,
             optimizer=torch.optim.AdamW,
             optimizer__weight_decay=self.weight_decay,
@@ -382,8 +393,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def _scale_targets(self, y):
-        """``y`` (g/cm²) as the network trains on it: standardised float32 of shape (n, 1)."""
-        return ((np.asarray(y) - self.y_mean_) / self.y_scale_).astype(np.float32)[:, None]
+        """``y`` (g/cm²) as the network trains on it: standardised float32 of shape (n, k)."""
+        return _standardise(y, self.y_mean_, self.y_scale_)
 
     def _network_inputs(self, arrays, net=None):
         """The preprocessed arrays, with a frozen backbone's (cached) features for the images."""
@@ -439,7 +450,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         return self._network_inputs(self.preprocessor_.transform(self._metadata_frame(X)))
 
     def predict(self, X):
-        """Predicted BMD in g/cm², float64 of shape (n_samples,).
+        """Predicted BMD in g/cm², float64 of shape (n_samples,), or (n_samples, n_sites).
 
         Rows go through the network in chunks of
         :data:`bmdkit.inference.CHUNK_ROWS`, giving exactly the one-shot
@@ -453,7 +464,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     def _predict_arrays(self, arrays):
         """Predicted BMD (g/cm²) for preprocessed arrays (what the preprocessor returns)."""
         with torch_threads(self.n_threads):
-            scaled = self.net_.predict(self._network_inputs(arrays))[:, 0].astype(np.float64)
+            scaled = self.net_.predict(self._network_inputs(arrays)).astype(np.float64)
+        if np.ndim(self.y_mean_) == 0:  # one site: shape (n,)
+            scaled = scaled[:, 0]
         return scaled * self.y_scale_ + self.y_mean_
 
     def save(self, path, *, overwrite=False):
@@ -515,6 +528,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         tags.input_tags.string = fusion_class(self.fusion).uses_image
         tags.input_tags.categorical = True
         tags.input_tags.allow_nan = True
+        tags.target_tags.multi_output = True
         return tags
 
 
@@ -545,6 +559,12 @@ def ablation_models(fusions=("xattn", "concat", "daft", "gated", "late"),
     return {f"{FUSION_LABELS.get(fusion, fusion)}{LOSS_LABELS.get(loss, ' +' + loss)}":
             BMDRegressor(fusion=fusion, loss=loss, **params)
             for loss in losses for fusion in fusions}
+
+
+def _standardise(y, mean, scale):
+    """``(y - mean) / scale`` as float32 of shape (n, k): k = 1 for a 1-D ``y``."""
+    scaled = ((np.asarray(y) - mean) / scale).astype(np.float32)
+    return scaled[:, None] if scaled.ndim == 1 else scaled
 
 
 def derived_signature(*, drop=(), add=None):

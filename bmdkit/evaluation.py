@@ -22,7 +22,13 @@ from scipy import stats
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from bmdkit.metrics import REGRESSION_METRICS, compute_metrics, resolve_thresholds
+from bmdkit.metrics import (
+    REGRESSION_METRICS,
+    compute_metrics,
+    has_t_score_reference,
+    resolve_thresholds,
+    site_names,
+)
 from bmdkit.model_selection import BMDStratifiedKFold
 from bmdkit.uncertainty import cross_fit_intervals, interval_metrics
 
@@ -101,11 +107,12 @@ class ComparisonResults:
         :func:`bmdkit.metrics.compute_metrics`.
     predictions : pandas.DataFrame
         Out-of-fold predictions, long format: ``model``, ``fold``, ``row``
-        (position in X), ``y_true``, ``y_pred``, and with a ``confidence``
-        the conformal interval ``y_lower``, ``y_upper``
-        (:func:`bmdkit.uncertainty.cross_fit_intervals`).
+        (position in X), (several sites: ``site``), ``y_true``, ``y_pred``, and
+        with a ``confidence`` the conformal interval ``y_lower``, ``y_upper``
+        (:func:`bmdkit.uncertainty.cross_fit_intervals`, per site).
     thresholds : dict of str to float
-        Screening thresholds (g/cm²) by name.
+        Screening thresholds (g/cm²) by name (several sites: ``{site: {name:
+        value}}`` for the sites with a T-score reference).
     baseline : str or None
         Model that relative changes and tests are computed against.
     clinical : dict
@@ -138,6 +145,17 @@ class ComparisonResults:
     def model_names(self):
         """Model names in the order they were given."""
         return list(dict.fromkeys(self.fold_scores["model"]))
+
+    @property
+    def sites(self):
+        """Names of the BMD sites when ``y`` had several, else ``None``."""
+        site = self.clinical.get("site")
+        return None if site is None or isinstance(site, str) else list(site)
+
+    def _present(self, metrics):
+        """Those of ``metrics`` scored here, each expanded to its per-site names for several sites."""
+        names = [[m] if self.sites is None else [f"{s}/{m}" for s in self.sites] for m in metrics]
+        return [n for group in names for n in group if n in self.metric_names]
 
     @property
     def metric_names(self):
@@ -311,9 +329,10 @@ class ComparisonResults:
         """The results table: ``mean ± SD`` over folds, plus changes against the baseline.
 
         With a baseline, columns ``Δ <metric> %`` (relative change) and
-        ``p <metric>`` (corrected resampled t-test) follow for MSE, MAE and R².
+        ``p <metric>`` (corrected resampled t-test) follow for MSE, MAE and R²
+        (per site, ``<site>/<metric>``, for several sites).
         """
-        metrics = [m for m in metrics if m in self.metric_names]
+        metrics = self._present(metrics)
         summary = self.summary()
         table = pd.DataFrame(index=self.model_names)
         for metric in metrics:
@@ -322,7 +341,7 @@ class ComparisonResults:
         if self.baseline is not None:
             change = self.relative_change()
             n_train, n_test = self._fold_sizes()
-            for metric in (m for m in CHANGE_METRICS if m in metrics):
+            for metric in (m for m in self._present(CHANGE_METRICS) if m in metrics):
                 # p_corrected of paired_tests(), without its slower t and Wilcoxon tests
                 per_fold = self.per_fold(metric)
                 base = per_fold[self.baseline].to_numpy()
@@ -404,19 +423,37 @@ def _resampled_metric(name, thresholds):
 
 
 def _metrics(predictions, thresholds, clinical):
-    """Every metric of some out-of-fold predictions, interval coverage and width included."""
-    result = compute_metrics(predictions["y_true"], predictions["y_pred"], thresholds=thresholds,
+    """Every metric of some out-of-fold predictions, interval coverage and width included.
+
+    Several sites (``clinical["site"]`` a list, ``predictions`` with a ``site``
+    column): every metric per site, ``"<site>/<metric>"``.
+    """
+    sites = clinical["site"]
+    values = [c for c in ("y_true", "y_pred", "y_lower", "y_upper") if c in predictions]
+    if isinstance(sites, str):
+        columns = {c: predictions[c] for c in values}
+    else:  # wide: one column per site, in site order
+        wide = predictions.pivot(index="row", columns="site", values=values)
+        columns = {c: wide[c][sites].to_numpy() for c in values}
+    result = compute_metrics(columns["y_true"], columns["y_pred"], thresholds=thresholds,
                              **clinical)
-    if "y_lower" in predictions:
-        result.update(interval_metrics(predictions["y_true"], predictions["y_lower"],
-                                       predictions["y_upper"]))
+    if "y_lower" not in columns:
+        return result
+    if isinstance(sites, str):
+        result.update(interval_metrics(columns["y_true"], columns["y_lower"], columns["y_upper"]))
+        return result
+    for j, name in enumerate(sites):
+        intervals = interval_metrics(*(columns[c][:, j] for c in ("y_true", "y_lower", "y_upper")))
+        result.update({f"{name}/{key}": value for key, value in intervals.items()})
     return result
 
 
 def _add_intervals(predictions, confidence):
-    """``y_lower``/``y_upper`` of each model's out-of-fold predictions, calibrated on other folds."""
+    """``y_lower``/``y_upper`` of each model's (and site's) out-of-fold predictions,
+    calibrated on other folds."""
     bounds = np.empty((len(predictions), 2))
-    for _, part in predictions.groupby("model", sort=False):
+    by = ["model", "site"] if "site" in predictions else "model"
+    for _, part in predictions.groupby(by, sort=False):
         bounds[predictions.index.get_indexer(part.index)] = cross_fit_intervals(part, confidence)
     return predictions.assign(y_lower=bounds[:, 0], y_upper=bounds[:, 1])
 
@@ -437,6 +474,15 @@ def _rows(X, index):
     return X.iloc[index] if hasattr(X, "iloc") else np.asarray(X)[index]
 
 
+def _long_predictions(model, fold, rows, y_true, y_pred, sites):
+    """One fold's predictions in long format (one line per row, and per site if several)."""
+    if sites is None:
+        return pd.DataFrame(dict(model=model, fold=fold, row=rows, y_true=y_true, y_pred=y_pred))
+    return pd.DataFrame(dict(model=model, fold=fold, row=np.repeat(rows, len(sites)),
+                             site=np.tile(sites, len(rows)), y_true=y_true.ravel(),
+                             y_pred=y_pred.ravel()))
+
+
 def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresholds=None,
                    site="femoral_neck", device="lunar", reference="nhanes3_female",
                    confidence=0.9, progress=True):
@@ -447,8 +493,10 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
     models : dict of str to estimator, or list of estimators
         Unfitted scikit-learn regressors; each is cloned for every fold.
     X : pandas.DataFrame or array-like
-    y : array-like of shape (n,)
-        Measured BMD in g/cm².
+    y : array-like of shape (n,) or (n, k)
+        Measured BMD in g/cm²; k columns for k sites (name them in ``site``):
+        every metric is then computed per site, ``"<site>/<metric>"``, and
+        the folds are stratified on the first column by the default splitter.
     cv : splitter, int or None, default=None
         ``None``: ``BMDStratifiedKFold(10, random_state=0)``; an int: that many
         folds of it. Any splitter with ``split(X, y, groups)`` works.
@@ -458,8 +506,13 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
         Name of the model to compare the others against.
     thresholds : dict or None
         Screening thresholds (see :func:`bmdkit.metrics.resolve_thresholds`):
-        ``None`` for T = -1 and T = -2.5 on ``device``, ``{}`` for none.
-    site, device, reference
+        ``None`` for T = -1 and T = -2.5 on ``device``, ``{}`` for none;
+        several sites: ``{site: thresholds}``.
+    site : str or sequence of str, default="femoral_neck"
+        The site of ``y``, or of each of its columns (e.g. ``["femoral_neck",
+        "total_hip", "lumbar_spine"]``); screening metrics need a T-score
+        reference (:func:`bmdkit.metrics.has_t_score_reference`).
+    device, reference
         T-score settings (see :func:`bmdkit.clinical.t_score`).
     confidence : float in (0, 1) or None, default=0.9
         Level of conformal intervals around the out-of-fold predictions, and
@@ -492,11 +545,19 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
         raise ValueError(f"baseline {baseline!r} is not one of {list(models)}")
     if cv is None or isinstance(cv, int):
         cv = BMDStratifiedKFold(10 if cv is None else cv, random_state=0)
-    y = np.asarray(y, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64)
+    y = y.reshape(len(y), -1) if y.ndim == 2 and y.shape[1] > 1 else y.ravel()
     if len(y) != len(X):
         raise ValueError(f"X has {len(X)} rows but y has {len(y)} values")
-    clinical = dict(site=site, device=device, reference=reference)
-    thresholds = resolve_thresholds(thresholds, **clinical)
+    sites = site_names(site, y.shape[1] if y.ndim == 2 else 1)
+    clinical = dict(site=site if sites is None else sites, device=device, reference=reference)
+    if sites is None:
+        thresholds = resolve_thresholds(thresholds, **clinical)
+    else:
+        thresholds = {
+            name: resolve_thresholds((thresholds or {}).get(name), site=name, device=device,
+                                     reference=reference)
+            for name in sites if has_t_score_reference(name, device=device, reference=reference)}
     splits = list(cv.split(X, y, groups))
     predictions = []
     with tqdm(total=len(splits) * len(models), desc="cross-validation", unit="fit",
@@ -506,10 +567,11 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
                 bar.set_postfix_str(f"fold {fold + 1}/{len(splits)}, {name}")
                 start = time.perf_counter()
                 fitted = clone(model).fit(_rows(X, train), y[train])
-                y_pred = np.asarray(fitted.predict(_rows(X, test)), dtype=np.float64).ravel()
-                predictions.append(pd.DataFrame(dict(
-                    model=name, fold=fold, row=test, y_true=y[test], y_pred=y_pred,
-                    n_train=len(train), fit_time=time.perf_counter() - start)))
+                y_pred = np.asarray(fitted.predict(_rows(X, test)), dtype=np.float64)
+                y_pred = y_pred.ravel() if sites is None else y_pred.reshape(len(test), -1)
+                predictions.append(_long_predictions(name, fold, test, y[test], y_pred, sites)
+                                   .assign(n_train=len(train),
+                                           fit_time=time.perf_counter() - start))
                 bar.update()
     predictions = pd.concat(predictions, ignore_index=True)
     if confidence is not None:

@@ -110,7 +110,7 @@ def predict_cached(model, X, chunk_size=None):
 
     Returns
     -------
-    ndarray of shape (n_samples,), float64
+    ndarray of shape (n_samples,) or (n_samples, n_sites), float64
 
     Raises
     ------
@@ -122,7 +122,7 @@ def predict_cached(model, X, chunk_size=None):
     image_col = model.preprocessor_.image_col
     if image_col is not None:
         check_image_files(X[image_col].tolist(), X.index)
-    predictions = np.empty(len(X))
+    predictions = np.empty((len(X), *np.shape(model.y_mean_)))  # (n, k) for k sites
     problems = {}
     for start, stop in _bounds(len(X), chunk_rows(model, chunk_size)):
         arrays = _rows(metadata, slice(start, stop))

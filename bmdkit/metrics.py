@@ -10,6 +10,9 @@ and for the prediction alike; accuracy, weighted precision / recall / F1
 the measured and predicted T-scores. Default thresholds are T = -1 and
 T = -2.5 on a GE Lunar femoral neck (see :mod:`bmdkit.clinical`).
 
+Several BMD sites (``y`` of shape (n, k), ``site`` naming the columns): every
+metric per site, named ``"<site>/<metric>"``.
+
 Metrics that are undefined on a sample (ROC-AUC, sensitivity, specificity
 with only one class present) are NaN rather than errors.
 """
@@ -24,8 +27,9 @@ from sklearn import metrics as skm
 from bmdkit.clinical import screening_thresholds, t_score, who_category
 
 __all__ = [
-    "REGRESSION_METRICS", "SCREENING_METRICS", "bias", "compute_metrics", "limits_of_agreement",
-    "pearson_r", "resolve_thresholds", "scorers", "screening_metrics", "who_accuracy",
+    "REGRESSION_METRICS", "SCREENING_METRICS", "bias", "compute_metrics", "has_t_score_reference",
+    "limits_of_agreement", "pearson_r", "resolve_thresholds", "scorers", "screening_metrics",
+    "site_names", "who_accuracy",
 ]
 
 LOA_Z = 1.96
@@ -212,41 +216,124 @@ def resolve_thresholds(thresholds=None, *, site="femoral_neck", device="lunar",
     return {str(name): float(value) for name, value in dict(thresholds).items()}
 
 
+def site_names(site, n_sites):
+    """The ``n_sites`` site names of a several-site ``y``, or ``None`` for one site.
+
+    Parameters
+    ----------
+    site : str or sequence of str
+        One name per column of ``y``, e.g. ``["femoral_neck", "total_hip",
+        "lumbar_spine"]``; a single str is one site.
+    n_sites : int
+        Columns of ``y`` (1 for a 1-D ``y``).
+
+    Examples
+    --------
+    >>> site_names("femoral_neck", 1), site_names(["femoral_neck", "total_hip"], 2)
+    (None, ['femoral_neck', 'total_hip'])
+    """
+    if isinstance(site, str):
+        if n_sites > 1:
+            raise ValueError(f"y has {n_sites} columns (BMD sites): pass site=[...] naming each "
+                             "column, e.g. ['femoral_neck', 'total_hip', 'lumbar_spine']")
+        return None
+    names = [str(s) for s in site]
+    if len(names) != n_sites or len(set(names)) != len(names):
+        raise ValueError(f"site must name each of the {n_sites} columns of y once, got {names}")
+    return names
+
+
+def has_t_score_reference(site, *, device="lunar", reference="nhanes3_female"):
+    """Whether T-scores (hence screening thresholds) are defined at ``site``.
+
+    Examples
+    --------
+    >>> has_t_score_reference("total_hip"), has_t_score_reference("lumbar_spine")
+    (True, False)
+    """
+    try:
+        resolve_thresholds(None, site=site, device=device, reference=reference)
+    except ValueError:
+        return False
+    return True
+
+
+def _n_sites(y):
+    y = np.asarray(y)
+    return y.shape[1] if y.ndim == 2 else 1
+
+
 def compute_metrics(y_true, y_pred, *, thresholds=None, site="femoral_neck", device="lunar",
                     reference="nhanes3_female"):
     """Every metric of this module as one flat dict.
 
     Parameters
     ----------
-    y_true, y_pred : array-like of shape (n,)
-        Measured (DXA) and predicted BMD in g/cm².
+    y_true, y_pred : array-like of shape (n,) or (n, k)
+        Measured (DXA) and predicted BMD in g/cm²; k columns for k sites.
     thresholds : dict of str to float or None, default=None
         Screening thresholds by name; ``None``:
         :func:`bmdkit.clinical.screening_thresholds` for ``site``/``device``;
-        ``{}``: none (see :func:`resolve_thresholds`).
-    site, device, reference
-        For the WHO categories and default thresholds (see :func:`bmdkit.clinical.t_score`).
+        ``{}``: none (see :func:`resolve_thresholds`). For several sites, a
+        dict ``{site: thresholds}`` (sites left out get their defaults).
+    site : str or sequence of str, default="femoral_neck"
+        For the WHO categories and default thresholds (see
+        :func:`bmdkit.clinical.t_score`); for a ``(n, k)`` ``y``, the k site
+        names, in column order.
+    device, reference
+        See :func:`bmdkit.clinical.t_score`.
 
     Returns
     -------
     dict
         Regression metrics by name, screening metrics as ``"<metric>@<threshold>"``
-        (e.g. ``"roc_auc@T=-1.0"``) and ``"who_accuracy"``.
+        (e.g. ``"roc_auc@T=-1.0"``) and ``"who_accuracy"``. For several sites
+        the same per site as ``"<site>/<metric>"``; sites without a T-score
+        reference (:func:`has_t_score_reference`, e.g. the lumbar spine) get
+        the regression metrics only.
 
     Examples
     --------
     >>> m = compute_metrics([0.7, 0.8, 0.95, 1.0], [0.75, 0.92, 0.93, 1.05])
     >>> round(m["mse"], 5), m["accuracy@T=-1.0"]
     (0.00495, 0.75)
+    >>> import numpy as np
+    >>> y = np.array([[0.7, 0.9], [0.8, 1.0], [0.95, 1.1]])
+    >>> m = compute_metrics(y, y + 0.01, site=["femoral_neck", "lumbar_spine"])
+    >>> round(m["lumbar_spine/mae"], 3), "lumbar_spine/who_accuracy" in m
+    (0.01, False)
     """
+    names = site_names(site, _n_sites(y_true))
+    if names is None:
+        return _site_metrics(y_true, y_pred, thresholds, dict(site=site, device=device,
+                                                                 reference=reference))
+    y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    if y_pred.shape != y_true.shape:
+        raise ValueError(f"y_true has shape {y_true.shape} but y_pred has {y_pred.shape}")
+    result = {}
+    for j, name in enumerate(names):
+        clinical = dict(site=name, device=device, reference=reference)
+        metrics = _site_metrics(y_true[:, j], y_pred[:, j], (thresholds or {}).get(name),
+                                clinical if has_t_score_reference(**clinical) else None)
+        result.update({f"{name}/{key}": value for key, value in metrics.items()})
+    return result
+
+
+def _site_metrics(y_true, y_pred, thresholds, clinical):
+    """Metrics of one site; screening and WHO ones only with ``clinical`` settings."""
     result = {name: float(fn(y_true, y_pred)) for name, (fn, _) in REGRESSION_METRICS.items()}
-    thresholds = resolve_thresholds(thresholds, site=site, device=device, reference=reference)
-    for label, threshold in thresholds.items():
+    if clinical is None:
+        return result
+    for label, threshold in resolve_thresholds(thresholds, **clinical).items():
         for name, value in screening_metrics(y_true, y_pred, threshold).items():
             result[f"{name}@{label}"] = value
-    result["who_accuracy"] = who_accuracy(y_true, y_pred, site=site, device=device,
-                                          reference=reference)
+    result["who_accuracy"] = who_accuracy(y_true, y_pred, **clinical)
     return result
+
+
+def _on_column(y_true, y_pred, *, metric, column, **kwargs):
+    """``metric`` of one column (site) of 2-D targets and predictions."""
+    return metric(np.asarray(y_true)[:, column], np.asarray(y_pred)[:, column], **kwargs)
 
 
 def scorers(thresholds=None, *, site="femoral_neck", device="lunar", reference="nhanes3_female"):
@@ -259,7 +346,9 @@ def scorers(thresholds=None, *, site="femoral_neck", device="lunar", reference="
     Parameters
     ----------
     thresholds, site, device, reference
-        As in :func:`compute_metrics`.
+        As in :func:`compute_metrics`. With ``site`` a sequence of names
+        (several sites, ``y`` of shape (n, k)), every scorer is per site,
+        named ``"<site>/<scorer>"``.
 
     Returns
     -------
@@ -277,15 +366,34 @@ def scorers(thresholds=None, *, site="femoral_neck", device="lunar", reference="
     >>> res = cross_validate(LinearRegression(), X, y, cv=cv, scoring=scorers())
     >>> bool(res["test_r2"].mean() > 0.9), bool(res["test_neg_mse"].mean() < 0)
     (True, True)
+    >>> Y = np.c_[y, 1.2 * y]
+    >>> res = cross_validate(LinearRegression(), X, Y, cv=cv,
+    ...                      scoring=scorers(site=["femoral_neck", "lumbar_spine"]))
+    >>> bool(res["test_lumbar_spine/r2"].mean() > 0.9)
+    True
     """
-    kwargs = dict(site=site, device=device, reference=reference)
+    if isinstance(site, str):
+        return {key: skm.make_scorer(fn, greater_is_better=greater, **kwargs) for key, fn, greater,
+                kwargs in _scorer_specs(thresholds, dict(site=site, device=device,
+                                                         reference=reference))}
     result = {}
-    for name, (fn, direction) in REGRESSION_METRICS.items():
-        key = f"neg_{name}" if direction < 0 else name
-        result[key] = skm.make_scorer(fn, greater_is_better=direction >= 0)
-    thresholds = resolve_thresholds(thresholds, site=site, device=device, reference=reference)
-    for label, threshold in thresholds.items():
-        for name, (fn, _) in SCREENING_METRICS.items():
-            result[f"{name}@{label}"] = skm.make_scorer(fn, threshold=threshold)
-    result["who_accuracy"] = skm.make_scorer(who_accuracy, **kwargs)
+    for column, name in enumerate(site_names(site, len(list(site)))):
+        clinical = dict(site=name, device=device, reference=reference)
+        specs = _scorer_specs((thresholds or {}).get(name),
+                              clinical if has_t_score_reference(**clinical) else None)
+        for key, fn, greater, kwargs in specs:
+            result[f"{name}/{key}"] = skm.make_scorer(
+                _on_column, greater_is_better=greater, metric=fn, column=column, **kwargs)
     return result
+
+
+def _scorer_specs(thresholds, clinical):
+    """(name, metric function, greater is better, keyword arguments) of each scorer of a site."""
+    for name, (fn, direction) in REGRESSION_METRICS.items():
+        yield (f"neg_{name}" if direction < 0 else name), fn, direction >= 0, {}
+    if clinical is None:
+        return
+    for label, threshold in resolve_thresholds(thresholds, **clinical).items():
+        for name, (fn, _) in SCREENING_METRICS.items():
+            yield f"{name}@{label}", fn, True, dict(threshold=threshold)
+    yield "who_accuracy", who_accuracy, True, clinical

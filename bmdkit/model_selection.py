@@ -61,10 +61,10 @@ def _check_target(y):
     if y is None:
         raise ValueError("a continuous target y is needed to stratify the folds")
     y = np.asarray(y, dtype=np.float64)
-    if y.ndim == 2 and y.shape[1] == 1:
+    if y.ndim == 2:  # several BMD sites: stratify on the first (femoral neck by convention)
         y = y[:, 0]
     if y.ndim != 1:
-        raise ValueError(f"y must be 1-D, got shape {y.shape}")
+        raise ValueError(f"y must be 1-D or 2-D (sites as columns), got shape {y.shape}")
     if not np.all(np.isfinite(y)):
         raise ValueError("y has NaN or infinite values; they cannot be stratified")
     return y
@@ -87,6 +87,7 @@ class BMDStratifiedKFold(_ParamsMixin, StratifiedKFold):
     then split by :class:`sklearn.model_selection.StratifiedKFold`. Test folds
     differ in size by at most one sample and have close means and spreads of
     ``y``. Use it as ``cv=`` anywhere scikit-learn or Optuna takes a splitter.
+    A 2-D ``y`` (several BMD sites) is stratified on its first column.
 
     Parameters
     ----------

@@ -253,7 +253,8 @@ def save(model, path, *, overwrite=False):
         "format": FORMAT, "format_version": FORMAT_VERSION, "versions": _versions(),
         "class": type(model).__name__, "params": params, "dropped_params": dropped,
         "fitted": {
-            "y_mean_": model.y_mean_, "y_scale_": model.y_scale_,
+            "y_mean_": np.asarray(model.y_mean_).tolist(),  # a list for several sites
+            "y_scale_": np.asarray(model.y_scale_).tolist(),
             "feature_names_in_": [str(c) for c in model.feature_names_in_],
             "loss_weights_": None if weights is None else {
                 "params": {k: _to_json(v) for k, v in vars(weights).items() if not k.endswith("_")},
@@ -346,7 +347,9 @@ def load(path, *, device=None):
         params["device"] = device
     model = getattr(estimators, meta["class"])(**params)
     fitted = meta["fitted"]
-    model.y_mean_, model.y_scale_ = fitted["y_mean_"], fitted["y_scale_"]
+    model.y_mean_, model.y_scale_ = (
+        np.asarray(fitted[k]) if isinstance(fitted[k], list) else fitted[k]
+        for k in ("y_mean_", "y_scale_"))
     model.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
     model.loss_weights_ = None
     if fitted["loss_weights_"] is not None:

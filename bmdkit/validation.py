@@ -68,19 +68,23 @@ def _raise_if(problems, noun, rest):
         raise InputError(f"{n} {noun}{'' if n == 1 else 's'} {rest}", problems)
 
 
-def check_targets(y, n_rows=None):
-    """``y`` as a 1-D float64 array, or an :class:`InputError` naming every bad value.
+def check_targets(y, n_rows=None, *, multi_output=False):
+    """``y`` as a float64 array, or an :class:`InputError` naming every bad value.
 
     Parameters
     ----------
-    y : array-like of shape (n,) or (n, 1)
-        BMD in g/cm². A pandas Series is reported by its index labels.
+    y : array-like of shape (n,), (n, 1) or (n, k)
+        BMD in g/cm². A pandas Series or DataFrame is reported by its index
+        labels (and column names). A column vector is flattened (with
+        scikit-learn's ``DataConversionWarning``).
     n_rows : int or None
         Rows of X; a different length is an error.
+    multi_output : bool, default=False
+        Accept ``(n, k)`` targets with k >= 2 (several BMD sites).
 
     Returns
     -------
-    ndarray of shape (n,), float64
+    ndarray of shape (n,) or (n, k), float64
 
     Examples
     --------
@@ -92,10 +96,17 @@ def check_targets(y, n_rows=None):
     bmdkit.validation.InputError: 2 target values missing, not a number or infinite (row: value):
       1: nan
       2: 'n/a'
+    >>> import pandas as pd
+    >>> check_targets(pd.DataFrame({"neck": [0.8, 0.7], "hip": [0.9, None]}), multi_output=True)
+    Traceback (most recent call last):
+    ...
+    bmdkit.validation.InputError: 1 target value missing, not a number or infinite (row, column: value):
+      1, 'hip': nan
     """
     if y is None:
         raise InputError("requires y to be passed, but the target y is None", {})
     labels = y.index if isinstance(y, (pd.Series, pd.DataFrame)) else None
+    columns = list(y.columns) if isinstance(y, pd.DataFrame) else None
     raw = np.asarray(y, dtype=object)
     if raw.ndim == 2 and raw.shape[1] == 1:
         from sklearn.exceptions import DataConversionWarning  # here: image workers skip sklearn
@@ -105,15 +116,22 @@ def check_targets(y, n_rows=None):
             DataConversionWarning, stacklevel=3,
         )
         raw = raw[:, 0]
-    if raw.ndim != 1:
-        raise InputError("y must be 1-D, one BMD value per row", {"shape": raw.shape})
+    if raw.ndim != 1 and not (multi_output and raw.ndim == 2):
+        raise InputError("y must be 1-D, one BMD value per row" + (
+            ", or 2-D, one column per site" if multi_output else ""), {"shape": raw.shape})
     if n_rows is not None and len(raw) != n_rows:
         raise InputError("X and y differ in length", {"X rows": n_rows, "y values": len(raw)})
-    values = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(values))
+    values = pd.DataFrame(raw.reshape(len(raw), -1)).apply(
+        pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    rows, cols = np.nonzero(~np.isfinite(values))
     labels = range(len(raw)) if labels is None else labels
-    _raise_if({labels[i]: repr(raw[i]) for i in bad}, "target value",
-              "missing, not a number or infinite (row: value)")
+    if raw.ndim == 1:
+        _raise_if({labels[i]: repr(raw[i]) for i in rows}, "target value",
+                  "missing, not a number or infinite (row: value)")
+        return values[:, 0]
+    columns = range(raw.shape[1]) if columns is None else columns
+    _raise_if({f"{labels[i]}, {columns[j]!r}": repr(raw[i, j]) for i, j in zip(rows, cols)},
+              "target value", "missing, not a number or infinite (row, column: value)")
     return values
 
 

@@ -31,7 +31,7 @@ IMAGE_MODEL_EXPECTED_FAILURES = dict.fromkeys([
     "check_fit_idempotent", "check_fit_score_takes_y", "check_methods_sample_order_invariance",
     "check_methods_subset_invariance", "check_pipeline_consistency",
     "check_positive_only_tag_during_fit", "check_readonly_memmap_input",
-    "check_regressor_data_not_an_array", "check_regressors_int",
+    "check_regressor_data_not_an_array", "check_regressor_multioutput", "check_regressors_int",
     "check_regressors_no_decision_function", "check_regressors_train",
     "check_supervised_y_2d",
 

@@ -1,0 +1,113 @@
+"""Several BMD sites at once: (n, k) targets, (n, k) predictions, metrics per site."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.exceptions import DataConversionWarning
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import cross_validate
+
+import bmdkit
+from bmdkit import BMDStratifiedKFold, ConcatBMDRegressor, MetadataOnlyBMDRegressor
+from bmdkit.evaluation import ComparisonResults, compare_models
+from bmdkit.metrics import compute_metrics, scorers
+from bmdkit.validation import InputError
+
+SITES = ["femoral_neck", "total_hip", "lumbar_spine"]
+
+
+def three_sites(n=240, seed=0):
+    """Metadata and three correlated sites' BMD (g/cm²) driven by age and sex, with noise."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"age": rng.uniform(50, 90, n), "sex": rng.choice(["F", "M"], n)})
+    base = -0.006 * (X["age"] - 70) + 0.08 * (X["sex"] == "M")
+    Y = pd.DataFrame({"femoral_neck": 0.85 + base, "total_hip": 0.82 + 1.2 * base,
+                      "lumbar_spine": 0.95 + 0.6 * base})
+    return X, Y + rng.normal(0, 0.03, Y.shape)
+
+
+def test_predicts_each_site_and_1d_y_stays_1d(tmp_path):
+    X, Y = three_sites()
+    model = MetadataOnlyBMDRegressor(max_epochs=15, random_state=0).fit(X, Y)
+    pred = model.predict(X)
+    assert pred.shape == (len(X), 3) and pred.dtype == np.float64
+    for j, site in enumerate(SITES):
+        assert np.corrcoef(pred[:, j], Y[site])[0, 1] > 0.8
+    assert model.y_mean_.shape == (3,)
+    loaded = bmdkit.load(model.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict(X), pred)
+    one = MetadataOnlyBMDRegressor(max_epochs=2, random_state=0).fit(X, Y["femoral_neck"])
+    assert one.predict(X).shape == (len(X),) and isinstance(one.y_mean_, float)
+    with pytest.warns(DataConversionWarning):
+        column = MetadataOnlyBMDRegressor(max_epochs=2, random_state=0).fit(X, Y[["total_hip"]])
+    assert column.predict(X).shape == (len(X),)
+    e = model.explain(X.head(4), output=2, n_samples=2)
+    np.testing.assert_allclose(e.predictions, pred[:4, 2], atol=1e-5)
+
+
+def test_image_model_predicts_several_sites(signal_cohort):
+    X, y = signal_cohort
+    Y = np.c_[y, 1.1 * y - 0.05]
+    model = ConcatBMDRegressor(backbone="resnet10t", image_size=32, embed_dim=16, max_epochs=1,
+                               random_state=0).fit(X, Y)
+    assert model.predict(X.head(5)).shape == (5, 2)
+    assert model.net_.module_.head.layers[-1].out_features == 2
+
+
+def test_bad_targets_are_named_by_row_and_site():
+    X, Y = three_sites(n=20)
+    Y.iloc[3, 2] = np.nan
+    with pytest.raises(InputError, match="1 target value missing") as err:
+        MetadataOnlyBMDRegressor(max_epochs=1).fit(X, Y)
+    assert list(err.value.problems) == ["3, 'lumbar_spine'"]
+    with pytest.raises(ValueError, match="weighted_smooth_l1.*3 columns"):
+        MetadataOnlyBMDRegressor(loss="weighted_smooth_l1").fit(X, Y.fillna(0.9))
+
+
+def test_metrics_and_scorers_per_site():
+    X, Y = three_sites()
+    truth = Y.to_numpy()
+    pred = truth + np.array([0.0, 0.01, -0.02])
+    m = compute_metrics(truth, pred, site=SITES)
+    assert m["femoral_neck/bias"] == pytest.approx(0.0, abs=1e-12)
+    assert m["total_hip/bias"] == pytest.approx(0.01)
+    assert m["lumbar_spine/mae"] == pytest.approx(0.02)
+    # T-scores need a reference: the lumbar spine has none here, so no screening metrics.
+    assert "total_hip/who_accuracy" in m and "lumbar_spine/who_accuracy" not in m
+    assert "femoral_neck/sensitivity@T=-1.0" in m and "lumbar_spine/r2" in m
+    with pytest.raises(ValueError, match="pass site="):
+        compute_metrics(truth, pred)
+    numeric = X.assign(sex=(X["sex"] == "M").astype(float))
+    res = cross_validate(Ridge(alpha=0.1), numeric, Y, cv=BMDStratifiedKFold(4, random_state=0),
+                         scoring=scorers(site=SITES))
+    assert res["test_total_hip/r2"].mean() > 0.7
+    assert res["test_lumbar_spine/neg_mae"].mean() < 0
+
+
+def test_stratified_folds_follow_the_first_site():
+    _, Y = three_sites()
+    cv = BMDStratifiedKFold(5, random_state=0)
+    for (a, _), (b, _) in zip(cv.split(Y, Y), cv.split(Y, Y["femoral_neck"])):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_compare_models_scores_every_site(tmp_path):
+    X, Y = three_sites()
+    numeric = X.assign(sex=(X["sex"] == "M").astype(float))
+    results = compare_models({"ridge": Ridge(alpha=0.1), "ridge, strong": Ridge(alpha=1000.0)},
+                             numeric, Y, cv=4, site=SITES, baseline="ridge, strong", progress=False)
+    assert results.sites == SITES
+    assert {"femoral_neck/r2", "lumbar_spine/mae", "total_hip/roc_auc@T=-1.0"} <= set(
+        results.metric_names)
+    assert set(results.predictions["site"]) == set(SITES)
+    assert len(results.predictions) == 2 * 3 * len(Y)
+    pooled = results.pooled_metrics()
+    oof = results.predictions.query("model == 'ridge' and site == 'total_hip'").sort_values("row")
+    assert pooled.loc["ridge", "total_hip/mae"] == pytest.approx(
+        np.mean(np.abs(oof["y_true"] - oof["y_pred"])))
+    table = results.table()
+    assert {"femoral_neck/r2", "lumbar_spine/r2", "Δ total_hip/mse %"} <= set(table.columns)
+    again = ComparisonResults.load(results.save(tmp_path / "res"))
+    pd.testing.assert_frame_equal(again.pooled_metrics(), pooled)
