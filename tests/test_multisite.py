@@ -99,8 +99,9 @@ def test_compare_models_scores_every_site(tmp_path):
     results = compare_models({"ridge": Ridge(alpha=0.1), "ridge, strong": Ridge(alpha=1000.0)},
                              numeric, Y, cv=4, site=SITES, baseline="ridge, strong", progress=False)
     assert results.sites == SITES
-    assert {"femoral_neck/r2", "lumbar_spine/mae", "total_hip/roc_auc@T=-1.0"} <= set(
-        results.metric_names)
+    assert {"femoral_neck/r2", "lumbar_spine/mae", "total_hip/roc_auc@T=-1.0",
+            "lumbar_spine/coverage"} <= set(results.metric_names)  # conformal 90 % per site
+    assert results.pooled_metrics()["lumbar_spine/coverage"].between(0.8, 1.0).all()
     assert set(results.predictions["site"]) == set(SITES)
     assert len(results.predictions) == 2 * 3 * len(Y)
     pooled = results.pooled_metrics()
