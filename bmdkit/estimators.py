@@ -69,12 +69,16 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         Column of image paths. Ignored (and may be absent) for ``"metadata"``.
     numeric_cols, categorical_cols : list of str or None, default=None
         Metadata columns; ``None`` detects them from dtypes.
-    backbone : str, default="resnet18"
+    backbone : str, default="resnet10t"
         timm model name of the image encoder.
     pretrained : bool or path, default=False
         ``False``, or a local weights file for the backbone (no hub download).
-    image_size : int, default=128
-        Side of the square network input in pixels.
+    image_size : int, default=64
+        Side of the square network input in pixels. The defaults (resnet10t,
+        64 px, 20 epochs) are the configuration measured to learn on the demo
+        cohort within minutes on 2 CPU cores (docs/performance.md); real
+        radiographs keep more bone detail at 128 px and more, which needs
+        more epochs (resnet18 had not converged after 10 epochs at 128 px).
     embed_dim, n_heads, n_layers : int, default=64, 4, 3
         Token width, attention heads and cross-attention layers.
     dropout : float, default=0.1
@@ -120,7 +124,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     low_bmd_weight : float, default=1.5
         Extra weight for targets below ``low_bmd_threshold`` (with
         ``"weighted_smooth_l1"``).
-    max_epochs : int, default=30
+    max_epochs : int, default=20
     batch_size : int, default=16
     lr : float, default=1e-3
         AdamW learning rate of every layer but the backbone's.
@@ -178,14 +182,14 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, fusion="xattn", *, image_col="image_path", numeric_cols=None,
-                 categorical_cols=None, backbone="resnet18", pretrained=False, image_size=128,
+                 categorical_cols=None, backbone="resnet10t", pretrained=False, image_size=64,
                  embed_dim=64, n_heads=4, n_layers=3, dropout=0.1, augment=True,
                  freeze_backbone=False, precision="float32", channels_last=False, compile=False,
                  contrast="percentile", cache_dir=None,
                  loss="smooth_l1", smooth_l1_beta=1.0, lds_bins=20, lds_sigma=2.0,
                  lds_power=0.5, max_weight_ratio=3.0,
                  low_bmd_threshold=LUNAR_T_MINUS_1_FEMORAL_NECK, low_bmd_weight=1.5,
-                 max_epochs=30, batch_size=16, lr=1e-3, backbone_lr=None, warmup_epochs=0,
+                 max_epochs=20, batch_size=16, lr=1e-3, backbone_lr=None, warmup_epochs=0,
                  weight_decay=1e-4, lr_schedule="cosine",
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
                  callbacks=None, random_state=None, device="cpu", n_threads=None, verbose=0):
