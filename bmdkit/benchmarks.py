@@ -290,7 +290,8 @@ def _fresh_training(model, device):
     """A new network, optimiser and loss configured exactly as ``model.net_``."""
     net = model.net_
     module = net.module(**net.get_params_for("module")).to(device).train()
-    optimizer = net.optimizer(module.parameters(), lr=net.lr, **net.get_params_for("optimizer"))
+    args, kwargs = net.get_params_for_optimizer("optimizer", module.named_parameters())
+    optimizer = net.optimizer(*args, **kwargs)  # the fit's parameter groups and learning rates
     return module, optimizer, net.criterion_
 
 
