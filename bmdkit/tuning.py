@@ -72,8 +72,8 @@ def search_space(estimator):
     --------
     >>> from bmdkit import MetadataOnlyBMDRegressor, XAttnBMDRegressor
     >>> sorted(search_space(XAttnBMDRegressor()))  # doctest: +NORMALIZE_WHITESPACE
-    ['backbone', 'batch_size', 'dropout', 'embed_dim', 'lds_sigma', 'loss', 'low_bmd_weight',
-     'lr', 'max_epochs', 'n_heads', 'n_layers', 'weight_decay']
+    ['backbone', 'batch_size', 'dropout', 'embed_dim', 'lds_power', 'lds_sigma', 'loss',
+     'low_bmd_weight', 'lr', 'max_epochs', 'n_heads', 'n_layers', 'weight_decay']
     >>> "backbone" in search_space(MetadataOnlyBMDRegressor())
     False
     """
