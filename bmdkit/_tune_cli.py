@@ -12,7 +12,7 @@ DEMO = {"n": 160, "folds": 3, "image_size": 32, "max_epochs": 4, "backbone": "re
 
 def add_tune_parser(subparsers):
     """Register ``bmdkit tune`` (see :mod:`bmdkit.cli`)."""
-    from bmdkit.cli import MODELS, add_data_options, add_model_options
+    from bmdkit.cli import MODELS, add_data_options, add_groups_option, add_model_options
 
     parser = subparsers.add_parser(
         "tune", help="tune a model's hyperparameters in an Optuna study",
@@ -39,6 +39,7 @@ def add_tune_parser(subparsers):
                             "journal file path (default: %(default)s)")
     study.add_argument("--study-name", help="study name (default: bmdkit-MODEL)")
     study.add_argument("--folds", type=int, help="CV folds per trial (default: 5; demo: 3)")
+    add_groups_option(study)
     study.add_argument("--scoring", default="neg_mean_squared_error",
                        help="scikit-learn scorer to maximise (default: %(default)s)")
     study.add_argument("--timeout", type=float, help="start no trial after this many seconds")
@@ -55,8 +56,8 @@ def run_tune(args):
     """Run ``bmdkit tune``."""
     import optuna
 
-    from bmdkit import BMDStratifiedKFold
-    from bmdkit.cli import make_models, model_params, read_data
+    from bmdkit import BMDStratifiedGroupKFold, BMDStratifiedKFold
+    from bmdkit.cli import make_models, model_params, pop_groups, read_data
     from bmdkit.tuning import progress_line, search_space, tune
     from bmdkit.validation import ImputationWarning, warn_missing_values
 
@@ -72,6 +73,7 @@ def run_tune(args):
         raise SystemExit("bmdkit tune: error: needs --csv and --target, or --demo")
     else:
         X, y = read_data(args)
+    X, groups = pop_groups(X, args)
     (_, model), = make_models([args.model], params, args.image_col).items()
     space = {k: v for k, v in search_space(model).items() if k not in params}
     study_name = args.study_name or f"bmdkit-{args.model}"
@@ -81,7 +83,8 @@ def run_tune(args):
           f"searching {sorted(space)}", file=sys.stderr)
     with warnings.catch_warnings():  # counted once above, not again in every fit
         warnings.simplefilter("ignore", ImputationWarning)
-        study = tune(model, X, y, cv=BMDStratifiedKFold(folds, random_state=args.seed),
+        splitter = BMDStratifiedKFold if groups is None else BMDStratifiedGroupKFold
+        study = tune(model, X, y, cv=splitter(folds, random_state=args.seed), groups=groups,
                      n_trials=args.n_trials, scoring=args.scoring, storage=args.storage,
                      study_name=study_name, timeout=args.timeout, space=space,
                      callbacks=[progress_line], heartbeat_interval=args.heartbeat)

@@ -24,8 +24,8 @@ import sys
 import warnings
 from pathlib import Path
 
-__all__ = ["COMMANDS", "add_data_options", "add_model_options", "build_parser", "main",
-           "model_params", "read_data"]
+__all__ = ["COMMANDS", "add_data_options", "add_groups_option", "add_model_options",
+           "build_parser", "main", "model_params", "pop_groups", "read_data"]
 
 #: (command name, "module:function" adding its parser), in ``--help`` order.
 COMMANDS = [
@@ -157,6 +157,31 @@ def read_data(args, *, images=None):
     return X.drop(columns=drop), y
 
 
+def add_groups_option(parser):
+    """``--groups COL``: a patient id column; its rows stay in one fold (see :func:`pop_groups`)."""
+    parser.add_argument("--groups", metavar="COL",
+                        help="column of patient ids: images of one patient never straddle "
+                             "folds (BMDStratifiedGroupKFold); the column is not a model input")
+
+
+def pop_groups(X, args):
+    """``(X without the --groups column, its values)``, or ``(X, None)`` without ``--groups``.
+
+    Missing ids are named in one :class:`~bmdkit.validation.InputError`.
+    """
+    from bmdkit.validation import InputError, check_columns
+
+    column = getattr(args, "groups", None)
+    if column is None:
+        return X, None
+    check_columns(X, [column], role="--groups column")
+    missing = X.index[X[column].isna()]
+    if len(missing):
+        raise InputError(f"{len(missing)} rows have no --groups id (column {column!r})",
+                         {f"row {label}": "missing" for label in missing})
+    return X.drop(columns=[column]), X[column].to_numpy()
+
+
 def make_models(names, params, image_col="image_path"):
     """{display name: unfitted BMDRegressor} for CLI model names (fusions)."""
     from bmdkit.estimators import FUSION_LABELS, BMDRegressor
@@ -175,7 +200,7 @@ def _run_comparison(X, y, args, models, *, title, synthetic, description, baseli
     """Cross-validate ``models``, print the table, write results and report; the results."""
     import pandas as pd
 
-    from bmdkit import BMDStratifiedKFold
+    from bmdkit import BMDStratifiedGroupKFold, BMDStratifiedKFold
     from bmdkit.estimators import FUSION_LABELS
     from bmdkit.evaluation import compare_models
     from bmdkit.report import write_report
@@ -183,11 +208,13 @@ def _run_comparison(X, y, args, models, *, title, synthetic, description, baseli
 
     if baseline is None and FUSION_LABELS[BASELINE] in models:
         baseline = FUSION_LABELS[BASELINE]
-    cv = BMDStratifiedKFold(args.folds, random_state=args.seed)
+    X, groups = pop_groups(X, args)
+    splitter = BMDStratifiedKFold if groups is None else BMDStratifiedGroupKFold
+    cv = splitter(args.folds, random_state=args.seed)
     warn_missing_values(X, [c for c in X.columns if c != getattr(args, "image_col", "image_path")])
     with warnings.catch_warnings():  # counted once above, not again in every fold
         warnings.simplefilter("ignore", ImputationWarning)
-        results = compare_models(models, X, y, cv=cv, baseline=baseline,
+        results = compare_models(models, X, y, cv=cv, groups=groups, baseline=baseline,
                                  device=args.densitometer)
     # saved with the results, so that `bmdkit report` draws the same labels
     results = dataclasses.replace(results, title=title, synthetic=synthetic,
@@ -217,6 +244,7 @@ def _add_cv_options(parser, *, folds, folds_default=None):
                              f"is {BASELINE!r} when included)")
     parser.add_argument("--folds", type=int, default=folds,
                         help=f"stratified folds (default: {folds_default or folds})")
+    add_groups_option(parser)
     _add_densitometer_option(parser)
 
 

@@ -29,7 +29,7 @@ from bmdkit.metrics import (
     resolve_thresholds,
     site_names,
 )
-from bmdkit.model_selection import BMDStratifiedKFold
+from bmdkit.model_selection import check_groups_kept, resolve_cv
 from bmdkit.uncertainty import cross_fit_intervals, interval_metrics
 
 __all__ = ["PAPER_XATTN_VS_CONCAT", "ComparisonResults", "compare_models",
@@ -499,9 +499,11 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
         the folds are stratified on the first column by the default splitter.
     cv : splitter, int or None, default=None
         ``None``: ``BMDStratifiedKFold(10, random_state=0)``; an int: that many
-        folds of it. Any splitter with ``split(X, y, groups)`` works.
+        folds of it (of ``BMDStratifiedGroupKFold`` with ``groups``). Any
+        splitter with ``split(X, y, groups)`` works.
     groups : array-like or None
-        Passed to ``cv.split`` (e.g. patient ids for a grouped splitter).
+        Passed to ``cv.split`` (e.g. patient ids); no group may straddle a
+        fold's training and test rows (else ValueError).
     baseline : str or None
         Name of the model to compare the others against.
     thresholds : dict or None
@@ -543,8 +545,7 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
     models = _named_models(models)
     if baseline is not None and baseline not in models:
         raise ValueError(f"baseline {baseline!r} is not one of {list(models)}")
-    if cv is None or isinstance(cv, int):
-        cv = BMDStratifiedKFold(10 if cv is None else cv, random_state=0)
+    cv = resolve_cv(cv, groups)
     y = np.asarray(y, dtype=np.float64)
     y = y.reshape(len(y), -1) if y.ndim == 2 and y.shape[1] > 1 else y.ravel()
     if len(y) != len(X):
@@ -559,6 +560,7 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
                                      reference=reference)
             for name in sites if has_t_score_reference(name, device=device, reference=reference)}
     splits = list(cv.split(X, y, groups))
+    check_groups_kept(splits, groups, cv)
     predictions = []
     with tqdm(total=len(splits) * len(models), desc="cross-validation", unit="fit",
               disable=not progress) as bar:

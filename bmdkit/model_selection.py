@@ -4,6 +4,14 @@ scikit-learn stratifies class labels only (scikit-learn issue #4757). These
 splitters rank ``y``, cut the ranks into equal-count quantile bins and
 stratify on the bins, so every fold sees the whole BMD range, including the
 rare low values that matter clinically.
+
+Their ``random_state`` defaults to 0, not ``None``: the folds are shuffled
+but the same on every call, so two models, two tuning runs or several workers
+of one Optuna study are compared on identical folds. Pass another seed for
+other folds, or ``random_state=None`` for new folds on every call.
+:func:`resolve_cv` turns ``cv=None`` or an int into such a splitter (grouped
+when groups are given) and :func:`check_groups_kept` verifies that no group
+straddles a training and a test fold.
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils import check_random_state
 
-__all__ = ["BMDStratifiedKFold", "BMDStratifiedGroupKFold", "RepeatedBMDStratifiedKFold"]
+__all__ = ["BMDStratifiedKFold", "BMDStratifiedGroupKFold", "RepeatedBMDStratifiedKFold",
+           "check_groups_kept", "resolve_cv"]
 
 
 def quantile_bins(y, n_bins):
@@ -99,8 +108,9 @@ class BMDStratifiedKFold(_ParamsMixin, StratifiedKFold):
         larger values are capped there.
     shuffle : bool, default=True
         Shuffle samples within each bin before splitting.
-    random_state : int, RandomState or None, default=None
-        Seeds the shuffling (only with ``shuffle=True``).
+    random_state : int, RandomState or None, default=0
+        Seeds the shuffling (only with ``shuffle=True``). The fixed default
+        gives the same folds on every call; ``None`` draws new ones.
 
     Examples
     --------
@@ -115,7 +125,7 @@ class BMDStratifiedKFold(_ParamsMixin, StratifiedKFold):
     BMDStratifiedKFold(n_splits=10, n_bins=None, shuffle=True, random_state=0)
     """
 
-    def __init__(self, n_splits=10, *, n_bins=None, shuffle=True, random_state=None):
+    def __init__(self, n_splits=10, *, n_bins=None, shuffle=True, random_state=0):
         super().__init__(n_splits=n_splits, shuffle=shuffle, random_state=random_state)
         self.n_bins = n_bins
 
@@ -140,7 +150,8 @@ class BMDStratifiedGroupKFold(_ParamsMixin, StratifiedKFold):
     n_bins : int or None, default=None
         Quantile bins of the group means; ``None``: ``n_groups // n_splits``.
     shuffle : bool, default=True
-    random_state : int, RandomState or None, default=None
+    random_state : int, RandomState or None, default=0
+        As in :class:`BMDStratifiedKFold`.
 
     Examples
     --------
@@ -154,7 +165,7 @@ class BMDStratifiedGroupKFold(_ParamsMixin, StratifiedKFold):
     (60, 60)
     """
 
-    def __init__(self, n_splits=10, *, n_bins=None, shuffle=True, random_state=None):
+    def __init__(self, n_splits=10, *, n_bins=None, shuffle=True, random_state=0):
         super().__init__(n_splits=n_splits, shuffle=shuffle, random_state=random_state)
         self.n_bins = n_bins
 
@@ -182,8 +193,8 @@ class RepeatedBMDStratifiedKFold(_ParamsMixin):
     n_splits : int, default=10
     n_repeats : int, default=10
     n_bins : int or None, default=None
-    random_state : int, RandomState or None, default=None
-        Seeds the sequence of shuffles.
+    random_state : int, RandomState or None, default=0
+        Seeds the sequence of shuffles (``None``: new ones on every call).
 
     Examples
     --------
@@ -194,7 +205,7 @@ class RepeatedBMDStratifiedKFold(_ParamsMixin):
     (15, 15)
     """
 
-    def __init__(self, n_splits=10, *, n_repeats=10, n_bins=None, random_state=None):
+    def __init__(self, n_splits=10, *, n_repeats=10, n_bins=None, random_state=0):
         self.n_splits = n_splits
         self.n_repeats = n_repeats
         self.n_bins = n_bins
@@ -213,3 +224,63 @@ class RepeatedBMDStratifiedKFold(_ParamsMixin):
     def get_n_splits(self, X=None, y=None, groups=None):
         """Number of train/test splits, ``n_splits * n_repeats``."""
         return self.n_splits * self.n_repeats
+
+
+def resolve_cv(cv, groups=None, *, default=10):
+    """A splitter for ``cv``: ``None`` or an int become seeded stratified folds.
+
+    Parameters
+    ----------
+    cv : int, splitter or None
+        ``None``: ``default`` folds. An int: that many folds of
+        :class:`BMDStratifiedKFold` (``random_state=0``), or of
+        :class:`BMDStratifiedGroupKFold` when ``groups`` is given. A splitter
+        is returned unchanged.
+    groups : array-like or None
+    default : int, default=10
+
+    Examples
+    --------
+    >>> resolve_cv(5)
+    BMDStratifiedKFold(n_splits=5, n_bins=None, shuffle=True, random_state=0)
+    >>> type(resolve_cv(None, groups=[1, 1, 2])).__name__
+    'BMDStratifiedGroupKFold'
+    """
+    if cv is None or isinstance(cv, numbers.Integral):
+        n_splits = default if cv is None else int(cv)
+        splitter = BMDStratifiedKFold if groups is None else BMDStratifiedGroupKFold
+        return splitter(n_splits, random_state=0)
+    return cv
+
+
+def check_groups_kept(splits, groups, cv=None):
+    """Raise a ValueError when a group (a patient) is in the training and test rows of a fold.
+
+    Parameters
+    ----------
+    splits : list of (train, test) index arrays
+    groups : array-like or None
+        ``None`` checks nothing.
+    cv : object, optional
+        The splitter, named in the message.
+
+    Examples
+    --------
+    >>> check_groups_kept([([0, 1], [2, 3])], ["a", "a", "b", "b"])
+    >>> check_groups_kept([([0, 2], [1, 3])], ["a", "a", "b", "b"], cv="KFold(2)")
+    Traceback (most recent call last):
+    ...
+    ValueError: cv=KFold(2) splits groups across training and test rows (fold 0: 'a', 'b'); ...
+    """
+    if groups is None:
+        return
+    groups = np.asarray(groups)
+    for fold, (train, test) in enumerate(splits):
+        shared = sorted(set(groups[np.asarray(train)].tolist())
+                        & set(groups[np.asarray(test)].tolist()), key=str)
+        if shared:
+            named = ", ".join(repr(g) for g in shared[:10]) + (" ..." if len(shared) > 10 else "")
+            raise ValueError(
+                f"cv={cv} splits groups across training and test rows (fold {fold}: {named}); "
+                "images of one patient must stay in one fold: use BMDStratifiedGroupKFold "
+                "or another splitter that takes groups")

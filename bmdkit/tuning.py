@@ -33,9 +33,9 @@ from optuna.study import MaxTrialsCallback, StudyDirection
 from optuna.trial import TrialState
 from sklearn.base import clone
 from sklearn.metrics import check_scoring
-from sklearn.model_selection import check_cv
 from sqlalchemy.engine import make_url
 
+from bmdkit.model_selection import check_groups_kept, resolve_cv
 from bmdkit.preprocessing import as_frame
 
 __all__ = ["CPU_BACKBONES", "best_estimator", "make_storage", "progress_line", "search_space", "tune"]
@@ -245,8 +245,7 @@ def _fit_and_score(estimator, X, y, train, test, scorer):
     return float(scorer(model, X.iloc[test], y[test]))
 
 
-def _objective(estimator, X, y, cv, scorer, space, n_jobs):
-    splits = list(cv.split(X, y))
+def _objective(estimator, X, y, splits, scorer, space, n_jobs):
 
     def objective(trial):
         params = {name: _suggest(trial, name, dist) for name, dist in space.items()}
@@ -268,7 +267,7 @@ def _objective(estimator, X, y, cv, scorer, space, n_jobs):
     return objective
 
 
-def tune(estimator, X, y, *, cv=5, n_trials=20, scoring="neg_mean_squared_error", storage=None,
+def tune(estimator, X, y, *, cv=5, groups=None, n_trials=20, scoring="neg_mean_squared_error", storage=None,
          study_name=None, timeout=None, pruner=None, sampler=None, space=None, n_jobs=1,
          callbacks=None, heartbeat_interval=60, grace_period=None):
     """Tune an estimator's hyperparameters in an Optuna study.
@@ -286,7 +285,14 @@ def tune(estimator, X, y, *, cv=5, n_trials=20, scoring="neg_mean_squared_error"
     X : pandas.DataFrame
     y : array-like of shape (n_samples,)
     cv : int or CV splitter, default=5
-        E.g. :class:`bmdkit.BMDStratifiedKFold`. Every trial uses the same folds.
+        An int: that many folds of :class:`bmdkit.BMDStratifiedKFold`
+        (shuffled, stratified on BMD, ``random_state=0``), or of
+        :class:`bmdkit.BMDStratifiedGroupKFold` with ``groups``. Every trial,
+        every call and every worker of a shared study uses the same folds
+        (a splitter that shuffles without a seed is warned about).
+    groups : array-like of shape (n_samples,) or None, default=None
+        E.g. a patient id per row: passed to ``cv.split``, and no group may
+        straddle a fold's training and test rows (else ValueError).
     n_trials : int or None, default=20
         Trial budget of the whole study: finished trials (complete or
         pruned) from all processes count, so workers that share a study stop
@@ -353,7 +359,13 @@ def tune(estimator, X, y, *, cv=5, n_trials=20, scoring="neg_mean_squared_error"
     space = search_space(estimator) if space is None else dict(space)
     X = as_frame(X)
     y = np.asarray(y, dtype=np.float64)
-    cv = check_cv(cv, y)
+    cv = resolve_cv(cv, groups, default=5)
+    if getattr(cv, "shuffle", False) and getattr(cv, "random_state", 0) is None:
+        warnings.warn(f"cv={cv!r} shuffles without a random_state: each call and each worker "
+                      "of a shared study scores on other folds; give it a random_state",
+                      UserWarning, stacklevel=2)
+    splits = list(cv.split(X, y, groups))
+    check_groups_kept(splits, groups, cv)
     scorer = check_scoring(estimator, scoring=scoring)
     if pruner is None:
         pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
@@ -373,7 +385,7 @@ def tune(estimator, X, y, *, cv=5, n_trials=20, scoring="neg_mean_squared_error"
         remaining = n_trials - len(study.get_trials(deepcopy=False, states=FINISHED))
         if remaining <= 0:
             return study
-    study.optimize(_objective(estimator, X, y, cv, scorer, space, n_jobs), n_trials=remaining,
+    study.optimize(_objective(estimator, X, y, splits, scorer, space, n_jobs), n_trials=remaining,
                    timeout=timeout, callbacks=callbacks, catch=())
     return study
 

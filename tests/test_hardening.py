@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -10,9 +11,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from optuna.distributions import FloatDistribution
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.model_selection import KFold
 from skorch.callbacks import Callback
 
-from bmdkit import ConcatBMDRegressor, MetadataOnlyBMDRegressor, XAttnBMDRegressor
+from bmdkit import (
+    BMDStratifiedKFold,
+    ConcatBMDRegressor,
+    MetadataOnlyBMDRegressor,
+    XAttnBMDRegressor,
+    cli,
+)
+from bmdkit.tuning import tune
 from bmdkit.preprocessing import BMDPreprocessor
 from bmdkit.validation import InputError, TargetUnitWarning
 
@@ -193,3 +204,76 @@ def test_metadata_only_predicts_no_rows():
     X, y = _metadata()
     model = MetadataOnlyBMDRegressor(max_epochs=1, random_state=0).fit(X, y)
     assert model.predict(X.iloc[:0]).shape == (0,)
+
+
+# -- 5, 6. tuning folds: shuffled, stratified, identical between calls; patients kept whole --
+class _RecordFolds(RegressorMixin, BaseEstimator):
+    """Predicts the training mean and records which rows it was trained on."""
+
+    seen = []
+
+    def __init__(self, alpha=1.0):
+        self.alpha = alpha
+
+    def fit(self, X, y):
+        _RecordFolds.seen.append(tuple(X["row"]))
+        self.mean_ = float(np.mean(y))
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.mean_)
+
+
+def _tuned_folds(X, y, **kwargs):
+    _RecordFolds.seen = []
+    tune(_RecordFolds(), X, y, n_trials=1, space={"alpha": FloatDistribution(0.1, 1.0)},
+         **kwargs)
+    return list(_RecordFolds.seen)
+
+
+def test_tuning_folds_by_default_are_shuffled_stratified_and_the_same_every_call():
+    n = 100
+    y = np.sort(np.random.default_rng(0).normal(0.85, 0.12, n))  # sorted: KFold would not mix
+    X = pd.DataFrame({"row": np.arange(n)})
+    first, second = _tuned_folds(X, y), _tuned_folds(X, y)
+    assert first == second and len(first) == 5
+    for train in first:
+        test = np.setdiff1d(np.arange(n), train)
+        assert abs(y[test].mean() - y.mean()) < 0.03  # every fold spans the BMD range
+    assert BMDStratifiedKFold().random_state == 0  # a splitter made without a seed agrees too
+
+
+def test_tuning_keeps_each_patient_in_one_fold():
+    n = 80
+    rng = np.random.default_rng(1)
+    patients = np.repeat(np.arange(n // 2), 2)  # two images per patient
+    y = np.repeat(rng.normal(0.85, 0.12, n // 2), 2)
+    X = pd.DataFrame({"row": np.arange(n)})
+    for train in _tuned_folds(X, y, groups=patients):
+        test = np.setdiff1d(np.arange(n), train)
+        assert not set(patients[list(train)]) & set(patients[test])
+    with pytest.raises(ValueError, match="patient|group") as info:
+        _tuned_folds(X, y, groups=patients, cv=KFold(3))
+    assert "BMDStratifiedGroupKFold" in str(info.value)
+
+
+def test_cv_command_keeps_each_patient_in_one_fold(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    n = 40
+    table = pd.DataFrame({"patient": np.repeat([f"p{i}" for i in range(n // 2)], 2),
+                          "age": rng.uniform(60, 85, n), "sex": rng.choice(["F", "M"], n)})
+    table["bmd"] = 1.3 - 0.006 * table["age"] + rng.normal(0, 0.03, n)
+    table.to_csv(tmp_path / "cohort.csv", index=False)
+    cli.main(["cv", "--csv", str(tmp_path / "cohort.csv"), "--target", "bmd", "--groups",
+              "patient", "--models", "metadata", "--folds", "4", "--epochs", "1",
+              "--out", str(tmp_path / "cv")])
+    predictions = pd.read_csv(tmp_path / "cv" / "results" / "predictions.csv")
+    patient = table["patient"].to_numpy()[predictions["row"]]
+    assert (pd.Series(patient).groupby(predictions["fold"].to_numpy()).nunique().sum()
+            == n // 2)  # no patient in two test folds
+    assert "patient" not in json.loads(
+        (tmp_path / "cv" / "results" / "results.json").read_text())["models"]["Metadata-only"]
+    with pytest.raises(SystemExit):
+        cli.main(["cv", "--csv", str(tmp_path / "cohort.csv"), "--target", "bmd", "--groups",
+                  "clinic", "--models", "metadata", "--out", str(tmp_path / "cv2")])
+    assert "'clinic'" in capsys.readouterr().err
