@@ -138,23 +138,26 @@ def read_data(args, *, images=None):
     Every row is checked as :func:`~bmdkit.load_cohort` does: missing columns,
     image files and target values are named, with their rows, in one
     :class:`~bmdkit.validation.InputError`. y is None without ``--target``;
-    the ``--drop`` columns are dropped last.
+    the ``--drop`` columns are left out (``exclude``), and so is the image
+    column when only metadata-only models run; the ``--groups`` column stays.
 
     ``images``: whether the image column must be there and its files
     readable; by default unless every chosen model (``args.models`` or
     ``args.model``) is metadata-only.
     """
+    import pandas as pd
+
     from bmdkit.datasets import load_cohort
-    from bmdkit.validation import check_columns
 
     if images is None:
         chosen = getattr(args, "models", None) or [getattr(args, "model", None)]
         images = any(name != "metadata" for name in chosen)
-    X, y = load_cohort(args.csv, image_col=args.image_col if images else None,
-                       target=args.target)
-    drop = [c for c in args.drop if c != args.target]
-    check_columns(X, drop, role=f"--drop column of {args.csv}")
-    return X.drop(columns=drop), y
+    exclude = [c for c in args.drop if c != args.target]
+    if not images:  # a metadata-only model: an image column is no input (nor an identifier)
+        header = pd.read_csv(args.csv, nrows=0, encoding="utf-8-sig").columns
+        exclude += [c for c in [args.image_col] if c in header and c not in exclude]
+    return load_cohort(args.csv, image_col=args.image_col if images else None,
+                       target=args.target, exclude=exclude, groups=getattr(args, "groups", None))
 
 
 def add_groups_option(parser):

@@ -23,7 +23,7 @@ from bmdkit.nn.frozen import backbone_features
 from bmdkit.preprocessing import BMDPreprocessor, as_frame
 from bmdkit.rng import FitRandomness
 from bmdkit.schedules import WarmupSchedule
-from bmdkit.validation import check_targets, warn_target_units
+from bmdkit.validation import check_all, check_targets, warn_target_units
 
 __all__ = [
     "BMDRegressor", "XAttnBMDRegressor", "ConcatBMDRegressor", "DAFTBMDRegressor",
@@ -314,33 +314,19 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         """
         self._check_params()
         X = self._metadata_frame(X)
-        y = check_targets(y, len(X), multi_output=True)
+        if len(X) < 2:
+            raise ValueError(f"need at least 2 training rows, got n_samples={len(X)}")
+        # everything is fitted into locals and assigned at the end: a fit that fails leaves
+        # the estimator as it was. Bad targets and bad X are named in one error.
+        y, (preprocessor, arrays) = check_all(
+            lambda: check_targets(y, len(X), multi_output=True), lambda: self._preprocess(X))
         if y.ndim == 2 and self.loss == "weighted_smooth_l1":
             raise ValueError(
                 f"loss='weighted_smooth_l1' weights by the density of one target; y has "
                 f"{y.shape[1]} columns: use loss='smooth_l1' or 'mse' for several sites")
-        if len(y) < 2:
-            raise ValueError(f"need at least 2 training rows, got n_samples={len(y)}")
         warn_target_units(y)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         rng = FitRandomness(seed, self.device)
-
-        # everything is fitted into locals and assigned at the end: a fit that fails leaves
-        # the estimator as it was
-        preprocessor = self._make_preprocessor().fit(X)
-        n_meta = len(preprocessor.numeric_cols_) + len(preprocessor.categorical_cols_)
-        if fusion_class(self.fusion).uses_metadata and n_meta == 0:
-            if X.shape[1] == 0:  # scikit-learn's wording for empty data (check_estimator)
-                raise ValueError(
-                    f"fusion={self.fusion!r} needs at least one metadata column; X has 0 "
-                    f"feature(s) (shape={X.shape}) while a minimum of 1 is required."
-                )
-            raise ValueError(
-                f"fusion={self.fusion!r} needs at least one metadata column; none was selected "
-                f"besides image_col={self.image_col!r} (X columns: {list(X.columns)}, "
-                f"numeric_cols={self.numeric_cols!r}, categorical_cols={self.categorical_cols!r})"
-            )
-        arrays = preprocessor.transform(X)
 
         if y.ndim == 1:
             y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
@@ -395,6 +381,23 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.loss_weights_, self.net_ = loss_weights, net
         self.feature_names_in_ = preprocessor.feature_names_in_
         return self
+
+    def _preprocess(self, X):
+        """``(fitted preprocessor, arrays of X)``, or an error before anything is trained."""
+        preprocessor = self._make_preprocessor().fit(X)
+        n_meta = len(preprocessor.numeric_cols_) + len(preprocessor.categorical_cols_)
+        if fusion_class(self.fusion).uses_metadata and n_meta == 0:
+            if X.shape[1] == 0:  # scikit-learn's wording for empty data (check_estimator)
+                raise ValueError(
+                    f"fusion={self.fusion!r} needs at least one metadata column; X has 0 "
+                    f"feature(s) (shape={X.shape}) while a minimum of 1 is required."
+                )
+            raise ValueError(
+                f"fusion={self.fusion!r} needs at least one metadata column; none was selected "
+                f"besides image_col={self.image_col!r} (X columns: {list(X.columns)}, "
+                f"numeric_cols={self.numeric_cols!r}, categorical_cols={self.categorical_cols!r})"
+            )
+        return preprocessor, preprocessor.transform(X)
 
     def _scale_targets(self, y):
         """``y`` (g/cm²) as the network trains on it: standardised float32 of shape (n, k)."""

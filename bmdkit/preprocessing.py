@@ -14,8 +14,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from bmdkit.io import load_images
 from bmdkit.validation import (
+    check_all,
     check_columns,
     check_distinct_columns,
+    check_no_datetimes,
     check_numeric,
     check_unique_columns,
     numeric_like_columns,
@@ -108,9 +110,7 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         X = as_frame(X)
-        if self.image_col is not None:
-            check_columns(X, [self.image_col], role="image column")
-        metadata = X.drop(columns=[self.image_col]) if self.image_col is not None else X
+        metadata = X.drop(columns=[self.image_col], errors="ignore") if self.image_col else X
         # a column named in one role is never detected in the other
         named = list(self.categorical_cols or []) + list(self.numeric_cols or [])
         numbers = list(metadata.select_dtypes(include="number").columns)  # bool is not "number"
@@ -123,10 +123,16 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
         else:
             categorical = list(self.categorical_cols)
         check_distinct_columns(numeric, categorical)
-        check_columns(X, numeric + categorical, role="metadata column")
-        check_numeric(X, numeric)
-        if self.categorical_cols is None:
-            check_numeric(X, numeric_like_columns(X, categorical))
+        present = [c for c in categorical if c in X.columns]
+        check_all(  # one error naming every problem
+            lambda: check_columns(X, [self.image_col] if self.image_col else [],
+                                  role="image column"),
+            lambda: check_columns(X, numeric + categorical, role="metadata column"),
+            lambda: check_numeric(X, [c for c in numeric if c in X.columns]),
+            lambda: check_numeric(X, numeric_like_columns(X, present)
+                                  if self.categorical_cols is None else []),
+            lambda: check_no_datetimes(X, present),
+        )
         self.numeric_cols_ = [str(c) for c in numeric]
         self.categorical_cols_ = [str(c) for c in categorical]
         self.metadata_transformer_ = ColumnTransformer(
@@ -179,11 +185,21 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
     def _transform(self, X, images):
         check_is_fitted(self, "metadata_transformer_")
         X = as_frame(X)
+        with_images = images and self.image_col is not None
         needed = self.numeric_cols_ + self.categorical_cols_
-        if images and self.image_col is not None:
+        if with_images:
             needed = [self.image_col] + needed
-        check_columns(X, needed, role="column seen in fit")
-        check_numeric(X, self.numeric_cols_)
+
+        def read_images():
+            if not with_images or self.image_col not in X.columns:
+                return None
+            return self.transform_images(X)
+
+        _, _, image_array = check_all(  # one error naming every missing column, bad cell and image
+            lambda: check_columns(X, needed, role="column seen in fit"),
+            lambda: check_numeric(X, [c for c in self.numeric_cols_ if c in X.columns]),
+            read_images,
+        )
         warn_missing_values(X, self.numeric_cols_ + self.categorical_cols_)
         n_num = len(self.numeric_cols_)
         meta = X[self.numeric_cols_ + self.categorical_cols_].astype(
@@ -196,6 +212,6 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
             "numeric": np.ascontiguousarray(encoded[:, :n_num], dtype=np.float32),
             "categorical": np.ascontiguousarray(encoded[:, n_num:] + 1, dtype=np.int64),
         }
-        if images and self.image_col is not None:
-            arrays["image"] = self.transform_images(X)
+        if image_array is not None:
+            arrays["image"] = image_array
         return arrays

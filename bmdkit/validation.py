@@ -19,9 +19,12 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "ImputationWarning", "InputError", "TargetUnitWarning", "check_columns",
-    "check_distinct_columns", "check_image_files", "check_numeric", "check_targets",
-    "check_unique_columns", "numeric_like_columns", "warn_missing_values", "warn_target_units",
+    "ImputationWarning", "InputColumnWarning", "InputError", "TargetUnitWarning", "check_all", "check_columns",
+    "check_distinct_columns", "check_image_files", "check_no_datetimes", "check_numeric",
+    "check_targets",
+    "check_unique_columns", "image_file_problems", "image_path_problem", "image_problem_key",
+    "numeric_like_columns", "suspicious_columns", "warn_input_columns", "warn_missing_values",
+    "warn_target_units",
 ]
 
 
@@ -48,6 +51,7 @@ class InputError(ValueError):
     """
 
     def __init__(self, summary, problems):
+        self.summary = summary
         self.problems = dict(problems)
         lines = [f"  {item}: {why}" if why else f"  {item}" for item, why in self.problems.items()]
         super().__init__("\n".join([f"{summary}:", *lines]) if lines else summary)
@@ -57,8 +61,50 @@ class ImputationWarning(UserWarning):
     """Missing metadata values were imputed."""
 
 
+class InputColumnWarning(UserWarning):
+    """A column looks like an identifier or a copy of the target, not a model input."""
+
+
 class TargetUnitWarning(UserWarning):
     """The target does not look like femoral neck BMD in g/cm² (mg/cm², a T-score...)."""
+
+
+def check_all(*checks):
+    """Run every check; one :class:`InputError` names the problems of all that failed.
+
+    Parameters
+    ----------
+    *checks : callable
+        Called without arguments; each may raise an :class:`InputError`.
+
+    Returns
+    -------
+    list
+        What each check returned (when none failed).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"age": [70, "old"]})
+    >>> check_all(lambda: check_columns(X, ["sex"]), lambda: check_numeric(X, ["age"]))
+    Traceback (most recent call last):
+    ...
+    bmdkit.validation.InputError: 1 column not found (X has: ['age']); 1 value in numeric columns not a finite number (row, column: value):
+      'sex'
+      1, 'age': 'old'
+    """
+    results, errors = [], []
+    for check in checks:
+        try:
+            results.append(check())
+        except InputError as error:
+            errors.append(error)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise InputError("; ".join(e.summary for e in errors),
+                         {k: v for e in errors for k, v in e.problems.items()})
+    return results
 
 
 def _raise_if(problems, noun, rest):
@@ -181,6 +227,70 @@ def warn_target_units(y):
     return unit
 
 
+#: |Pearson r| with the target from which a column is named as a likely leak.
+LEAK_CORRELATION = 0.95
+#: Rows from which a column with a different value in every row is named as an identifier.
+MIN_ROWS_FOR_ID = 10
+
+
+def suspicious_columns(X, y):
+    """``{column: why}`` for columns of ``X`` that look like no model input.
+
+    Identifiers: a different value in every row that is text (names, ids,
+    dates as text) or whole numbers in increasing or decreasing order
+    (record numbers), from :data:`MIN_ROWS_FOR_ID` rows. Leaks: a numeric
+    column whose correlation with ``y`` reaches :data:`LEAK_CORRELATION` in
+    absolute value (another BMD site, a T-score, the target in another unit).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> y = np.linspace(0.6, 1.1, 12)
+    >>> X = pd.DataFrame({"record": np.arange(1000, 1012), "age": np.tile([70.0, 75, 80], 4),
+    ...                   "t_score": (y - 1.038) / 0.139})
+    >>> sorted(suspicious_columns(X, y))
+    ['record', 't_score']
+    """
+    y = np.asarray(y, dtype=np.float64)
+    found = {}
+    n = len(X)
+    for column in X.columns:
+        values = X[column]
+        present = values.dropna()
+        unique = n >= MIN_ROWS_FOR_ID and len(present) == n and present.nunique() == n
+        if pd.api.types.is_bool_dtype(values):
+            continue
+        if pd.api.types.is_numeric_dtype(values):
+            numbers = present.to_numpy(dtype=np.float64)
+            if unique and np.all(numbers == np.round(numbers)) and (
+                    present.is_monotonic_increasing or present.is_monotonic_decreasing):
+                found[column] = "a different whole number in every row, in order: a record id?"
+                continue
+            keep = values.notna().to_numpy() & np.isfinite(y)
+            if keep.sum() >= 3 and np.std(numbers) > 0:
+                r = float(np.corrcoef(values.to_numpy(dtype=np.float64)[keep], y[keep])[0, 1])
+                if abs(r) >= LEAK_CORRELATION:
+                    found[column] = (f"correlates with the target at r = {r:.3f}: another BMD "
+                                     "site, a T-score or the target in another unit?")
+        elif unique:
+            found[column] = "a different text in every row: an identifier, a name or a date?"
+    return found
+
+
+def warn_input_columns(X, y):
+    """Warn, in one :class:`InputColumnWarning`, about every column :func:`suspicious_columns`
+    finds; return them (``{column: why}``)."""
+    found = suspicious_columns(X, y)
+    if found:
+        detail = "; ".join(f"{c!r}: {why}" for c, why in found.items())
+        warnings.warn(
+            f"{len(found)} column{'s' if len(found) != 1 else ''} of X look{'s' if len(found) == 1 else ''} "
+            f"like no model input ({detail}). Every column but the image path becomes an input: "
+            "leave such columns out (load_cohort(exclude=...), bmdkit --drop COL) unless they "
+            "are meant as inputs", InputColumnWarning, stacklevel=3)
+    return found
+
+
 def check_columns(X, columns, *, role="column"):
     """Raise an :class:`InputError` naming every one of ``columns`` absent from ``X``.
 
@@ -220,6 +330,29 @@ def check_distinct_columns(numeric, categorical):
         problems[repr(column)] = "numeric and categorical"
     _raise_if(dict(sorted(problems.items())), "column",
               "named twice (both numeric_cols and categorical_cols, or twice in one)")
+
+
+def check_no_datetimes(X, columns):
+    """Raise an :class:`InputError` naming every date/time column among ``columns``.
+
+    A date would become a category per value; the network needs a number
+    derived from it (an age, days since an event).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"scan": pd.to_datetime(["2020-01-02"]), "sex": ["F"]})
+    >>> check_no_datetimes(X, ["scan", "sex"])
+    Traceback (most recent call last):
+    ...
+    bmdkit.validation.InputError: 1 date/time column cannot be a model input: derive a number from it (e.g. an age) or drop it:
+      'scan': datetime64[us]
+    """
+    found = {repr(c): str(X[c].dtype) for c in columns
+             if pd.api.types.is_datetime64_any_dtype(X[c])
+             or pd.api.types.is_timedelta64_dtype(X[c])}
+    _raise_if(found, "date/time column",
+              "cannot be a model input: derive a number from it (e.g. an age) or drop it")
 
 
 def check_unique_columns(X):
@@ -289,8 +422,37 @@ def numeric_like_columns(X, columns, *, min_fraction=0.9):
     return found
 
 
-def check_image_files(paths, index=None):
-    """Raise an :class:`InputError` naming every path that is not a readable file.
+def image_path_problem(path):
+    """Why ``path`` is not a readable, non-empty image file, or None.
+
+    No path (empty, None, NaN), a missing file, a folder, a file without read
+    permission and an empty (0-byte) file are problems.
+
+    Examples
+    --------
+    >>> image_path_problem(""), image_path_problem("/no/such/file.png")
+    ("no image path ('')", 'file not found')
+    """
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        return f"no image path ({path!r})"
+    if not os.path.isfile(path):
+        return "is a folder" if os.path.isdir(path) else "file not found"
+    if not os.access(path, os.R_OK):
+        return "not readable (permissions)"
+    if os.path.getsize(path) == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
+def image_problem_key(label, path):
+    """How a bad image is named in an :class:`InputError`: its row and path."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        return f"row {label}"
+    return f"row {label}: {os.fspath(path)}"
+
+
+def image_file_problems(paths, index=None):
+    """``{row and path: why}`` for every path that :func:`image_path_problem` finds bad.
 
     Parameters
     ----------
@@ -301,14 +463,18 @@ def check_image_files(paths, index=None):
     index = range(len(paths)) if index is None else index
     problems = {}
     for label, path in zip(index, paths):
-        if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
-            problems[f"row {label}"] = f"no image path ({path!r})"
-        elif not os.path.isfile(path):
-            problems[f"row {label}: {os.fspath(path)}"] = (
-                "is a folder" if os.path.isdir(path) else "file not found")
-        elif not os.access(path, os.R_OK):
-            problems[f"row {label}: {os.fspath(path)}"] = "not readable (permissions)"
-    _raise_if(problems, "image file", "cannot be read")
+        why = image_path_problem(path)
+        if why is not None:
+            problems[image_problem_key(label, path)] = why
+    return problems
+
+
+def check_image_files(paths, index=None):
+    """Raise an :class:`InputError` naming every path that is not a readable, non-empty file.
+
+    See :func:`image_file_problems`.
+    """
+    _raise_if(image_file_problems(paths, index), "image file", "cannot be read")
 
 
 def warn_missing_values(X, columns):

@@ -22,10 +22,11 @@ from bmdkit import (
     MetadataOnlyBMDRegressor,
     XAttnBMDRegressor,
     cli,
+    load_cohort,
 )
-from bmdkit.tuning import tune
 from bmdkit.preprocessing import BMDPreprocessor
-from bmdkit.validation import InputError, TargetUnitWarning
+from bmdkit.tuning import tune
+from bmdkit.validation import InputColumnWarning, InputError, TargetUnitWarning
 
 TINY = dict(image_size=32, max_epochs=1, batch_size=16, backbone="resnet10t", embed_dim=16,
             n_heads=2, n_layers=1, random_state=0)
@@ -277,3 +278,62 @@ def test_cv_command_keeps_each_patient_in_one_fold(tmp_path, capsys):
         cli.main(["cv", "--csv", str(tmp_path / "cohort.csv"), "--target", "bmd", "--groups",
                   "clinic", "--models", "metadata", "--out", str(tmp_path / "cv2")])
     assert "'clinic'" in capsys.readouterr().err
+
+
+# -- 3. every bad image path in one error, of every kind -------------------------------
+def _bad_images(folder, X):
+    """X with rows 1..5 pointing at a missing file, a corrupt one, a folder, no path, 0 bytes."""
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (folder / "a_folder.png").mkdir()
+    (folder / "empty.png").write_bytes(b"")
+    X = X.copy()
+    X.loc[1:5, "image_path"] = [str(folder / "gone.png"), str(folder / "corrupt.png"),
+                                str(folder / "a_folder.png"), "", str(folder / "empty.png")]
+    return X
+
+
+def test_every_bad_image_of_every_kind_is_named_in_one_error(small, tmp_path):
+    X, y = small
+    y = y.copy()
+    y[7] = np.nan
+    model = ConcatBMDRegressor(**TINY)
+    with pytest.raises(InputError) as info:
+        model.fit(_bad_images(tmp_path, X), y)
+    message = str(info.value)
+    for name in ("gone.png", "corrupt.png", "a_folder.png", "row 4", "empty.png", "7: nan"):
+        assert name in message, name
+    assert not hasattr(model, "net_")
+
+
+def test_load_cohort_names_every_bad_file_column_and_target_at_once(small, tmp_path):
+    X, y = small
+    table = _bad_images(tmp_path, X).assign(bmd=y)
+    table.loc[6, "bmd"] = None
+    table.to_csv(tmp_path / "cohort.csv", index=False)
+    with pytest.raises(InputError) as info:
+        load_cohort(tmp_path / "cohort.csv", target="bmd", exclude=["no_such_column"])
+    message = str(info.value)
+    for name in ("gone.png", "corrupt.png", "a_folder.png", "row 4", "empty.png", "6: nan",
+                 "'no_such_column'"):
+        assert name in message, name
+
+
+# -- 4. columns that are no model input ---------------------------------------------------
+def test_load_cohort_names_identifiers_and_leaks_and_exclude_silences_them(small, tmp_path):
+    X, y = small
+    n = len(X)
+    table = X.assign(record=np.arange(5000, 5000 + n), name=[f"Patient {i}" for i in range(n)],
+                     scan_date=[f"2020-01-{i % 28 + 1:02d} 10:{i:02d}" for i in range(n)],
+                     total_hip_bmd=y * 1.1 + 0.02, bmd=y)
+    table.to_csv(tmp_path / "cohort.csv", index=False)
+    with pytest.warns(InputColumnWarning) as caught:
+        load_cohort(tmp_path / "cohort.csv", target="bmd")
+    message = str(caught[0].message)
+    for column in ("'record'", "'name'", "'scan_date'", "'total_hip_bmd'"):
+        assert column in message, column
+    assert "'age'" not in message and "'sex'" not in message and "image_path" not in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputColumnWarning)
+        X2, _ = load_cohort(tmp_path / "cohort.csv", target="bmd",
+                            exclude=["record", "name", "scan_date", "total_hip_bmd"])
+    assert list(X2.columns) == ["image_path", "age", "sex"]

@@ -8,13 +8,22 @@ from pathlib import Path
 import pandas as pd
 
 from bmdkit.io.dicom_metadata import DICOM_FIELDS, dicom_metadata_problems, read_dicom_metadata
-from bmdkit.validation import InputError, check_columns, check_image_files, check_targets
+from bmdkit.io.readers import header_problem
+from bmdkit.validation import (
+    InputError,
+    check_all,
+    check_columns,
+    check_targets,
+    image_path_problem,
+    image_problem_key,
+    warn_input_columns,
+)
 
 __all__ = ["load_cohort"]
 
 
 def load_cohort(csv, *, image_col="image_path", target, image_root=None, dicom_metadata=False,
-                **read_csv_kwargs):
+                exclude=(), groups=None, **read_csv_kwargs):
     """Read a cohort table into ``(X, y)`` for the bmdkit estimators.
 
     Parameters
@@ -39,13 +48,24 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, dicom_m
         fields and names their columns. Columns the CSV has are kept as they
         are. Every row whose header lacks a needed tag is named in one
         :class:`~bmdkit.validation.InputError`.
+    exclude : sequence of str, default=()
+        Columns that are not model inputs (ids, dates, other outcomes): left
+        out of ``X``.
+    groups : str or None, default=None
+        A column of patient ids for a grouped splitter: kept in ``X`` (take
+        it out before fitting) and not warned about as an identifier.
     **read_csv_kwargs
         Passed to :func:`pandas.read_csv` (e.g. ``sep=";"``).
 
     Returns
     -------
     X : pandas.DataFrame
-        Every column but ``target``, names kept, image paths absolute.
+        Every column but ``target`` and ``exclude``, names kept, image paths
+        absolute. Columns that look like identifiers or that predict the
+        target almost perfectly are named in an
+        :class:`~bmdkit.validation.InputColumnWarning`
+        (:func:`~bmdkit.validation.warn_input_columns`): pass them in
+        ``exclude`` unless they are meant as inputs.
     y : ndarray of shape (n,) or None
         The target as float64 (``None`` when ``target`` is ``None``).
 
@@ -72,18 +92,25 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, dicom_m
     csv = Path(csv)
     table = pd.read_csv(csv, encoding=read_csv_kwargs.pop("encoding", "utf-8-sig"),
                         **read_csv_kwargs)
-    check_columns(table, [c for c in (image_col, target) if c is not None],
-                  role=f"column of {csv}")
-    X = table.drop(columns=[target]) if target is not None else table
-    if image_col is not None:
+    has_images = image_col is not None and image_col in table.columns
+    paths = None
+    if has_images:
         paths = resolve_image_paths(table[image_col],
                                     image_root if image_root is not None else csv.resolve().parent)
-        check_image_files(paths, index=table.index)
+    _, _, y = check_all(  # one error: missing columns, bad image files and bad targets together
+        lambda: check_columns(table, [c for c in (image_col, target, groups) if c is not None]
+                              + [c for c in exclude if c != target], role=f"column of {csv}"),
+        lambda: _check_image_headers(paths, table.index) if has_images else None,
+        lambda: check_targets(table[target]) if target in table.columns else None,
+    )
+    X = table.drop(columns=[c for c in (target, *exclude) if c is not None])
+    if has_images:
         X = X.assign(**{image_col: paths})
     if dicom_metadata is not False:
         X = _fill_from_dicom(X, image_col, DICOM_FIELDS if dicom_metadata is True
                              else dicom_metadata)
-    y = check_targets(table[target]) if target is not None else None
+    if y is not None:
+        warn_input_columns(X.drop(columns=[c for c in (image_col, groups) if c is not None]), y)
     return X, y
 
 
@@ -98,6 +125,22 @@ def resolve_image_paths(paths, root):
     root = Path(root)
     return [p if not isinstance(p, str) or os.path.isabs(p) else str((root / p).resolve())
             for p in paths]
+def _check_image_headers(paths, index):
+    """One InputError naming every path that is not a readable, non-empty image file.
+
+    Only headers are read (:func:`bmdkit.io.readers.header_problem`); damaged
+    pixels are named when the images are decoded.
+    """
+    problems = {}
+    for label, path in zip(index, paths):
+        why = image_path_problem(path)
+        if why is None:
+            why = header_problem(path)
+        if why is not None:
+            problems[image_problem_key(label, path)] = why
+    if problems:
+        n = len(problems)
+        raise InputError(f"{n} image file{'s' if n != 1 else ''} cannot be read", problems)
 
 
 def _fill_from_dicom(X, image_col, fields):

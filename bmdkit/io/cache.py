@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from bmdkit.io.readers import read_image
 from bmdkit.io.transforms import CONTRASTS, normalise_contrast, resize_with_padding
-from bmdkit.validation import InputError, check_image_files
+from bmdkit.validation import InputError, image_path_problem, image_problem_key
 
 __all__ = ["CACHE_VERSION", "CacheInfo", "cache_clear", "cache_info", "load_images",
            "preprocess_image"]
@@ -314,8 +314,9 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
     Raises
     ------
     bmdkit.validation.InputError
-        Naming every missing file before decoding anything, or else every
-        file that could not be decoded or is blank (after trying them all).
+        One error naming every bad file after trying them all: no path, a
+        missing, empty or unreadable file, a folder, a file that cannot be
+        decoded, a blank image.
 
     Examples
     --------
@@ -332,7 +333,10 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
         raise ValueError(f"contrast must be one of {CONTRASTS}, got {contrast!r}")
     paths = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths]
     index = list(range(len(paths)) if index is None else index)
-    check_image_files(paths, index)
+    # every bad file is named in one error: those not there (or empty) are found here, those
+    # that cannot be decoded below, and both kinds are raised together
+    unusable = {i: why for i, path in enumerate(paths)
+                if (why := image_path_problem(path)) is not None}
     cache_dir = cache_dir or os.environ.get("BMDKIT_CACHE_DIR") or None
     store = _DiskStore(cache_dir) if cache_dir else None
     if cache_dir:
@@ -345,6 +349,8 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
 
     todo = {}  # key -> positions in paths (a file listed twice is decoded once)
     for i, path in enumerate(paths):
+        if i in unusable:
+            continue
         key = _key(path, image_size, contrast)
         image = _MEMORY.get(key)
         if image is not None:
@@ -357,7 +363,7 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
         else:
             out[i] = image
 
-    problems = {}
+    failed = dict(unusable)  # position -> why
     for key, result in _decode(todo, paths, image_size, contrast, n_jobs, verbose):
         positions = todo[key]
         if isinstance(result, Exception):
@@ -365,7 +371,7 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
             why = str(result)
             if why.startswith(f"{paths[i]}: "):  # read_image names the file: named once here
                 why = why[len(paths[i]) + 2:]
-            problems[f"row {index[i]}: {paths[i]}"] = f"{type(result).__name__}: {why}"
+            failed[i] = f"{type(result).__name__}: {why}"
             continue
         _MEMORY.count(decoded=1)
         _MEMORY.put(key, result, limit)
@@ -375,10 +381,11 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
     _MEMORY.count(seconds=time.perf_counter() - start)
     if store is not None:
         store.warn_if_failed()
-    if problems:
-        n = len(problems)
-        raise InputError(f"{n} image file{'s' if n != 1 else ''} cannot be decoded or "
-                         "hold no image", problems)
+    if failed:
+        n = len(failed)
+        raise InputError(f"{n} image file{'s' if n != 1 else ''} cannot be read, cannot be "
+                         "decoded or hold no image",
+                         {image_problem_key(index[i], paths[i]): failed[i] for i in sorted(failed)})
     return out
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["ImageInfo", "read_image"]
+__all__ = ["ImageInfo", "header_problem", "read_image"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 #: ITU-R BT.601 luma weights, the ones Pillow's ``convert("L")`` uses.
@@ -111,6 +111,41 @@ def read_image(path, *, return_info=False, apply_voi=True):
     if image.min() == image.max():
         raise ValueError(f"{path}: blank image: every pixel has the same value")
     return (image, info) if return_info else image
+
+
+def header_problem(path):
+    """Why the file at ``path`` is not an image :func:`read_image` can open, or None.
+
+    A quick look at the header only (no pixels are decoded): a DICOM file
+    must parse and hold pixel data, any other file must be an image format
+    Pillow knows. A file whose pixels turn out damaged passes here and is
+    named when it is decoded (:func:`bmdkit.io.load_images`).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "notes.png")
+    >>> _ = open(path, "w").write("not an image")
+    >>> header_problem(path)
+    'not an image file Pillow can read (UnidentifiedImageError)'
+    """
+    path = os.fspath(path)
+    try:
+        if path.lower().endswith(DICOM_SUFFIXES) or _has_dicom_preamble(path):
+            import pydicom
+
+            ds = pydicom.dcmread(path, defer_size="1 KB")
+            if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+                return "DICOM file without pixel data (e.g. a structured report)"
+            return None
+        with Image.open(path):
+            return None
+    except Exception as error:  # any parser failure means: not an image we can read
+        if isinstance(error, OSError) and not isinstance(error, Image.UnidentifiedImageError):
+            return f"cannot be read ({error})"
+        what = ("a DICOM file" if path.lower().endswith(DICOM_SUFFIXES)
+                else "an image file Pillow can read")
+        return f"not {what} ({type(error).__name__})"
 
 
 def _has_dicom_preamble(path):
