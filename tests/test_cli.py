@@ -208,7 +208,7 @@ def test_bad_column_is_a_clear_error(cohort_csv, tmp_path, capsys):
     assert "'nope'" in err and "not found" in err and "Traceback" not in err
     code, err = _error(capsys, ["fit", "--csv", str(cohort_csv), "--target", "bmd",
                                 "--drop", "subjects", "--out", str(tmp_path)])
-    assert code == 2 and "--drop column" in err and "'subjects'" in err
+    assert code == 2 and "(--drop) column" in err and "'subjects'" in err
 
 
 def test_bad_rows_are_named(cohort_csv, tmp_path, capsys):

@@ -337,3 +337,51 @@ def test_load_cohort_names_identifiers_and_leaks_and_exclude_silences_them(small
         X2, _ = load_cohort(tmp_path / "cohort.csv", target="bmd",
                             exclude=["record", "name", "scan_date", "total_hip_bmd"])
     assert list(X2.columns) == ["image_path", "age", "sex"]
+
+
+# -- 11. results and report are replaced whole or not at all -----------------------------
+def _results():
+    from sklearn.dummy import DummyRegressor
+    from sklearn.linear_model import Ridge
+
+    from bmdkit.evaluation import compare_models
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    y = 0.85 + 0.1 * X[:, 0] + rng.normal(0, 0.03, 60)
+    return compare_models({"ridge": Ridge(), "mean": DummyRegressor()}, X, y, cv=3,
+                          baseline="mean", progress=False)
+
+
+def _fail_midway(monkeypatch, owner, name):
+    from pathlib import Path
+
+    def partial(self_or_path, path=None, *args, **kwargs):
+        target = path if owner is pd.DataFrame else self_or_path
+        Path(target).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(owner, name, partial)
+
+
+def test_results_and_report_are_written_atomically(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from bmdkit.report import write_report
+
+    results = _results()
+    results.save(tmp_path / "results")
+    page = write_report(results, tmp_path / "report")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "results").iterdir()}
+    html = page.read_bytes()
+    with monkeypatch.context() as patch:
+        _fail_midway(patch, pd.DataFrame, "to_csv")
+        with pytest.raises(OSError, match="disk full"):
+            results.save(tmp_path / "results")
+    with monkeypatch.context() as patch:
+        _fail_midway(patch, Path, "write_text")
+        with pytest.raises(OSError, match="disk full"):
+            write_report(results, tmp_path / "report")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "results").iterdir()} == before
+    assert page.read_bytes() == html
+    assert not [p for p in (tmp_path / "report").iterdir() if p.name.startswith(".")]

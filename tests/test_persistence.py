@@ -158,3 +158,69 @@ def test_weights_are_read_once_and_their_checksum_is_of_the_file(fitted, saved, 
     loaded = bmdkit.load(saved)
     X, _ = cohort
     np.testing.assert_array_equal(loaded.predict(X.head(4)), fitted.predict(X.head(4)))
+
+
+# -- issue 11: what a saved model keeps, what loading names, writes that never leave a gap --
+def test_the_densitometer_is_saved_with_the_model(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model", densitometer="hologic")
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["clinical"]["densitometer"] == "hologic"
+    assert meta["clinical"]["thresholds"] == bmdkit.clinical.screening_thresholds(
+        device="hologic")
+    loaded = bmdkit.load(path)
+    assert loaded.densitometer_ == "hologic"
+    assert bmdkit.load(loaded.save(tmp_path / "again")).densitometer_ == "hologic"
+    assert bmdkit.load(fitted.save(tmp_path / "default")).densitometer_ == "lunar"
+    with pytest.raises(ValueError, match="densitometer"):
+        fitted.save(tmp_path / "bad", densitometer="norland-xr")
+
+
+def test_a_model_saved_on_cuda_loads_on_a_cpu_only_machine(fitted, saved, cohort, monkeypatch):
+    X, _ = cohort
+    _edit_meta(saved, lambda m: (m["params"].update(device="cuda"),
+                                 m["net"].update(device="cuda")))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="saved on 'cuda'.*CPU"):
+        loaded = bmdkit.load(saved)
+    assert loaded.device == "cpu"
+    np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))
+
+
+def test_unknown_keys_in_model_json_are_named(saved):
+    _edit_meta(saved, lambda m: m["params"].update(frobnicate=1, n_experts=4))
+    with pytest.raises(ValueError, match="'frobnicate'") as info:
+        bmdkit.load(saved)
+    assert "'n_experts'" in str(info.value) and "newer bmdkit" in str(info.value)
+
+
+def test_saving_over_a_model_never_leaves_the_folder_without_a_complete_model(
+        fitted, tmp_path, monkeypatch):
+    import hashlib
+    import os
+    import shutil
+    from pathlib import Path
+
+    path = fitted.save(tmp_path / "model")
+    checked = []
+
+    def complete():
+        meta = json.loads((path / "model.json").read_text())
+        weights = path / meta["weights"]["file"]
+        assert hashlib.sha256(weights.read_bytes()).hexdigest() == meta["weights"]["sha256"]
+        checked.append(True)
+
+    def watched(function):
+        def call(*args, **kwargs):
+            complete()
+            result = function(*args, **kwargs)
+            complete()
+            return result
+        return call
+
+    for owner, name in ((os, "replace"), (os, "rename"), (os, "unlink"), (Path, "rename"),
+                        (Path, "unlink"), (shutil, "rmtree")):
+        monkeypatch.setattr(owner, name, watched(getattr(owner, name)))
+    fitted.save(path, overwrite=True)
+    monkeypatch.undo()
+    assert checked and bmdkit.load(path).predict is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

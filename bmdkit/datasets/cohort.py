@@ -97,9 +97,11 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, dicom_m
     if has_images:
         paths = resolve_image_paths(table[image_col],
                                     image_root if image_root is not None else csv.resolve().parent)
-    _, _, y = check_all(  # one error: missing columns, bad image files and bad targets together
-        lambda: check_columns(table, [c for c in (image_col, target, groups) if c is not None]
-                              + [c for c in exclude if c != target], role=f"column of {csv}"),
+    *_, y = check_all(  # one error: missing columns, bad image files and bad targets together
+        lambda: check_columns(table, [c for c in (image_col, target, groups) if c is not None],
+                              role=f"column of {csv}"),
+        lambda: check_columns(table, [c for c in exclude if c != target],
+                              role=f"exclude (--drop) column of {csv}"),
         lambda: _check_image_headers(paths, table.index) if has_images else None,
         lambda: check_targets(table[target]) if target in table.columns else None,
     )
