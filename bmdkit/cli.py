@@ -231,13 +231,13 @@ def _run_comparison(X, y, args, models, *, title, synthetic, description, baseli
     return results
 
 
-def _add_densitometer_option(parser):
+def _add_densitometer_option(parser, *, default="lunar", shown="%(default)s"):
     from bmdkit.clinical import SBMD_EQUATIONS
 
-    parser.add_argument("--densitometer", default="lunar",
+    parser.add_argument("--densitometer", default=default,
                         choices=sorted(SBMD_EQUATIONS["femoral_neck"]),
                         help="DXA device scale of the BMD, for T-scores, WHO categories and "
-                             "screening thresholds (default: %(default)s)")
+                             f"screening thresholds (default: {shown})")
 
 
 def _add_cv_options(parser, *, folds, folds_default=None):
@@ -428,6 +428,7 @@ def add_fit_parser(subparsers):
     parser.add_argument("--out", required=True, help="folder to save the fitted model in")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a model saved at --out before")
+    _add_densitometer_option(parser)
     group = parser.add_argument_group(
         "prediction intervals", "With --conformal, `bmdkit predict` also writes conformal "
         "intervals (bmd_lower, bmd_upper, t_score_lower, t_score_upper) and a refer column "
@@ -462,6 +463,8 @@ def run_fit(args):
             calibration_size=args.calibration_size, random_state=args.seed)
         name += f" with {args.conformal} conformal intervals ({args.confidence:.0%})"
     model.fit(X, y)
+    for fitted in getattr(model, "estimators_", [model]):  # saved with each model
+        fitted.densitometer_ = args.densitometer
     path = model.save(args.out, overwrite=args.overwrite)
     print(f"fitted {name} on {len(y)} rows; saved to {path}")
 
@@ -514,7 +517,7 @@ def add_predict_parser(subparsers):
                         help="CSV of the rows not predicted (unreadable or missing image, no "
                              "metadata) with the reason (default: OUT with .errors.csv for its "
                              "suffix)")
-    _add_densitometer_option(parser)
+    _add_densitometer_option(parser, default=None, shown="the one saved with the model")
     parser.add_argument("--device", help="torch device to predict on, e.g. cuda "
                                          "(default: the saved one)")
     parser.add_argument("--confidence", type=float,
@@ -661,6 +664,12 @@ def run_predict(args):
                          "has no intervals")
     model = (load_conformal if conformal else bmdkit.load)(args.model, device=args.device)
     member = model.estimators_[0] if conformal else model  # how images and metadata are read
+    saved = getattr(member, "densitometer_", "lunar")
+    if args.densitometer is not None and args.densitometer != saved:
+        warnings.warn(f"--densitometer {args.densitometer} differs from the {saved!r} scale "
+                      f"{args.model} was saved with; T-scores use {args.densitometer}",
+                      UserWarning, stacklevel=2)
+    args.densitometer = args.densitometer or saved
     if args.csv is not None:
         rows, X, key, skip = _csv_rows(args, fusion_class(member.fusion).uses_image)
     else:

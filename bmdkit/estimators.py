@@ -476,15 +476,16 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             scaled = scaled[:, 0]
         return scaled * self.y_scale_ + self.y_mean_
 
-    def save(self, path, *, overwrite=False):
+    def save(self, path, *, overwrite=False, densitometer=None):
         """Save the fitted model to the folder ``path`` without pickle.
 
-        Weights go to safetensors, everything else to JSON; restore with
-        :func:`bmdkit.load`. See :func:`bmdkit.persistence.save`.
+        Weights go to safetensors, everything else (the ``densitometer``
+        scale of its BMD included) to JSON; restore with :func:`bmdkit.load`.
+        See :func:`bmdkit.persistence.save`.
         """
         from bmdkit.persistence import save
 
-        return save(self, path, overwrite=overwrite)
+        return save(self, path, overwrite=overwrite, densitometer=densitometer)
 
     def attention(self, X):
         """Cross-attention weights of a fitted ``fusion="xattn"`` model.

@@ -11,6 +11,7 @@ difference. This module works on predictions only; it never imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from scipy import stats
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
+from bmdkit.files import atomic_path
 from bmdkit.metrics import (
     REGRESSION_METRICS,
     compute_metrics,
@@ -363,12 +365,18 @@ class ComparisonResults:
         """Write ``fold_scores.csv``, ``predictions.csv`` and ``results.json`` to ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.fold_scores.to_csv(path / "fold_scores.csv", index=False)
-        self.predictions.to_csv(path / "predictions.csv", index=False)
         meta = dict(thresholds=self.thresholds, baseline=self.baseline, clinical=self.clinical,
                     models=self.models, synthetic=self.synthetic, title=self.title,
                     description=self.description, confidence=self.confidence)
-        (path / "results.json").write_text(json.dumps(meta, indent=2))
+        # every file is written whole to a temporary sibling first; the three replace the old
+        # ones only once all are written (a failure leaves the old results as they were)
+        with contextlib.ExitStack() as stack:
+            scores, predictions, results = (
+                stack.enter_context(atomic_path(path / name))
+                for name in ("fold_scores.csv", "predictions.csv", "results.json"))
+            self.fold_scores.to_csv(scores, index=False)
+            self.predictions.to_csv(predictions, index=False)
+            results.write_text(json.dumps(meta, indent=2))
         return path
 
     @classmethod

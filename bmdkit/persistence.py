@@ -40,6 +40,8 @@ from safetensors.torch import save as save_tensors
 from skorch import NeuralNetRegressor
 
 from bmdkit import estimators
+from bmdkit.clinical import SBMD_EQUATIONS, screening_thresholds
+from bmdkit.files import write_bytes, write_text
 from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
 from bmdkit.nn import BMDNet
 
@@ -59,7 +61,10 @@ ALLOWED_CLASSES = {
 }
 _NET_SKIPPED = ("callbacks", "train_split", "dataset", "iterator_train", "iterator_valid",
                 "warm_start", "torch_load_kwargs")
-_FITTED = {"preprocessor_", "y_mean_", "y_scale_", "loss_weights_", "net_", "feature_names_in_"}
+_FITTED = {"preprocessor_", "y_mean_", "y_scale_", "loss_weights_", "net_", "feature_names_in_",
+           "densitometer_"}
+#: Densitometer scale assumed for a model saved without one.
+DEFAULT_DENSITOMETER = "lunar"
 
 
 def _versions():
@@ -206,7 +211,7 @@ def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def save(model, path, *, overwrite=False):
+def save(model, path, *, overwrite=False, densitometer=None):
     """Save a fitted bmdkit estimator to the folder ``path``.
 
     Parameters
@@ -217,7 +222,14 @@ def save(model, path, *, overwrite=False):
         Folder to create (its parent must exist).
     overwrite : bool, default=False
         Replace an existing saved model at ``path``; any other existing
-        folder is never replaced.
+        folder is never replaced. The folder holds a complete model (the old
+        or the new one) at every moment.
+    densitometer : str or None, default=None
+        DXA device scale of the BMD the model was trained on (a key of
+        :data:`bmdkit.clinical.SBMD_EQUATIONS`, e.g. ``"hologic"``), saved
+        with the screening thresholds it implies; ``bmdkit predict`` computes
+        T-scores on it. ``None``: the model's ``densitometer_`` when it was
+        loaded with one, else ``"lunar"``.
 
     Returns
     -------
@@ -247,6 +259,10 @@ def save(model, path, *, overwrite=False):
         raise FileExistsError(
             f"{path} exists; pass overwrite=True to replace a saved model"
             if (path / META_FILE).is_file() else f"{path} exists and is not a saved bmdkit model")
+    densitometer = densitometer or getattr(model, "densitometer_", DEFAULT_DENSITOMETER)
+    if densitometer not in SBMD_EQUATIONS["femoral_neck"]:
+        raise ValueError(f"densitometer must be one of {sorted(SBMD_EQUATIONS['femoral_neck'])}, "
+                         f"got {densitometer!r}")
     params, dropped = _model_params(model)
     weights = model.loss_weights_
     meta = {
@@ -264,26 +280,58 @@ def save(model, path, *, overwrite=False):
             "preprocessor_": _preprocessor_state(model.preprocessor_),
         },
         "net": _net_state(model.net_),
+        "clinical": {"site": "femoral_neck", "densitometer": densitometer,
+                     "thresholds": screening_thresholds(device=densitometer)},
     }
     tensors = {k: v.detach().cpu().contiguous().clone()
                for k, v in model.net_.module_.state_dict().items()}
+    data = save_tensors(tensors, metadata={"format": FORMAT})
+    if path.exists():
+        _replace_in_place(path, meta, data)
+        return path
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
-        data = save_tensors(tensors, metadata={"format": FORMAT})
         (tmp / WEIGHTS_FILE).write_bytes(data)
         meta["weights"] = {"file": WEIGHTS_FILE, "sha256": _sha256(data)}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        if path.exists():
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
-            path.rename(old / "model")
-            tmp.rename(path)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(path)
+        tmp.rename(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _replace_in_place(path, meta, data):
+    """Overwrite the saved model in ``path`` so that it holds a complete model at every moment.
+
+    The new weights go to a file name the old model.json does not use, then
+    model.json is replaced in one ``os.replace`` (the switch), then the old
+    weights are deleted.
+    """
+    try:
+        old = json.loads((path / META_FILE).read_text(encoding="utf-8"))["weights"]["file"]
+    except (OSError, ValueError, KeyError, TypeError):  # a damaged model: nothing to keep
+        old = None
+    name = WEIGHTS_FILE if old != WEIGHTS_FILE else f"weights-{_sha256(data)[:16]}.safetensors"
+    write_bytes(path / name, data)
+    meta["weights"] = {"file": name, "sha256": _sha256(data)}
+    try:
+        write_text(path / META_FILE, json.dumps(meta, indent=1))
+    except BaseException:
+        (path / name).unlink(missing_ok=True)
+        raise
+    if old is not None and old != name and os.path.basename(old) == old:
+        (path / old).unlink(missing_ok=True)
+
+
+def _available_device(device, saved, path):
+    """``device``, or ``"cpu"`` (with a warning) for a CUDA model on a machine without CUDA."""
+    if device is None and isinstance(saved, str) and saved.startswith("cuda") \
+            and not torch.cuda.is_available():
+        warnings.warn(f"{path} was saved on {saved!r}; this machine has no CUDA device, so it "
+                      "is loaded onto the CPU (pass device= to choose)", UserWarning, stacklevel=3)
+        return "cpu"
+    return device
 
 
 def _read_meta(path):
@@ -342,11 +390,20 @@ def load(path, *, device=None):
                          "the weights were altered or damaged")
     if meta["class"] not in estimators.__all__:
         raise ValueError(f"unknown estimator class {meta['class']!r} in {path / META_FILE}")
+    cls = getattr(estimators, meta["class"])
+    unknown = sorted(set(meta["params"]) - set(cls().get_params()))
+    if unknown:
+        raise ValueError(
+            f"{path / META_FILE} has parameters {meta['class']} does not take: "
+            f"{', '.join(map(repr, unknown))}; the model was probably written by a newer bmdkit "
+            f"({saved_versions.get('bmdkit')}; this is {here['bmdkit']})")
     params = {k: _from_json(v) for k, v in meta["params"].items()}
+    device = _available_device(device, params.get("device"), path)
     if device is not None:
         params["device"] = device
-    model = getattr(estimators, meta["class"])(**params)
+    model = cls(**params)
     fitted = meta["fitted"]
+    model.densitometer_ = meta.get("clinical", {}).get("densitometer", DEFAULT_DENSITOMETER)
     model.y_mean_, model.y_scale_ = (
         np.asarray(fitted[k]) if isinstance(fitted[k], list) else fitted[k]
         for k in ("y_mean_", "y_scale_"))

@@ -22,6 +22,7 @@ from sklearn.metrics import confusion_matrix, roc_curve
 
 from bmdkit.clinical import WHO_CATEGORIES, t_score, who_category
 from bmdkit.evaluation import KEY_METRICS
+from bmdkit.files import atomic_path, write_text
 from bmdkit.uncertainty import referral_analysis, referral_curve
 
 __all__ = ["FIGURES", "INTERVAL_FIGURES", "extra_figure_section", "referral_table",
@@ -274,7 +275,8 @@ def _figure_html(fig, stem, caption, out_dir, *, synthetic, dpi):
     """Save ``fig`` as ``<stem>.png`` in ``out_dir`` and return its embedded <figure>."""
     if synthetic:
         fig.suptitle("synthetic data", color="#b35c00", fontsize=9, x=0.99, ha="right")
-    fig.savefig(out_dir / f"{stem}.png", dpi=dpi, bbox_inches="tight")
+    with atomic_path(out_dir / f"{stem}.png") as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     data = base64.b64encode((out_dir / f"{stem}.png").read_bytes()).decode("ascii")
     return (f'<figure id="{html.escape(stem)}"><img src="data:image/png;base64,{data}" '
             f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
@@ -440,5 +442,5 @@ def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic
               for k, v in results.models.items()]
     parts += ["</ul>", "</body></html>"]
     page = out_dir / "report.html"
-    page.write_text("\n".join(parts), encoding="utf-8")
+    write_text(page, "\n".join(parts))  # whole or not at all
     return page

@@ -385,3 +385,17 @@ def test_results_and_report_are_written_atomically(tmp_path, monkeypatch):
     assert {p.name: p.read_bytes() for p in (tmp_path / "results").iterdir()} == before
     assert page.read_bytes() == html
     assert not [p for p in (tmp_path / "report").iterdir() if p.name.startswith(".")]
+
+
+def test_predict_uses_the_densitometer_saved_by_fit(tmp_path, capsys):
+    from bmdkit.clinical import t_score
+
+    X, y = _metadata(40)
+    X.assign(bmd=y).to_csv(tmp_path / "cohort.csv", index=False)
+    common = ["--csv", str(tmp_path / "cohort.csv"), "--image-col", "none"]
+    cli.main(["fit", *common, "--target", "bmd", "--model", "metadata", "--epochs", "1",
+              "--densitometer", "hologic", "--out", str(tmp_path / "model")])
+    cli.main(["predict", *common, "--model", str(tmp_path / "model"),
+              "--out", str(tmp_path / "pred.csv")])
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    np.testing.assert_allclose(pred["t_score"], t_score(pred["predicted_bmd"], device="hologic"))
