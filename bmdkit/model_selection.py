@@ -79,6 +79,13 @@ def _check_target(y):
     return y
 
 
+def _check_enough(n_splits, n_units, unit="rows"):
+    """A ValueError naming both numbers when there are fewer rows (or groups) than folds."""
+    if n_units < n_splits:
+        raise ValueError(f"{n_splits} folds need at least {n_splits} {unit}, got {n_units} "
+                         f"{unit}: use fewer folds (n_splits)")
+
+
 def _n_bins(n_bins, n_units, n_splits):
     """Bins to use: at most ``n_units // n_splits`` so every bin can reach every fold."""
     finest = max(1, n_units // n_splits)
@@ -132,6 +139,7 @@ class BMDStratifiedKFold(_ParamsMixin, StratifiedKFold):
     def split(self, X, y, groups=None):
         """Train/test indices of each fold; ``groups`` is ignored."""
         y = _check_target(y)
+        _check_enough(self.n_splits, len(y))
         labels = quantile_bins(y, _n_bins(self.n_bins, len(y), self.n_splits))
         return super().split(np.zeros((len(y), 1)), labels)
 
@@ -178,6 +186,7 @@ class BMDStratifiedGroupKFold(_ParamsMixin, StratifiedKFold):
         if len(groups) != len(y):
             raise ValueError(f"groups has {len(groups)} values but y has {len(y)}")
         unique, group_index = np.unique(groups, return_inverse=True)
+        _check_enough(self.n_splits, len(unique), "groups")
         group_means = np.bincount(group_index, weights=y) / np.bincount(group_index)
         labels = quantile_bins(group_means, _n_bins(self.n_bins, len(unique), self.n_splits))
         for _, test_groups in super().split(np.zeros((len(unique), 1)), labels):

@@ -399,3 +399,95 @@ def test_predict_uses_the_densitometer_saved_by_fit(tmp_path, capsys):
               "--out", str(tmp_path / "pred.csv")])
     pred = pd.read_csv(tmp_path / "pred.csv")
     np.testing.assert_allclose(pred["t_score"], t_score(pred["predicted_bmd"], device="hologic"))
+
+
+# -- 12. resources ---------------------------------------------------------------------------
+def test_a_synthetic_cohort_without_out_dir_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    from bmdkit.datasets import make_synthetic_cohort
+
+    monkeypatch.setenv("BMDKIT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    X1, y1 = make_synthetic_cohort(n=6, image_size=32, random_state=3)
+    X2, y2 = make_synthetic_cohort(n=6, image_size=32, random_state=3)
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert X1["image_path"].tolist() == X2["image_path"].tolist()
+    np.testing.assert_array_equal(y1, y2)
+    assert all(str(tmp_path / "data") in p for p in X1["image_path"])
+
+
+def _pngs(folder, n, size=16, seed=0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        path = folder / f"img_{i}.png"
+        Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_decoding_threads_are_shared_and_follow_the_thread_limit(tmp_path, monkeypatch):
+    from bmdkit.io import cache
+
+    paths = _pngs(tmp_path, 24)
+    threads = set()
+    decode = cache._preprocess
+
+    def spy(*args):
+        threads.add(threading.get_ident())
+        return decode(*args)
+
+    monkeypatch.setattr(cache, "_preprocess", spy)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # what joblib sets in its workers
+    cache.cache_clear()
+    with ThreadPoolExecutor(4) as pool:  # four fits in threads, each loading images
+        list(pool.map(lambda part: cache.load_images(part, image_size=16),
+                      [paths[i::4] for i in range(4)]))
+    assert len(threads) <= 2
+
+
+def test_the_image_and_feature_caches_share_one_memory_budget(monkeypatch):
+    from bmdkit.io.cache import _MEMORY
+    from bmdkit.nn.frozen import _FEATURES
+
+    monkeypatch.setenv("BMDKIT_CACHE_MEMORY_MB", str(10_000 / 2**20))  # 10,000 bytes
+    _MEMORY.clear()
+    _FEATURES.clear()
+    _MEMORY.put("image", np.zeros(1500, np.float32), limit=10_000)  # 6,000 bytes
+    _FEATURES.put("features", np.zeros(1500, np.float32), limit=10_000)
+    assert _MEMORY.nbytes + _FEATURES.nbytes <= 10_000
+    _MEMORY.clear()
+    _FEATURES.clear()
+
+
+def test_the_disk_cache_is_bounded_and_can_key_on_content(tmp_path, monkeypatch):
+    import os
+
+    from PIL import Image
+
+    from bmdkit.io import cache
+
+    paths = _pngs(tmp_path, 12, size=40)
+    monkeypatch.setenv("BMDKIT_CACHE_DISK_MB", str(3 * (32 * 32 * 4 + 100) / 2**20))
+    cache.cache_clear()
+    cache.load_images(paths, image_size=32, cache_dir=tmp_path / "cache")
+    stored = [p for p in (tmp_path / "cache").rglob("*.bin")]
+    assert 0 < len(stored) <= 3
+    # a file replaced by one of equal size and modification time (BMP: size fixed by shape)
+    monkeypatch.delenv("BMDKIT_CACHE_DISK_MB")
+    bmp = str(tmp_path / "hip.bmp")
+    Image.fromarray(np.tri(40, dtype=np.uint8) * 200).save(bmp)
+    first = cache.load_images([bmp], image_size=32, contrast="none")
+    stat = os.stat(bmp)
+    Image.fromarray(np.tri(40, dtype=np.uint8).T * 90).save(bmp)
+    os.utime(bmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert os.path.getsize(bmp) == stat.st_size
+    stale = cache.load_images([bmp], image_size=32, contrast="none")
+    np.testing.assert_array_equal(stale, first)  # the default key cannot tell
+    monkeypatch.setenv("BMDKIT_CACHE_KEY", "content")
+    fresh = cache.load_images([bmp], image_size=32, contrast="none")
+    assert not np.array_equal(fresh, first)

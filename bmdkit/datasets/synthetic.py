@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from bmdkit.datasets._phantoms import render_hips
 from bmdkit.datasets.cohort import load_cohort
+from bmdkit.files import atomic_path
 from bmdkit.io.cache import progress_disable
 
 __all__ = ["make_synthetic_cohort", "load_demo_cohort", "demo_data_home"]
@@ -130,7 +131,9 @@ def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None, b
     random_state : int, default=0
         Seed: the same seed gives the same cohort, images included.
     out_dir : str, os.PathLike or None, default=None
-        Folder for the PNG files; ``None`` makes a new temporary folder.
+        Folder for the PNG files; ``None``: a folder per (``n``,
+        ``image_size``, ``random_state``, ``bilateral``) under :func:`demo_data_home`, reused
+        by later calls (images already there are not written again).
     bilateral : bool, default=False
         Both hips in each image (``image_size`` high, twice as wide) and the
         measured side in ``dxa_side``; see above.
@@ -160,7 +163,10 @@ def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None, b
         y = _bmd(meta, quality, rng)
     bone_scale = (meta["height_cm"].to_numpy() / 165.0) ** 0.5 * rng.uniform(0.96, 1.04, n)
     soft_tissue = meta["bmi"].to_numpy() / 27.5
-    out_dir = Path(tempfile.mkdtemp(prefix="bmdkit-synthetic-") if out_dir is None else out_dir)
+    if out_dir is None:  # one folder per cohort, reused: nothing left behind per call
+        out_dir = demo_data_home() / (f"synthetic-v{COHORT_VERSION}-n{n}-px{image_size}-"
+                                      f"seed{random_state}{'-bilateral' if bilateral else ''}")
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [str(out_dir / f"phantom_{i:04d}.png") for i in range(n)]
     # a bar on a terminal from PROGRESS_MIN_FILES images, like bmdkit.io.load_images
@@ -175,11 +181,19 @@ def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None, b
                                    soft_tissue[start:stop], image_size, rng)
                 images = np.concatenate([images, left[:, :, ::-1]], axis=2)
             for path, image in zip(paths[start:stop], images):
-                Image.fromarray(image).save(path)
+                _save_png(path, image)
                 bar.update()
     X = pd.concat([pd.DataFrame({"image_path": paths}), _blank_some(meta, rng)], axis=1)
     X.attrs["synthetic"] = True
     return X, y
+
+
+def _save_png(path, image):
+    """Write ``image`` unless ``path`` holds it already; atomically, for concurrent callers."""
+    if os.path.isfile(path):  # the same seed renders the same image
+        return
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
 
 
 def demo_data_home():

@@ -7,15 +7,21 @@ served from two caches:
 * **memory**: an in-process least-recently-used cache shared by every fit in
   the process (the folds of a cross-validation, the candidates of a grid
   search, the trials of an Optuna study), bounded to ``BMDKIT_CACHE_MEMORY_MB``
-  megabytes (default 1024);
+  megabytes (default 1024), a budget it shares with the frozen-backbone
+  feature cache (:mod:`bmdkit.nn.frozen`);
 * **disk**: when ``cache_dir`` is given (or the ``BMDKIT_CACHE_DIR``
   environment variable is set), one small file per entry, shared by every
   process on the machine, e.g. the workers of ``cross_validate(n_jobs=...)``
   or of a parallel Optuna study.
 
-An entry is keyed by the file's resolved path, size and modification time,
-the image size, the contrast normalisation and :data:`CACHE_VERSION`, so an
-edited file or a changed setting never serves a stale image. Disk entries are
+An entry is keyed by the file's resolved path, size and modification time
+(or, with ``BMDKIT_CACHE_KEY=content``, by a hash of its bytes, which also
+notices a file replaced by one of equal size and time), the image size, the
+contrast normalisation and :data:`CACHE_VERSION`, so an edited file or a
+changed setting never serves a stale image. The disk cache is bounded to
+``BMDKIT_CACHE_DISK_MB`` megabytes (default 10240): after a call that wrote
+entries, the oldest are deleted down to the bound. Files are decoded in one
+thread pool per process (:func:`decode_threads`), shared by concurrent calls. Disk entries are
 written to a temporary file and renamed into place (atomic: concurrent
 writers never leave a half-written entry) and carry a header with their shape
 and a CRC-32 of the pixels: a damaged entry is detected, decoded again and
@@ -28,6 +34,7 @@ number of entries not written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -71,6 +78,9 @@ memory_bytes : bytes now held by the in-process cache
 class MemoryCache:
     """Thread-safe least-recently-used cache of arrays, bounded in bytes, with counters.
 
+    All caches of a process (images, frozen-backbone features) share one
+    budget: ``limit`` bounds their sum, not each.
+
     Parameters
     ----------
     counters : sequence of str, default=()
@@ -89,11 +99,16 @@ class MemoryCache:
     {'hits': 0, 'computed': 0, 'memory_bytes': 0}
     """
 
+    #: Every cache of the process: they share one lock and one byte budget.
+    _all = []
+    lock = threading.RLock()
+
     def __init__(self, counters=()):
         self._items = OrderedDict()
         self._counters = dict.fromkeys(counters, 0)
         self.nbytes = 0
-        self.lock = threading.Lock()
+        with self.lock:
+            MemoryCache._all.append(self)
 
     def get(self, key):
         with self.lock:
@@ -103,13 +118,17 @@ class MemoryCache:
             return image
 
     def put(self, key, image, limit):
+        """Keep ``image`` under ``key``; least recently used entries go first when all the
+        process's caches together hold more than ``limit`` bytes (this cache's own first)."""
         with self.lock:
             if key in self._items or image.nbytes > limit:
                 return
             self._items[key] = image
             self.nbytes += image.nbytes
-            while self.nbytes > limit:
-                self.nbytes -= self._items.popitem(last=False)[1].nbytes
+            while sum(cache.nbytes for cache in MemoryCache._all) > limit:
+                victim = self if len(self._items) > 1 else max(
+                    (c for c in MemoryCache._all if c is not self), key=lambda c: c.nbytes)
+                victim.nbytes -= victim._items.popitem(last=False)[1].nbytes
 
     def count(self, **increments):
         """Add to the named counters (a name not given at construction is a KeyError)."""
@@ -186,11 +205,42 @@ def memory_limit():
     return int(megabytes * 2**20)
 
 
-def _key(path, image_size, contrast):
+#: How :func:`load_images` recognises a file it has seen (``BMDKIT_CACHE_KEY``): "stat" by its
+#: path, size and modification time; "content" by a SHA-1 of its bytes (a file replaced by one
+#: of equal size and time is noticed, at the cost of reading every file on every call).
+CACHE_KEYS = ("stat", "content")
+
+
+def cache_key_kind():
+    """``BMDKIT_CACHE_KEY`` (default ``"stat"``), checked against :data:`CACHE_KEYS`."""
+    kind = os.environ.get("BMDKIT_CACHE_KEY", "stat")
+    if kind not in CACHE_KEYS:
+        raise ValueError(f"BMDKIT_CACHE_KEY must be one of {CACHE_KEYS}, got {kind!r}")
+    return kind
+
+
+def _key(path, image_size, contrast, kind="stat"):
     path = os.path.realpath(path)
-    st = os.stat(path)
-    identity = f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{image_size}\0{contrast}\0{CACHE_VERSION}"
+    if kind == "content":
+        with open(path, "rb") as f:
+            identity = hashlib.file_digest(f, "sha1").hexdigest()
+    else:
+        st = os.stat(path)
+        identity = f"{path}\0{st.st_size}\0{st.st_mtime_ns}"
+    identity = f"{identity}\0{image_size}\0{contrast}\0{CACHE_VERSION}"
     return hashlib.sha1(identity.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def disk_limit():
+    """Bytes the disk cache may hold: ``BMDKIT_CACHE_DISK_MB`` (default 10240)."""
+    value = os.environ.get("BMDKIT_CACHE_DISK_MB", "10240")
+    try:
+        megabytes = float(value)
+    except ValueError:
+        megabytes = float("nan")
+    if not (math.isfinite(megabytes) and megabytes >= 0):
+        raise ValueError(f"BMDKIT_CACHE_DISK_MB must be a number of megabytes, got {value!r}")
+    return int(megabytes * 2**20)
 
 
 class _DiskStore:
@@ -200,6 +250,7 @@ class _DiskStore:
         self.root = os.path.join(os.fspath(root), f"images-v{CACHE_VERSION}")
         self.error = None  # the first OSError of put: later entries are not tried
         self.not_written = 0
+        self.written = 0
 
     def _path(self, key):
         return os.path.join(self.root, key[:2], key + ".bin")
@@ -238,9 +289,31 @@ class _DiskStore:
             except BaseException:
                 os.unlink(tmp)
                 raise
+            self.written += 1
         except OSError as exc:
             self.error = exc
             self.not_written += 1
+
+    def prune(self, limit):
+        """Delete the least recently written entries until the folder holds ``limit`` bytes."""
+        entries = []
+        for folder, _, names in os.walk(self.root):
+            for name in names:
+                if name.endswith(".bin"):
+                    try:
+                        st = os.stat(os.path.join(folder, name))
+                    except OSError:  # deleted by another process meanwhile
+                        continue
+                    entries.append((st.st_mtime_ns, st.st_size, os.path.join(folder, name)))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries):
+            if total <= limit:
+                break
+            try:
+                os.unlink(path)
+            except OSError:
+                continue
+            total -= size
 
     def warn_if_failed(self, stacklevel=2):
         """One warning naming the folder, the first error and the entries not written."""
@@ -301,7 +374,9 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
     index : sequence or None, default=None
         Row labels used in error messages (default: positions).
     n_jobs : int or None, default=None
-        Threads decoding files not in the cache (``None``: up to 8, one per core).
+        Threads decoding files not in the cache. ``None``: the process's shared
+        pool of :func:`decode_threads` threads (up to 8, one per core, at most
+        ``OMP_NUM_THREADS``), so concurrent calls (fits in threads) share it.
     verbose : bool, default=False
         Always show a progress bar while decoding; otherwise one appears on a
         terminal from :data:`PROGRESS_MIN_FILES` files to decode.
@@ -348,10 +423,11 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
     out = _allocate(len(paths), image_size, cache_dir)
 
     todo = {}  # key -> positions in paths (a file listed twice is decoded once)
+    kind = cache_key_kind()
     for i, path in enumerate(paths):
         if i in unusable:
             continue
-        key = _key(path, image_size, contrast)
+        key = _key(path, image_size, contrast, kind)
         image = _MEMORY.get(key)
         if image is not None:
             _MEMORY.count(memory_hits=1)
@@ -380,6 +456,8 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
         out[positions] = result
     _MEMORY.count(seconds=time.perf_counter() - start)
     if store is not None:
+        if store.written:
+            store.prune(disk_limit())
         store.warn_if_failed()
     if failed:
         n = len(failed)
@@ -400,10 +478,36 @@ def _decode(todo, paths, image_size, contrast, n_jobs, verbose):
 
     if not todo:
         return
-    n_jobs = min(n_jobs or min(8, os.cpu_count() or 1), len(todo))
     disable = progress_disable(len(todo), verbose)
-    with ThreadPoolExecutor(max_workers=n_jobs) as pool, \
-            tqdm(total=len(todo), desc="decoding images", unit="image", disable=disable) as bar:
+    with contextlib.ExitStack() as stack:
+        pool = _shared_pool() if n_jobs is None else stack.enter_context(
+            ThreadPoolExecutor(max_workers=min(n_jobs, len(todo))))
+        bar = stack.enter_context(tqdm(total=len(todo), desc="decoding images", unit="image",
+                                       disable=disable))
         for item in pool.map(work, todo):
             bar.update()
             yield item
+
+
+def decode_threads():
+    """Threads of the process's shared decoding pool: up to 8, one per usable core, and no
+    more than ``OMP_NUM_THREADS`` when set (joblib sets it in its workers to their share)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(8, cores, int(limit) if limit.isdigit() and int(limit) > 0 else cores))
+
+
+_POOL = {}  # decode_threads() -> ThreadPoolExecutor, one per process (and size)
+_POOL_LOCK = threading.Lock()
+
+
+def _shared_pool():
+    """The process's decoding pool: every concurrent :func:`load_images` call shares it."""
+    size = decode_threads()
+    with _POOL_LOCK:
+        if size not in _POOL:
+            _POOL[size] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="bmdkit-decode")
+        return _POOL[size]

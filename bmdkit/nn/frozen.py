@@ -4,8 +4,8 @@ With ``freeze_backbone=True`` a backbone never changes during a fit, so its
 output for an image depends only on the backbone's weights, the image, the
 precision, the memory format and the device type. :func:`backbone_features`
 computes it once (eval mode, no gradient) and keeps it in an in-process
-least-recently-used cache bounded to ``BMDKIT_CACHE_MEMORY_MB`` megabytes
-(default 1024; a budget of its own, beside the image cache). Entries are
+least-recently-used cache; it and the image cache together hold at most
+``BMDKIT_CACHE_MEMORY_MB`` megabytes (default 1024; one budget per process). Entries are
 keyed by SHA-1 digests of the backbone's weights and of each preprocessed
 image, so every fit whose backbone starts from the same weights (a local
 pretrained file, or the same ``random_state``) shares them: the epochs of a
