@@ -186,23 +186,33 @@ def progress_disable(n, verbose=False):
     return False if verbose else (None if n >= PROGRESS_MIN_FILES else True)
 
 
+def _megabytes(variable, default):
+    """Bytes from the environment variable ``variable`` in megabytes (``default`` if unset)."""
+    value = os.environ.get(variable, default)
+    try:
+        megabytes = float(value)
+    except ValueError:
+        megabytes = float("nan")
+    if not (math.isfinite(megabytes) and megabytes >= 0):
+        raise ValueError(f"{variable} must be a number of megabytes (e.g. 1024 or "
+                         f"0.5), got {value!r}")
+    return int(megabytes * 2**20)
+
+
 def memory_limit():
-    """Bytes an in-process cache may hold: ``BMDKIT_CACHE_MEMORY_MB`` (default 1024).
+    """Bytes the in-process caches may hold together: ``BMDKIT_CACHE_MEMORY_MB`` (default 1024).
 
     Raises
     ------
     ValueError
         When the variable is not a finite, non-negative number of megabytes.
     """
-    value = os.environ.get("BMDKIT_CACHE_MEMORY_MB", "1024")
-    try:
-        megabytes = float(value)
-    except ValueError:
-        megabytes = float("nan")
-    if not (math.isfinite(megabytes) and megabytes >= 0):
-        raise ValueError(f"BMDKIT_CACHE_MEMORY_MB must be a number of megabytes (e.g. 1024 or "
-                         f"0.5), got {value!r}")
-    return int(megabytes * 2**20)
+    return _megabytes("BMDKIT_CACHE_MEMORY_MB", "1024")
+
+
+def disk_limit():
+    """Bytes the disk cache may hold: ``BMDKIT_CACHE_DISK_MB`` (default 10240)."""
+    return _megabytes("BMDKIT_CACHE_DISK_MB", "10240")
 
 
 #: How :func:`load_images` recognises a file it has seen (``BMDKIT_CACHE_KEY``): "stat" by its
@@ -229,18 +239,6 @@ def _key(path, image_size, contrast, kind="stat"):
         identity = f"{path}\0{st.st_size}\0{st.st_mtime_ns}"
     identity = f"{identity}\0{image_size}\0{contrast}\0{CACHE_VERSION}"
     return hashlib.sha1(identity.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def disk_limit():
-    """Bytes the disk cache may hold: ``BMDKIT_CACHE_DISK_MB`` (default 10240)."""
-    value = os.environ.get("BMDKIT_CACHE_DISK_MB", "10240")
-    try:
-        megabytes = float(value)
-    except ValueError:
-        megabytes = float("nan")
-    if not (math.isfinite(megabytes) and megabytes >= 0):
-        raise ValueError(f"BMDKIT_CACHE_DISK_MB must be a number of megabytes, got {value!r}")
-    return int(megabytes * 2**20)
 
 
 class _DiskStore:
