@@ -1,10 +1,15 @@
 """Strict checks of a cohort before anything is trained.
 
 Each check looks at every row and raises one :class:`InputError` naming every
-offending row, column or file, so one run shows all that needs fixing. The
+offending row, column or file, and :func:`check_all` joins the problems of
+several checks into one error, so one run shows all that needs fixing. The
 estimators and :class:`~bmdkit.preprocessing.BMDPreprocessor` call them in
 ``fit`` before any training starts (unreadable and blank images are found by
 :func:`bmdkit.io.load_images`, which decodes every file before raising).
+Warnings name what is accepted but suspicious: imputed values
+(:class:`ImputationWarning`), targets in another unit
+(:class:`TargetUnitWarning`), columns that look like identifiers or copies
+of the target (:class:`InputColumnWarning`).
 Missing metadata values are not errors: they are imputed (numeric: median of
 the training rows; categorical: an "unknown" code) and counted in an
 :class:`ImputationWarning`.
@@ -19,10 +24,9 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "ImputationWarning", "InputColumnWarning", "InputError", "TargetUnitWarning", "check_all", "check_columns",
-    "check_distinct_columns", "check_image_files", "check_no_datetimes", "check_numeric",
-    "check_targets",
-    "check_unique_columns", "image_file_problems", "image_path_problem", "image_problem_key",
+    "ImputationWarning", "InputColumnWarning", "InputError", "TargetUnitWarning", "check_all",
+    "check_columns", "check_distinct_columns", "check_no_datetimes", "check_numeric",
+    "check_targets", "check_unique_columns", "image_path_problem", "image_problem_key",
     "numeric_like_columns", "suspicious_columns", "warn_input_columns", "warn_missing_values",
     "warn_target_units",
 ]
@@ -449,32 +453,6 @@ def image_problem_key(label, path):
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         return f"row {label}"
     return f"row {label}: {os.fspath(path)}"
-
-
-def image_file_problems(paths, index=None):
-    """``{row and path: why}`` for every path that :func:`image_path_problem` finds bad.
-
-    Parameters
-    ----------
-    paths : sequence of str or os.PathLike
-    index : sequence or None
-        Row labels to report (default: positions).
-    """
-    index = range(len(paths)) if index is None else index
-    problems = {}
-    for label, path in zip(index, paths):
-        why = image_path_problem(path)
-        if why is not None:
-            problems[image_problem_key(label, path)] = why
-    return problems
-
-
-def check_image_files(paths, index=None):
-    """Raise an :class:`InputError` naming every path that is not a readable, non-empty file.
-
-    See :func:`image_file_problems`.
-    """
-    _raise_if(image_file_problems(paths, index), "image file", "cannot be read")
 
 
 def warn_missing_values(X, columns):
