@@ -420,7 +420,9 @@ def load(path, *, device=None):
     if device is not None:
         net_params["device"] = device
     try:
-        net = NeuralNetRegressor(**net_params, **estimators.FAST_DATA_PATH).initialize()
+        net = NeuralNetRegressor(  # predicting draws nothing from the global generator
+            **net_params, **estimators.FAST_DATA_PATH,
+            iterator_valid__generator=torch.Generator()).initialize()
         state = load_tensors(data)  # onto the CPU
         net.module_.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, TypeError) as err:

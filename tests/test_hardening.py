@@ -95,11 +95,15 @@ def test_a_last_batch_of_one_sample_does_not_crash_batchnorm(small):
 
 
 # -- 8. per-fit generators, not torch's global one ---------------------------------------
-def test_fit_leaves_the_global_torch_generator_alone(small):
+def test_fit_leaves_the_global_torch_generator_alone(small, tmp_path):
+    import bmdkit
+
     X, y = small
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    ConcatBMDRegressor(**dict(TINY, max_epochs=1, early_stopping=True)).fit(X, y).predict(X)
+    model = ConcatBMDRegressor(**dict(TINY, max_epochs=1, early_stopping=True)).fit(X, y)
+    model.predict(X)
+    bmdkit.load(model.save(tmp_path / "model")).predict(X)
     assert torch.equal(torch.get_rng_state(), state)
 
 
