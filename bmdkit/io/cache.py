@@ -500,6 +500,8 @@ def decode_threads():
 
 _POOL = {}  # decode_threads() -> ThreadPoolExecutor, one per process (and size)
 _POOL_LOCK = threading.Lock()
+# a forked child has the dict but not the threads: it starts a pool of its own
+os.register_at_fork(after_in_child=_POOL.clear)
 
 
 def _shared_pool():
