@@ -132,8 +132,9 @@ def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None, b
         Seed: the same seed gives the same cohort, images included.
     out_dir : str, os.PathLike or None, default=None
         Folder for the PNG files; ``None``: a folder per (``n``,
-        ``image_size``, ``random_state``, ``bilateral``) under :func:`demo_data_home`, reused
-        by later calls (images already there are not written again).
+        ``image_size``, ``random_state``, ``bilateral``) under
+        :func:`demo_data_home`, reused by later calls (images already there
+        are not written again).
     bilateral : bool, default=False
         Both hips in each image (``image_size`` high, twice as wide) and the
         measured side in ``dxa_side``; see above.
