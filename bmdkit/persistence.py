@@ -44,6 +44,7 @@ from bmdkit.clinical import SBMD_EQUATIONS, screening_thresholds
 from bmdkit.files import write_bytes, write_text
 from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
 from bmdkit.nn import BMDNet
+from bmdkit.rng import FitRandomness
 
 __all__ = ["load", "save"]
 
@@ -422,7 +423,9 @@ def load(path, *, device=None):
     try:
         net = NeuralNetRegressor(  # predicting draws nothing from the global generator
             **net_params, **estimators.FAST_DATA_PATH,
-            iterator_valid__generator=torch.Generator()).initialize()
+            iterator_valid__generator=torch.Generator())
+        with FitRandomness(0).drawing():  # nor does the initialisation the weights replace
+            net.initialize()
         state = load_tensors(data)  # onto the CPU
         net.module_.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, TypeError) as err:
