@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bmdkit.io import preprocess_image
-from bmdkit.validation import InputError, check_image_files
+from bmdkit.validation import InputError, check_image_paths
 
 __all__ = ["CHUNK_ROWS", "StreamChunk", "chunk_rows", "decode_images", "predict_cached",
            "stream_arrays", "stream_predict"]
@@ -121,7 +121,7 @@ def predict_cached(model, X, chunk_size=None):
     X, metadata = _metadata(model, X)
     image_col = model.preprocessor_.image_col
     if image_col is not None:
-        check_image_files(X[image_col].tolist(), X.index)
+        check_image_paths(X[image_col].tolist(), X.index)
     predictions = np.empty((len(X), *np.shape(model.y_mean_)))  # (n, k) for k sites
     problems = {}
     for start, stop in _bounds(len(X), chunk_rows(model, chunk_size)):

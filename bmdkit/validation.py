@@ -25,7 +25,8 @@ import pandas as pd
 
 __all__ = [
     "ImputationWarning", "InputColumnWarning", "InputError", "TargetUnitWarning", "check_all",
-    "check_columns", "check_distinct_columns", "check_no_datetimes", "check_numeric",
+    "check_columns", "check_distinct_columns", "check_image_paths", "check_no_datetimes",
+    "check_numeric",
     "check_targets", "check_unique_columns", "image_path_problem", "image_problem_key",
     "numeric_like_columns", "suspicious_columns", "warn_input_columns", "warn_missing_values",
     "warn_target_units",
@@ -453,6 +454,19 @@ def image_problem_key(label, path):
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         return f"row {label}"
     return f"row {label}: {os.fspath(path)}"
+
+
+
+def check_image_paths(paths, index):
+    """One :class:`InputError` naming every path that is not a readable, non-empty file.
+
+    Nothing is decoded: this is the check that runs before any work starts.
+    """
+    problems = {image_problem_key(label, path): why for label, path in zip(index, paths)
+                if (why := image_path_problem(path)) is not None}
+    if problems:
+        n = len(problems)
+        raise InputError(f"{n} image file{'s' if n != 1 else ''} cannot be read", problems)
 
 
 def warn_missing_values(X, columns):
