@@ -439,13 +439,13 @@ def test_decoding_threads_are_shared_and_follow_the_thread_limit(tmp_path, monke
 
     paths = _pngs(tmp_path, 24)
     threads = set()
-    decode = cache._preprocess
+    decode = cache.preprocess_image
 
     def spy(*args):
         threads.add(threading.get_ident())
         return decode(*args)
 
-    monkeypatch.setattr(cache, "_preprocess", spy)
+    monkeypatch.setattr(cache, "preprocess_image", spy)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # what joblib sets in its workers
     cache.cache_clear()
     with ThreadPoolExecutor(4) as pool:  # four fits in threads, each loading images
