@@ -335,16 +335,26 @@ def _available_device(device, saved, path):
     return device
 
 
-def _read_meta(path):
-    meta_path = path / META_FILE
+def read_description(meta_path, *, fmt, what):
+    """The JSON object at ``meta_path``; an error naming the file if missing, damaged or not ``fmt``.
+
+    ``what`` names the saved thing in the messages (``"bmdkit model"``).
+    """
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} not found: {path} is not a saved bmdkit model")
+        raise FileNotFoundError(
+            f"{meta_path} not found: {meta_path.parent} is not a saved {what}")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{meta_path} is not valid JSON ({err}); the file is damaged") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path} is not a bmdkit model description")
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise ValueError(f"{meta_path} is not a {what} description")
+    return meta
+
+
+def _read_meta(path):
+    meta_path = path / META_FILE
+    meta = read_description(meta_path, fmt=FORMAT, what="bmdkit model")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path} was written in bmdkit model format {meta.get('format_version')!r} "

@@ -625,17 +625,11 @@ def load(path, *, device=None):
         Torch device of the models (default: the saved one).
     """
     from bmdkit.persistence import load as load_model
+    from bmdkit.persistence import read_description
 
     path = Path(path)
     meta_path = path / CONFORMAL_FILE
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} not found: {path} is not a saved conformal model")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{meta_path} is not valid JSON ({err}); the file is damaged") from None
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-        raise ValueError(f"{meta_path} is not a bmdkit conformal model description")
+    meta = read_description(meta_path, fmt=_FORMAT, what="bmdkit conformal model")
     names = meta["models"]
     if not all(isinstance(n, str) and n.startswith("model_") and "/" not in n for n in names):
         raise ValueError(f"{meta_path} names unexpected model folders {names}")
