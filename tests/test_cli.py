@@ -10,6 +10,7 @@ import pytest
 
 import bmdkit
 from bmdkit import cli
+from bmdkit.cli import demo as demo_command
 
 COMMANDS = ["demo", "cv", "ablation", "fit", "predict", "report"]
 
@@ -32,6 +33,26 @@ def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "bmdkit.cli", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert all(c in out for c in COMMANDS)
+
+
+#: Libraries that take seconds to import: ``bmdkit --help`` must not need them.
+HEAVY = ("torch", "timm", "skorch", "optuna", "matplotlib", "sqlalchemy")
+
+
+def test_help_imports_no_heavy_library():
+    # a fresh interpreter: what building the parser and every --help import
+    code = f"""
+import contextlib, io, sys
+from bmdkit.cli import COMMANDS, build_parser, main
+build_parser()
+for argv in [[], *([name] for name in COMMANDS)]:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+        main([*argv, "--help"])
+print(sorted(name for name in {HEAVY!r} if name in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(os.path.dirname(bmdkit.__file__)))
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +163,7 @@ def test_demo_quick(monkeypatch, signal_cohort, tmp_path, capsys):
     def cohort(n, seed):
         seen.update(n=n, seed=seed)
         return X.iloc[:n], y[:n]
-    monkeypatch.setattr(cli, "_demo_cohort", cohort)
+    monkeypatch.setattr(demo_command, "_demo_cohort", cohort)
     cli.main(["demo", "--quick", "--n", "40", "--folds", "2", "--out", str(tmp_path), *TINY])
     out = capsys.readouterr().out
     assert all(name in out for name in ("XAttn", "Concat", "Image-only", "Metadata-only"))
@@ -161,6 +182,18 @@ def test_model_choices_are_the_registered_fusions():
     from bmdkit.nn import fusion_names
 
     assert sorted(cli.MODELS) == sorted(fusion_names())
+
+
+def test_help_defaults_are_the_estimators_and_the_demo_cohorts():
+    import inspect
+
+    from bmdkit.cli.common import HELP_DEFAULTS
+
+    parameters = inspect.signature(bmdkit.BMDRegressor).parameters
+    cohort = inspect.signature(bmdkit.load_demo_cohort).parameters
+    expected = {name: parameters[name].default
+                for name in ("max_epochs", "image_size", "batch_size", "backbone", "device")}
+    assert HELP_DEFAULTS == {**expected, "demo_cohort_size": cohort["n"].default}
 
 
 def test_ablation_runs_fusions_by_losses_and_quotes_the_paper(monkeypatch, bilateral_signal_cohort,

@@ -313,8 +313,10 @@ def test_tune_command_on_the_demo_cohort(tmp_path, monkeypatch, capsys):
     assert "max_epochs" not in study.best_params  # fixed on the command line, not searched
 
 
-def test_tune_command_needs_data():
+def test_tune_command_needs_data(capsys):
     from bmdkit import cli
 
-    with pytest.raises(SystemExit, match="--csv and --target, or --demo"):
+    with pytest.raises(SystemExit) as exit:
         cli.main(["tune", "--n-trials", "1"])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err == "bmdkit tune: error: needs --csv and --target, or --demo\n"

@@ -6,14 +6,23 @@ import json
 import sys
 import warnings
 
+from bmdkit.cli.common import (
+    MODELS,
+    add_data_options,
+    add_groups_option,
+    add_model_options,
+    make_models,
+    model_params,
+    pop_groups,
+    read_data,
+)
+
 #: ``bmdkit tune --demo`` settings: cohort size, folds and fixed parameters kept small.
 DEMO = {"n": 160, "folds": 3, "image_size": 32, "max_epochs": 4, "backbone": "resnet18"}
 
 
-def add_tune_parser(subparsers):
-    """Register ``bmdkit tune`` (see :mod:`bmdkit.cli`)."""
-    from bmdkit.cli import MODELS, add_data_options, add_groups_option, add_model_options
-
+def add_parser(subparsers):
+    """Register ``bmdkit tune``."""
     parser = subparsers.add_parser(
         "tune", help="tune a model's hyperparameters in an Optuna study",
         description="Run trials of an Optuna study: each cross-validates the model "
@@ -57,7 +66,6 @@ def run_tune(args):
     import optuna
 
     from bmdkit import BMDStratifiedGroupKFold, BMDStratifiedKFold
-    from bmdkit.cli import make_models, model_params, pop_groups, read_data
     from bmdkit.tuning import progress_line, search_space, tune
     from bmdkit.validation import ImputationWarning, warn_missing_values
 
@@ -70,7 +78,7 @@ def run_tune(args):
                                 random_state=args.seed)
         params = {k: DEMO[k] for k in ("image_size", "max_epochs", "backbone")} | params
     elif args.csv is None or args.target is None:
-        raise SystemExit("bmdkit tune: error: needs --csv and --target, or --demo")
+        raise ValueError("needs --csv and --target, or --demo")
     else:
         X, y = read_data(args)
     X, groups = pop_groups(X, args)

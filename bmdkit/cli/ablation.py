@@ -1,0 +1,78 @@
+"""``bmdkit ablation``: the paper's ablation, fusions x losses on identical folds."""
+
+from __future__ import annotations
+
+import sys
+
+from bmdkit.cli.common import MODELS, add_densitometer_option, add_model_options, model_params
+from bmdkit.cli.cv import run_comparison
+
+#: ``bmdkit ablation`` settings: the quick demo's, on either synthetic cohort.
+ABLATION_SETTINGS = {"demo": dict(folds=5, epochs=10, image_size=64, backbone="resnet10t"),
+                     "bilateral": dict(folds=5, epochs=10, image_size=128, backbone="resnet10t")}
+
+
+def add_parser(subparsers):
+    """Register ``bmdkit ablation``."""
+    parser = subparsers.add_parser(
+        "ablation", help="the paper's ablation: fusions x losses on identical folds",
+        description="Cross-validate every chosen fusion with every chosen loss on identical "
+                    "BMDStratifiedKFold folds of a synthetic cohort, print the results table "
+                    "and XAttn's change against Concat beside XAttn-BMD's reported "
+                    "-16.7 %% MSE, -6.03 %% MAE, +16.4 %% R² (with the corrected resampled "
+                    "t-test), and write results/ and a report into --out. Synthetic data: "
+                    "the numbers compare designs, they are not clinical evidence.",
+        epilog="Defaults per cohort: " + "; ".join(
+            f"{cohort}: " + ", ".join(f"{k} {v}" for k, v in settings.items())
+            for cohort, settings in ABLATION_SETTINGS.items()))
+    parser.add_argument("--cohort", choices=list(ABLATION_SETTINGS), default="demo",
+                        help="the demo cohort, or the bilateral one (both hips in each image, "
+                             "the DXA side in the metadata) (default: %(default)s)")
+    parser.add_argument("--fusions", nargs="+", choices=MODELS,
+                        default=["xattn", "concat", "daft", "gated", "late"],
+                        help="fusions to compare (default: %(default)s)")
+    parser.add_argument("--losses", nargs="+", default=["smooth_l1", "weighted_smooth_l1"],
+                        choices=["smooth_l1", "weighted_smooth_l1", "mse"],
+                        help="losses to compare (default: %(default)s)")
+    parser.add_argument("--folds", type=int, help="stratified folds (default: 5)")
+    parser.add_argument("--n", type=int, help="cohort size (default: 233)")
+    parser.add_argument("--out", default="bmdkit-ablation",
+                        help="output folder (default: %(default)s)")
+    add_densitometer_option(parser)
+    add_model_options(parser, defaults={"epochs": 10, "image_size": "64 (128 bilateral)",
+                                        "backbone": "resnet10t"})
+    parser.set_defaults(func=run_ablation)
+    return parser
+
+
+def run_ablation(args):
+    import pandas as pd
+
+    from bmdkit.datasets import load_demo_cohort
+    from bmdkit.estimators import FUSION_LABELS, ablation_models
+    from bmdkit.evaluation import paper_comparison
+
+    settings = ABLATION_SETTINGS[args.cohort]
+    args.folds = args.folds or settings["folds"]
+    for key, option in (("epochs", "epochs"), ("image_size", "image_size"),
+                        ("backbone", "backbone")):
+        if getattr(args, option) is None:
+            setattr(args, option, settings[key])
+    X, y = load_demo_cohort(random_state=args.seed, bilateral=args.cohort == "bilateral",
+                            **({"n": args.n} if args.n else {}))
+    description = (f"bmdkit ablation on the SYNTHETIC {args.cohort} cohort: {len(y)} subjects, "
+                   f"{args.folds}-fold BMDStratifiedKFold, {args.backbone}, {args.epochs} "
+                   f"epochs, {args.image_size} px; fusions {', '.join(args.fusions)} x losses "
+                   f"{', '.join(args.losses)}.")
+    print(description, file=sys.stderr)
+    models = ablation_models(args.fusions, args.losses, **model_params(args))
+    baseline = FUSION_LABELS["concat"] if "concat" in args.fusions else None
+    results = run_comparison(X, y, args, models, title=f"bmdkit ablation ({args.cohort})",
+                             synthetic=True, description=description, baseline=baseline,
+                             metrics=("mse", "mae", "r2", "sensitivity@T=-2.5",
+                                      "specificity@T=-1.0"))
+    if baseline and "xattn" in args.fusions:
+        with pd.option_context("display.width", 200):
+            print("\n" + paper_comparison(results, "XAttn", baseline).to_string())
+    return results
+

@@ -1,0 +1,193 @@
+"""What the ``bmdkit`` commands share: options, reading a cohort, reporting bad input.
+
+* option groups and their readers: :func:`add_model_options` /
+  :func:`model_params`, :func:`add_data_options` / :func:`read_data` (a
+  cohort CSV, checked row by row), :func:`add_groups_option` /
+  :func:`pop_groups`, :func:`add_densitometer_option`;
+* :func:`run_command`: the one place where bad input (:data:`BAD_INPUT`)
+  becomes a ``bmdkit COMMAND: error: ...`` message and exit status 2.
+
+Nothing here imports torch when a parser is built: the defaults shown in
+``--help`` are :data:`HELP_DEFAULTS` (tests check they are the estimator's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+#: Model choices: the registered fusions (bmdkit.nn.fusions), listed here so that
+#: ``--help`` needs no torch; tests check the two agree.
+MODELS = ("xattn", "concat", "daft", "gated", "late", "image", "metadata")
+#: The models ``demo`` and ``cv`` compare by default: XAttn-BMD's four.
+DEFAULT_MODELS = ("xattn", "concat", "image", "metadata")
+BASELINE = "concat"
+
+#: Defaults of the BMDRegressor parameters set by :func:`add_model_options`,
+#: and the demo cohort's size, as ``--help`` shows them: written here so that
+#: building the parser imports no torch; tests check they are the signatures'.
+HELP_DEFAULTS = {"max_epochs": 20, "image_size": 64, "batch_size": 16, "backbone": "resnet10t",
+                 "device": "cpu", "demo_cohort_size": 233}
+
+#: Exceptions that mean bad input: :func:`run_command` reports them in one
+#: message (an :class:`~bmdkit.validation.InputError` is a ``ValueError``).
+BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError)
+
+
+def run_command(args):
+    """Run the parsed command ``args.func(args)``; bad input exits with status 2.
+
+    A :data:`BAD_INPUT` exception is printed as ``bmdkit COMMAND: error:
+    MESSAGE`` on stderr (the message names every offending column, row or
+    file), not as a traceback.
+    """
+    try:
+        args.func(args)
+    except BAD_INPUT as error:
+        print(f"bmdkit {args.command}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+# -- shared options -----------------------------------------------------------------
+def _key_value(text):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+#: (option dest, BMDRegressor parameter) of :func:`add_model_options`.
+_MODEL_OPTIONS = (("epochs", "max_epochs"), ("image_size", "image_size"),
+                  ("batch_size", "batch_size"), ("backbone", "backbone"), ("device", "device"))
+
+
+def add_model_options(parser, *, defaults=None):
+    """Options setting the estimator's hyperparameters (see :func:`model_params`).
+
+    ``defaults`` maps option names (``"epochs"``, ``"image_size"``,
+    ``"batch_size"``, ``"backbone"``, ``"device"``) to the default shown in
+    their help, for a command whose defaults are not BMDRegressor's.
+    """
+    shown = {option: HELP_DEFAULTS[name] for option, name in _MODEL_OPTIONS}
+    shown.update(defaults or {})
+    group = parser.add_argument_group("model")
+    group.add_argument("--epochs", type=int,
+                       help=f"training epochs per fit (default: {shown['epochs']})")
+    group.add_argument("--image-size", type=int,
+                       help="side of the square network input in pixels "
+                            f"(default: {shown['image_size']})")
+    group.add_argument("--batch-size", type=int,
+                       help=f"mini-batch size (default: {shown['batch_size']})")
+    group.add_argument("--backbone",
+                       help=f"timm backbone name (default: {shown['backbone']})")
+    group.add_argument("--device", help='torch device, e.g. "cpu" or "cuda" '
+                                        f"(default: {shown['device']})")
+    group.add_argument("--seed", type=int, default=0,
+                       help="random_state of models and folds (default: %(default)s)")
+    group.add_argument("--param", action="append", type=_key_value, default=[],
+                       metavar="KEY=VALUE",
+                       help="any other BMDRegressor parameter, VALUE parsed as JSON when it "
+                            "can be (repeatable), e.g. --param lr=3e-4 --param augment=false")
+    return group
+
+
+def model_params(args):
+    """BMDRegressor keyword arguments from :func:`add_model_options` options."""
+    params = {"random_state": args.seed}
+    for option, name in _MODEL_OPTIONS:
+        if getattr(args, option) is not None:
+            params[name] = getattr(args, option)
+    params.update(dict(args.param))
+    return params
+
+
+def add_data_options(parser, *, target_required=True, csv_required=True):
+    """Options naming a cohort CSV and its columns (see :func:`read_data`)."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--csv", required=csv_required, type=Path,
+                       help="cohort table (CSV); relative image paths are relative to its folder")
+    group.add_argument("--target", required=target_required,
+                       help="column of measured femoral neck BMD in g/cm²")
+    group.add_argument("--image-col", default="image_path",
+                       help="column of radiograph paths (default: %(default)s)")
+    group.add_argument("--drop", nargs="*", default=[], metavar="COL",
+                       help="columns that are not model inputs (ids, other outcomes)")
+    return group
+
+
+def read_data(args, *, images=None):
+    """(X, y) from :func:`add_data_options` options, read by :func:`bmdkit.load_cohort`.
+
+    Every row is checked as :func:`~bmdkit.load_cohort` does: missing columns,
+    image files and target values are named, with their rows, in one
+    :class:`~bmdkit.validation.InputError`. y is None without ``--target``;
+    the ``--drop`` columns are left out (``exclude``), and so is the image
+    column when only metadata-only models run; the ``--groups`` column stays.
+
+    ``images``: whether the image column must be there and its files
+    readable; by default unless every chosen model (``args.models`` or
+    ``args.model``) is metadata-only.
+    """
+    import pandas as pd
+
+    from bmdkit.datasets import load_cohort
+
+    if images is None:
+        chosen = getattr(args, "models", None) or [getattr(args, "model", None)]
+        images = any(name != "metadata" for name in chosen)
+    exclude = [c for c in args.drop if c != args.target]
+    if not images:  # a metadata-only model: an image column is no input (nor an identifier)
+        header = pd.read_csv(args.csv, nrows=0, encoding="utf-8-sig").columns
+        exclude += [c for c in [args.image_col] if c in header and c not in exclude]
+    return load_cohort(args.csv, image_col=args.image_col if images else None,
+                       target=args.target, exclude=exclude, groups=getattr(args, "groups", None))
+
+
+def add_groups_option(parser):
+    """``--groups COL``: a patient id column; its rows stay in one fold (see :func:`pop_groups`)."""
+    parser.add_argument("--groups", metavar="COL",
+                        help="column of patient ids: images of one patient never straddle "
+                             "folds (BMDStratifiedGroupKFold); the column is not a model input")
+
+
+def pop_groups(X, args):
+    """``(X without the --groups column, its values)``, or ``(X, None)`` without ``--groups``.
+
+    Missing ids are named in one :class:`~bmdkit.validation.InputError`.
+    """
+    from bmdkit.validation import InputError, check_columns
+
+    column = getattr(args, "groups", None)
+    if column is None:
+        return X, None
+    check_columns(X, [column], role="--groups column")
+    missing = X.index[X[column].isna()]
+    if len(missing):
+        raise InputError(f"{len(missing)} rows have no --groups id (column {column!r})",
+                         {f"row {label}": "missing" for label in missing})
+    return X.drop(columns=[column]), X[column].to_numpy()
+
+
+def make_models(names, params, image_col="image_path"):
+    """{display name: unfitted BMDRegressor} for CLI model names (fusions)."""
+    from bmdkit.estimators import FUSION_LABELS, BMDRegressor
+
+    return {FUSION_LABELS[name]: BMDRegressor(fusion=name, image_col=image_col, **params)
+            for name in names}
+
+
+
+def add_densitometer_option(parser, *, default="lunar", shown="%(default)s"):
+    """``--densitometer``: the DXA device scale of T-scores and thresholds (bmdkit.clinical)."""
+    from bmdkit.clinical import SBMD_EQUATIONS
+
+    parser.add_argument("--densitometer", default=default,
+                        choices=sorted(SBMD_EQUATIONS["femoral_neck"]),
+                        help="DXA device scale of the BMD, for T-scores, WHO categories and "
+                             f"screening thresholds (default: {shown})")
+

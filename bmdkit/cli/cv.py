@@ -1,0 +1,111 @@
+"""``bmdkit cv``: compare models on a cohort CSV under stratified K-fold CV.
+
+Also the comparison ``demo`` and ``ablation`` run: :func:`run_comparison`
+and its options (:func:`add_cv_options`, :func:`add_report_options`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+from bmdkit.cli.common import (
+    BASELINE,
+    DEFAULT_MODELS,
+    MODELS,
+    add_data_options,
+    add_densitometer_option,
+    add_groups_option,
+    add_model_options,
+    make_models,
+    model_params,
+    pop_groups,
+    read_data,
+)
+
+#: Columns of the results table that ``demo`` and ``cv`` print.
+PRINTED_METRICS = ("mse", "mae", "r2", "pearson_r", "accuracy@T=-1.0", "roc_auc@T=-1.0",
+                   "who_accuracy")
+
+
+def run_comparison(X, y, args, models, *, title, synthetic, description, baseline=None,
+                   metrics=PRINTED_METRICS):
+    """Cross-validate ``models``, print the table, write results and report; the results.
+
+    What ``cv``, ``demo`` and ``ablation`` run: :func:`bmdkit.evaluation.compare_models`
+    on (group-)stratified folds of ``args.folds``, saved to ``args.out``.
+    """
+    import pandas as pd
+
+    from bmdkit import BMDStratifiedGroupKFold, BMDStratifiedKFold
+    from bmdkit.estimators import FUSION_LABELS
+    from bmdkit.evaluation import compare_models
+    from bmdkit.report import write_report
+    from bmdkit.validation import ImputationWarning, warn_missing_values
+
+    if baseline is None and FUSION_LABELS[BASELINE] in models:
+        baseline = FUSION_LABELS[BASELINE]
+    X, groups = pop_groups(X, args)
+    splitter = BMDStratifiedKFold if groups is None else BMDStratifiedGroupKFold
+    cv = splitter(args.folds, random_state=args.seed)
+    warn_missing_values(X, [c for c in X.columns if c != getattr(args, "image_col", "image_path")])
+    with warnings.catch_warnings():  # counted once above, not again in every fold
+        warnings.simplefilter("ignore", ImputationWarning)
+        results = compare_models(models, X, y, cv=cv, groups=groups, baseline=baseline,
+                                 device=args.densitometer)
+    # saved with the results, so that `bmdkit report` draws the same labels
+    results = dataclasses.replace(results, title=title, synthetic=synthetic,
+                                  description=description)
+    out = Path(args.out)
+    results.save(out / "results")
+    page = write_report(results, out, title=title, synthetic=synthetic, description=description)
+    with pd.option_context("display.width", 200, "display.max_columns", 50):
+        print(results.table(metrics=metrics).to_string())
+    print(f"\nreport: {page}\nresults: {out / 'results'}")
+    return results
+
+
+def add_cv_options(parser, *, folds, folds_default=None):
+    """``--models``, ``--folds``, ``--groups`` and ``--densitometer`` of a model comparison."""
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(DEFAULT_MODELS),
+                        help="models to compare (default: XAttn-BMD's four, "
+                             f"{' '.join(DEFAULT_MODELS)}; the baseline of relative changes "
+                             f"is {BASELINE!r} when included)")
+    parser.add_argument("--folds", type=int, default=folds,
+                        help=f"stratified folds (default: {folds_default or folds})")
+    add_groups_option(parser)
+    add_densitometer_option(parser)
+
+
+def add_report_options(parser, *, title):
+    """``--title`` and ``--synthetic`` of the report a comparison writes."""
+    parser.add_argument("--title", default=title, help="report title (default: %(default)s)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="label the report as results on synthetic data")
+
+
+# -- the command -----------------------------------------------------------------------------
+def add_parser(subparsers):
+    """Register ``bmdkit cv``."""
+    parser = subparsers.add_parser(
+        "cv", help="compare models on your cohort under stratified K-fold CV",
+        description="Cross-validate the chosen models on a cohort CSV with "
+                    "BMDStratifiedKFold, print the results table and write "
+                    "results/ and an HTML report into --out.")
+    add_data_options(parser)
+    add_cv_options(parser, folds=10)
+    parser.add_argument("--out", required=True, help="output folder")
+    add_report_options(parser, title="bmdkit cross-validation")
+    add_model_options(parser)
+    parser.set_defaults(func=run_cv)
+    return parser
+
+
+def run_cv(args):
+    X, y = read_data(args)
+    description = f"{args.csv.name}: {len(y)} rows, target {args.target!r}, {args.folds} folds."
+    models = make_models(args.models, model_params(args), args.image_col)
+    run_comparison(X, y, args, models, title=args.title, synthetic=args.synthetic,
+                   description=description)
+
