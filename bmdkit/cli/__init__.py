@@ -48,20 +48,24 @@ def build_parser():
         prog="bmdkit",
         description="Femoral neck BMD from hip radiographs plus clinical metadata "
                     "(XAttn-BMD and baselines).")
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_Version)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"bmdkit.cli.{name}").add_parser(subparsers)
     return parser
 
 
-def _version():
-    from importlib.metadata import PackageNotFoundError, version
+class _Version(argparse.Action):
+    """``--version``: bmdkit's version, looked up only when asked (importlib.metadata is slow)."""
 
-    try:
-        return f"bmdkit {version('bmdkit')}"
-    except PackageNotFoundError:
-        return "bmdkit (not installed)"
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show bmdkit's version and exit"):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import bmdkit
+
+        parser.exit(message=f"bmdkit {bmdkit.__version__}\n")
 
 
 def main(argv=None):
