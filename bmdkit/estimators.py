@@ -167,6 +167,11 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         Fitted on the training rows.
     y_mean_, y_scale_ : float, or ndarray of shape (k,) for k sites
         Target standardisation.
+    sites_ : list of str or None
+        Names of the ``k`` sites of a 2-D ``y``: its column names when it is
+        a DataFrame, else ``"site_0"`` ... (``None`` for a 1-D ``y``). Sites
+        named as in :mod:`bmdkit.clinical` (``"femoral_neck"``,
+        ``"total_hip"``) get T-scores and referral in ``bmdkit predict``.
     loss_weights_ : TargetDensityWeights or None
         The fitted target-density weights of ``"weighted_smooth_l1"``.
     feature_names_in_ : ndarray of str
@@ -313,6 +318,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self
         """
         self._check_params()
+        y_given = y
         X = self._metadata_frame(X)
         if len(X) < 2:
             raise ValueError(f"need at least 2 training rows, got n_samples={len(X)}")
@@ -379,6 +385,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
                 net.partial_fit(self._network_inputs(arrays, net), y_scaled)
         self.preprocessor_, self.y_mean_, self.y_scale_ = preprocessor, y_mean, y_scale
         self.loss_weights_, self.net_ = loss_weights, net
+        self.sites_ = _site_names(y_given, y)
         self.feature_names_in_ = preprocessor.feature_names_in_
         return self
 
@@ -567,6 +574,15 @@ def ablation_models(fusions=("xattn", "concat", "daft", "gated", "late"),
     return {f"{FUSION_LABELS.get(fusion, fusion)}{LOSS_LABELS.get(loss, ' +' + loss)}":
             BMDRegressor(fusion=fusion, loss=loss, **params)
             for loss in losses for fusion in fusions}
+
+
+def _site_names(y_given, y):
+    """Names of the columns (sites) of a 2-D target, or ``None`` for one site."""
+    if y.ndim == 1:
+        return None
+    if hasattr(y_given, "columns"):
+        return [str(c) for c in y_given.columns]
+    return [f"site_{j}" for j in range(y.shape[1])]
 
 
 def _standardise(y, mean, scale):

@@ -271,7 +271,8 @@ def stream_predict(model, X, *, chunk_size=None, workers=0):
     ``model`` may also hold several fitted models in ``estimators_`` (a
     :class:`~bmdkit.uncertainty.ConformalBMDRegressor`): each image is then
     decoded once for all of them and ``StreamChunk.predictions`` is their
-    stack, shape ``(n_models, n_rows)``.
+    stack, shape ``(n_models, n_rows)`` (``(n_models, n_rows, n_sites)`` for
+    several sites).
 
     Examples
     --------
@@ -306,7 +307,7 @@ def stream_predict(model, X, *, chunk_size=None, workers=0):
     metadata = [None] + [_metadata(m, X)[1] for m in members[1:]]
     for positions, arrays, failures in stream_arrays(first, X, chunk_size=chunk_size,
                                                      workers=workers):
-        predictions = np.empty((len(members), len(positions)))
+        predictions = np.empty((len(members), len(positions), *np.shape(first.y_mean_)))
         if len(positions):
             for k, member in enumerate(members):
                 member_arrays = arrays if k == 0 else {**_rows(metadata[k], positions), **(

@@ -63,7 +63,7 @@ ALLOWED_CLASSES = {
 _NET_SKIPPED = ("callbacks", "train_split", "dataset", "iterator_train", "iterator_valid",
                 "warm_start", "torch_load_kwargs")
 _FITTED = {"preprocessor_", "y_mean_", "y_scale_", "loss_weights_", "net_", "feature_names_in_",
-           "densitometer_"}
+           "densitometer_", "sites_"}
 #: Densitometer scale assumed for a model saved without one.
 DEFAULT_DENSITOMETER = "lunar"
 
@@ -273,6 +273,7 @@ def save(model, path, *, overwrite=False, densitometer=None):
             "y_mean_": np.asarray(model.y_mean_).tolist(),  # a list for several sites
             "y_scale_": np.asarray(model.y_scale_).tolist(),
             "feature_names_in_": [str(c) for c in model.feature_names_in_],
+            "sites_": model.sites_,
             "loss_weights_": None if weights is None else {
                 "params": {k: _to_json(v) for k, v in vars(weights).items() if not k.endswith("_")},
                 "bin_edges_": weights.bin_edges_.tolist(),
@@ -281,7 +282,7 @@ def save(model, path, *, overwrite=False, densitometer=None):
             "preprocessor_": _preprocessor_state(model.preprocessor_),
         },
         "net": _net_state(model.net_),
-        "clinical": {"site": "femoral_neck", "densitometer": densitometer,
+        "clinical": {"site": model.sites_ or "femoral_neck", "densitometer": densitometer,
                      "thresholds": screening_thresholds(device=densitometer)},
     }
     tensors = {k: v.detach().cpu().contiguous().clone()
@@ -419,6 +420,7 @@ def load(path, *, device=None):
         np.asarray(fitted[k]) if isinstance(fitted[k], list) else fitted[k]
         for k in ("y_mean_", "y_scale_"))
     model.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+    model.sites_ = fitted.get("sites_")  # absent from models saved before several sites
     model.loss_weights_ = None
     if fitted["loss_weights_"] is not None:
         lw = fitted["loss_weights_"]

@@ -47,12 +47,14 @@ from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from sklearn.utils.validation import check_is_fitted
 
 from bmdkit.clinical import t_score, who_category
-from bmdkit.metrics import SCREENING_METRICS, resolve_thresholds
+from bmdkit.metrics import (SCREENING_METRICS, has_t_score_reference, resolve_thresholds,
+                            site_names)
 from bmdkit.model_selection import BMDStratifiedKFold, quantile_bins
 
 __all__ = [
     "CONFORMAL_FILE", "METHODS", "ConformalBMDRegressor", "conformal_interval", "conformal_rank",
-    "cross_fit_intervals", "interval_metrics", "load", "refer", "referral_analysis",
+    "cross_fit_intervals", "interval_metrics", "load", "prediction_frame", "refer",
+    "referral_analysis",
     "referral_curve", "referral_frame",
 ]
 
@@ -236,9 +238,102 @@ def refer(lower, upper, thresholds):
     return referred
 
 
+def _site_columns(y_pred, intervals, thresholds, clinical):
+    """Result columns of one site: BMD (and interval), T-score, WHO category, referral."""
+    columns = {"predicted_bmd": y_pred}
+    if intervals is not None:
+        columns.update(bmd_lower=intervals[:, 0], bmd_upper=intervals[:, 1])
+    if not has_t_score_reference(clinical["site"], device=clinical["device"],
+                                 reference=clinical["reference"]):
+        return columns  # no young-adult reference at this site: BMD only
+    t = t_score(y_pred, **clinical)
+    columns["t_score"] = t
+    if intervals is not None:
+        # T is increasing in BMD (positive sBMD slope), so the bounds map to bounds
+        columns.update(t_score_lower=t_score(intervals[:, 0], **clinical),
+                       t_score_upper=t_score(intervals[:, 1], **clinical))
+    columns["who_category"] = who_category(t)
+    if intervals is not None:
+        columns["refer"] = refer(intervals[:, 0], intervals[:, 1],
+                                 resolve_thresholds(thresholds, **clinical))
+    return columns
+
+
+def prediction_frame(y_pred, intervals=None, *, sites=None, thresholds=None, device="lunar",
+                     reference="nhanes3_female"):
+    """Predictions as a table: BMD, T-score, WHO category, and with intervals their bounds and
+    the referral flag; one set of columns per site for several sites.
+
+    Parameters
+    ----------
+    y_pred : array-like of shape (n,) or (n, k)
+        Predicted BMD in g/cm², of one site or of ``k`` sites.
+    intervals : array-like of shape (n, 2) or (n, k, 2), or None
+        Lower and upper bounds (:meth:`ConformalBMDRegressor.predict_interval`).
+    sites : str, sequence of str or None
+        The site of ``y_pred`` (default ``"femoral_neck"``), or of each of
+        its ``k`` columns (e.g. :attr:`BMDRegressor.sites_ <bmdkit.BMDRegressor>`).
+    thresholds : dict or None
+        Screening thresholds (:func:`bmdkit.metrics.resolve_thresholds`;
+        ``None``: T = -1 and T = -2.5 on ``device``); for several sites
+        ``{site: thresholds}``.
+    device, reference
+        See :func:`bmdkit.clinical.t_score`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One site: ``predicted_bmd``, with intervals ``bmd_lower`` and
+        ``bmd_upper``, then ``t_score`` (with intervals ``t_score_lower``,
+        ``t_score_upper``), ``who_category`` (of the point prediction) and
+        with intervals ``refer`` (:func:`refer` at the thresholds). Several
+        sites: the same columns named ``"<site>/<column>"`` per site (the
+        metrics' naming, :mod:`bmdkit.metrics`), T-score, WHO and referral
+        columns only for sites with a T-score reference
+        (:func:`bmdkit.metrics.has_t_score_reference`), and with intervals
+        ``refer``: referred at any site.
+
+    Examples
+    --------
+    >>> prediction_frame([0.95, 0.70]).round(2).values.tolist()
+    [[0.95, -0.63, 'normal'], [0.7, -2.43, 'osteopenia']]
+    >>> frame = prediction_frame([[0.95, 1.1]], [[[0.9, 1.0], [1.0, 1.2]]],
+    ...                          sites=["femoral_neck", "lumbar_spine"])
+    >>> list(frame.columns)  # doctest: +NORMALIZE_WHITESPACE
+    ['femoral_neck/predicted_bmd', 'femoral_neck/bmd_lower', 'femoral_neck/bmd_upper',
+     'femoral_neck/t_score', 'femoral_neck/t_score_lower', 'femoral_neck/t_score_upper',
+     'femoral_neck/who_category', 'femoral_neck/refer', 'lumbar_spine/predicted_bmd',
+     'lumbar_spine/bmd_lower', 'lumbar_spine/bmd_upper', 'refer']
+    """
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    y_pred = y_pred.reshape(len(y_pred), -1)
+    k = y_pred.shape[1]
+    if intervals is not None:
+        intervals = np.asarray(intervals, dtype=np.float64).reshape(len(y_pred), k, 2)
+    sites = "femoral_neck" if sites is None else sites
+    if k == 1:  # one site: the columns are not prefixed
+        site = sites if isinstance(sites, str) else site_names(sites, 1)[0]
+        return pd.DataFrame(_site_columns(
+            y_pred[:, 0], None if intervals is None else intervals[:, 0], thresholds,
+            dict(site=site, device=device, reference=reference)))
+    names = site_names(sites, k)
+    columns = {}
+    for j, name in enumerate(names):
+        clinical = dict(site=name, device=device, reference=reference)
+        part = _site_columns(y_pred[:, j], None if intervals is None else intervals[:, j],
+                             (thresholds or {}).get(name), clinical)
+        columns.update({f"{name}/{column}": values for column, values in part.items()})
+    if intervals is not None:
+        referred = [v for c, v in columns.items() if c.endswith("/refer")]
+        columns["refer"] = np.any(referred, axis=0) if referred else np.zeros(len(y_pred), bool)
+    return pd.DataFrame(columns)
+
+
 def referral_frame(y_pred, intervals, *, thresholds=None, site="femoral_neck", device="lunar",
                    reference="nhanes3_female"):
     """Predictions with intervals in g/cm² and T-score, WHO category and referral flag.
+
+    :func:`prediction_frame` with intervals, for one site.
 
     Parameters
     ----------
@@ -265,21 +360,10 @@ def referral_frame(y_pred, intervals, *, thresholds=None, site="femoral_neck", d
     >>> frame[["t_score", "who_category", "refer"]].round(2).values.tolist()
     [[-0.63, 'normal', False], [-2.43, 'osteopenia', True]]
     """
-    clinical = dict(site=site, device=device, reference=reference)
     y_pred = np.asarray(y_pred, dtype=np.float64).ravel()
-    intervals = np.asarray(intervals, dtype=np.float64).reshape(len(y_pred), 2)
-    t = t_score(y_pred, **clinical)
-    return pd.DataFrame({
-        "predicted_bmd": y_pred,
-        "bmd_lower": intervals[:, 0], "bmd_upper": intervals[:, 1],
-        "t_score": t,
-        # T is increasing in BMD (positive sBMD slope), so the bounds map to bounds
-        "t_score_lower": t_score(intervals[:, 0], **clinical),
-        "t_score_upper": t_score(intervals[:, 1], **clinical),
-        "who_category": who_category(t),
-        "refer": refer(intervals[:, 0], intervals[:, 1],
-                       resolve_thresholds(thresholds, **clinical)),
-    })
+    return prediction_frame(y_pred, np.asarray(intervals, dtype=np.float64).reshape(-1, 2),
+                            sites=site, thresholds=thresholds, device=device,
+                            reference=reference)
 
 
 def referral_analysis(y_true, y_pred, intervals, thresholds):
@@ -365,6 +449,17 @@ def _rows(X, index):
     return X.iloc[index] if hasattr(X, "iloc") else np.asarray(X)[index]
 
 
+def _targets(y, n_rows):
+    """``y`` as float64 of shape (n,), or (n, k) for k >= 2 sites."""
+    y = np.asarray(y, dtype=np.float64)
+    y = y.ravel() if y.ndim < 2 or y.shape[1] == 1 else y
+    if y.ndim != 1 and y.ndim != 2:
+        raise ValueError(f"y must be 1-D, or 2-D with one column per site; got shape {y.shape}")
+    if len(y) != n_rows:
+        raise ValueError(f"X has {n_rows} rows but y has {len(y)} values")
+    return y
+
+
 class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
     """Conformal prediction intervals around any regressor (split conformal or CV+).
 
@@ -391,8 +486,9 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
     ----------
     estimators_ : list of fitted regressors
         The fold models (CV+) or the one model (split).
-    calibration_scores_ : ndarray of shape (n_calibration,)
-        Absolute residuals of the calibration rows, each by a model that did not see it.
+    calibration_scores_ : ndarray of shape (n_calibration,) or (n_calibration, k)
+        Absolute residuals of the calibration rows, each by a model that did not see it
+        (per site, for ``k`` sites).
     score_model_ : ndarray of int of shape (n_calibration,)
         Index in ``estimators_`` of the model that scored each calibration row.
     calibration_rows_ : ndarray of int of shape (n_calibration,)
@@ -400,6 +496,12 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
 
     Notes
     -----
+    Several sites (``y`` of shape (n, k)): every site is calibrated on its
+    own residuals, so each site's interval has the marginal coverage
+    guarantee; the ``k`` intervals of a row are not a joint region (all
+    ``k`` covering at once is likelier than ``1 - k * (1 - confidence)`` but
+    not promised to reach ``confidence``).
+
     Normalised scores (residuals divided by a difficulty estimate) are not
     offered: on the BoneQuality table (real) and the demo cohort's metadata
     (synthetic) they gave wider intervals and worse coverage across
@@ -436,7 +538,8 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
                 return [next(splitter.split(index, y, groups))]
             n_bins = max(1, min(5, int(len(y) * min(size, 1 - size)) // 2))
             train, test = train_test_split(index, test_size=size, random_state=self.random_state,
-                                           stratify=quantile_bins(y, n_bins) if n_bins > 1 else None)
+                                           stratify=quantile_bins(y if y.ndim == 1 else y[:, 0], n_bins)
+                                           if n_bins > 1 else None)
             return [(np.sort(train), np.sort(test))]
         cv = self.cv
         if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
@@ -455,8 +558,9 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : DataFrame or array-like of shape (n, n_features)
-        y : array-like of shape (n,)
-            BMD in g/cm².
+        y : array-like of shape (n,) or (n, k)
+            BMD in g/cm²; one column per site for ``k`` sites (calibrated
+            each on its own, folds stratified on the first).
         groups : array-like of shape (n,) or None
             Subject ids: rows of one subject stay on one side of every split.
 
@@ -467,17 +571,20 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         _check_confidence(self.confidence)
-        y = np.asarray(y, dtype=np.float64).ravel()
-        if len(y) != len(X):
-            raise ValueError(f"X has {len(X)} rows but y has {len(y)} values")
-        splits = self._splits(X, y, groups)
-        estimators = [clone(self.estimator).fit(_rows(X, train), y[train]) for train, _ in splits]
-        return self._conformalize(estimators, [test for _, test in splits], X, y)
+        targets = _targets(y, len(X))
+        splits = self._splits(X, targets, groups)
+        # several sites as a DataFrame: the models learn their site names from its columns
+        named = isinstance(y, pd.DataFrame) and targets.ndim == 2
+        estimators = [clone(self.estimator).fit(_rows(X, train), y.iloc[train] if named
+                                                else targets[train])
+                      for train, _ in splits]
+        return self._conformalize(estimators, [test for _, test in splits], X, targets)
 
     def _conformalize(self, estimators, tests, X, y):
         scores, model = [], []
         for k, (fitted, test) in enumerate(zip(estimators, tests)):
-            pred = np.asarray(fitted.predict(_rows(X, test)), dtype=np.float64).ravel()
+            pred = np.asarray(fitted.predict(_rows(X, test)), dtype=np.float64)
+            pred = pred.reshape(y[test].shape)
             scores.append(np.abs(y[test] - pred))
             model.append(np.full(len(test), k, dtype=np.intp))
         self.estimators_ = list(estimators)
@@ -517,9 +624,9 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"cv_results lack {sorted(missing)}: run cross_validate with "
                              "return_estimator=True and return_indices=True")
         estimators, tests = cv_results["estimator"], cv_results["indices"]["test"]
-        y = np.asarray(y, dtype=np.float64).ravel()
+        y = _targets(y, len(X))
         seen = np.bincount(np.concatenate(tests), minlength=len(y))
-        if len(y) != len(X) or not (seen == 1).all():
+        if not (seen == 1).all():
             raise ValueError("the cross-validation must put each of the rows of X, y in exactly "
                              "one test fold")
         model = cls(clone(estimators[0]), confidence=confidence, method="cv+", cv=len(tests))
@@ -527,20 +634,35 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
 
     def _model_predictions(self, X):
         check_is_fitted(self, "estimators_")
-        return np.stack([np.asarray(m.predict(X), dtype=np.float64).ravel()
-                         for m in self.estimators_])
+        return np.stack([np.asarray(m.predict(X), dtype=np.float64) for m in self.estimators_])
 
     def _interval(self, predictions, confidence):
+        """Bounds from the models' predictions (K, n) or (K, n, k): shape (n, 2) or (n, k, 2)."""
         confidence = self.confidence if confidence is None else confidence
-        return conformal_interval(predictions, self.calibration_scores_, confidence,
-                                  self.score_model_)
+        scores = self.calibration_scores_
+        if scores.ndim == 1:
+            return conformal_interval(predictions, scores, confidence, self.score_model_)
+        return np.stack([conformal_interval(predictions[..., j], scores[:, j], confidence,
+                                            self.score_model_)
+                         for j in range(scores.shape[1])], axis=1)
+
+    @property
+    def sites_(self):
+        """Site names of the models (:attr:`bmdkit.BMDRegressor.sites_`), or ``None``."""
+        check_is_fitted(self, "estimators_")
+        return getattr(self.estimators_[0], "sites_", None)
 
     def predict(self, X):
-        """Point predictions: the mean of the fold models (CV+) or the one model (split)."""
+        """Point predictions: the mean of the fold models (CV+) or the one model (split).
+
+        Shape (n,), or (n, k) for ``k`` sites.
+        """
         return self._model_predictions(X).mean(axis=0)
 
     def predict_interval(self, X, confidence=None):
         """Conformal prediction intervals, shape (n, 2): lower and upper bound in g/cm².
+
+        For ``k`` sites, shape (n, k, 2): each site's interval, calibrated on its own.
 
         Parameters
         ----------
@@ -551,27 +673,30 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
         """
         return self._interval(self._model_predictions(X), confidence)
 
-    def predict_referral(self, X, *, confidence=None, thresholds=None, site="femoral_neck",
+    def predict_referral(self, X, *, confidence=None, thresholds=None, site=None,
                          device="lunar", reference="nhanes3_female"):
-        """Predictions, intervals, T-scores, WHO category and referral flag (:func:`referral_frame`).
+        """Predictions, intervals, T-scores, WHO category and referral flag (:func:`prediction_frame`).
 
         The models predict once for the point prediction and the interval.
+        ``site``: the site of the predictions, or of each of their columns;
+        ``None``: the models' :attr:`sites_` for several sites, else the
+        femoral neck.
         """
         return self.referral_from_predictions(
             self._model_predictions(X), confidence=confidence, thresholds=thresholds, site=site,
             device=device, reference=reference)
 
     def referral_from_predictions(self, predictions, *, confidence=None, thresholds=None,
-                                  site="femoral_neck", device="lunar", reference="nhanes3_female"):
+                                  site=None, device="lunar", reference="nhanes3_female"):
         """:meth:`predict_referral` from the models' predictions, shape (n_models, n).
 
         For callers that run the models themselves, e.g. streaming prediction
         (:func:`bmdkit.inference.stream_predict` yields these per chunk).
         """
         predictions = np.asarray(predictions, dtype=np.float64)
-        return referral_frame(predictions.mean(axis=0), self._interval(predictions, confidence),
-                              thresholds=thresholds, site=site, device=device,
-                              reference=reference)
+        return prediction_frame(predictions.mean(axis=0), self._interval(predictions, confidence),
+                                sites=self.sites_ if site is None else site,
+                                thresholds=thresholds, device=device, reference=reference)
 
     # -- persistence: every model through bmdkit.persistence, the scores as JSON --------------
     def save(self, path, *, overwrite=False):

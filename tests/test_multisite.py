@@ -112,3 +112,53 @@ def test_compare_models_scores_every_site(tmp_path):
     assert {"femoral_neck/r2", "lumbar_spine/r2", "Δ total_hip/mse %"} <= set(table.columns)
     again = ComparisonResults.load(results.save(tmp_path / "res"))
     pd.testing.assert_frame_equal(again.pooled_metrics(), pooled)
+
+
+def test_conformal_intervals_per_site_and_predict_writes_site_columns(tmp_path, capsys):
+    """CV+ calibrates each site on its own residuals; `bmdkit predict` names every column by site."""
+    from bmdkit.cli import main
+    from bmdkit.uncertainty import ConformalBMDRegressor, conformal_interval, interval_metrics
+    from bmdkit.uncertainty import load as load_conformal
+
+    X, Y = three_sites(n=400, seed=1)
+    Y = Y[["femoral_neck", "lumbar_spine"]]  # lumbar spine: no T-score reference here
+    train, test = slice(0, 300), slice(300, None)
+    model = ConformalBMDRegressor(
+        MetadataOnlyBMDRegressor(embed_dim=8, n_heads=2, max_epochs=25, batch_size=64,
+                                 random_state=0), confidence=0.9, cv=4, random_state=0)
+    model.fit(X.iloc[train], Y.iloc[train])
+    assert model.sites_ == ["femoral_neck", "lumbar_spine"]
+    assert model.calibration_scores_.shape == (300, 2)
+    intervals, pred = model.predict_interval(X.iloc[test]), model.predict(X.iloc[test])
+    assert intervals.shape == (100, 2, 2) and pred.shape == (100, 2)
+    members = model._model_predictions(X.iloc[test])  # (fold models, rows, sites)
+    for j, site in enumerate(Y.columns):
+        # each site is its own conformal problem: its scores, its fold models' predictions
+        np.testing.assert_allclose(intervals[:, j], conformal_interval(
+            members[..., j], model.calibration_scores_[:, j], 0.9, model.score_model_))
+        coverage = interval_metrics(Y[site].iloc[test], *intervals[:, j].T)["coverage"]
+        assert 0.8 <= coverage <= 1.0, (site, coverage)  # 90 % of 100 rows: SE 3 points
+    frame = model.predict_referral(X.iloc[test])
+    assert {"femoral_neck/bmd_lower", "femoral_neck/t_score_upper", "femoral_neck/refer",
+            "lumbar_spine/predicted_bmd", "lumbar_spine/bmd_upper", "refer"} <= set(frame)
+    assert not any(c.startswith("lumbar_spine/t_score") for c in frame)
+    np.testing.assert_array_equal(frame["refer"], frame["femoral_neck/refer"])
+
+    folder = model.save(tmp_path / "conformal")
+    np.testing.assert_allclose(load_conformal(folder).predict_interval(X.iloc[test]), intervals)
+    X.assign(femoral_neck=Y["femoral_neck"]).iloc[test].to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "pred.csv"
+    main(["predict", "--csv", str(tmp_path / "new.csv"), "--model", str(folder), "--out", str(out),
+          "--workers", "0", "--target", "femoral_neck"])
+    written = pd.read_csv(out)
+    np.testing.assert_allclose(written["lumbar_spine/bmd_lower"], intervals[:, 1, 0])
+    np.testing.assert_allclose(written["femoral_neck/predicted_bmd"], pred[:, 0])
+    printed = capsys.readouterr().out
+    assert "coverage" in printed and "rows referred to DXA" in printed
+    plain = MetadataOnlyBMDRegressor(max_epochs=2, random_state=0).fit(X, Y)
+    main(["predict", "--csv", str(tmp_path / "new.csv"), "--model",
+          str(plain.save(tmp_path / "plain")), "--out", str(tmp_path / "plain.csv"),
+          "--workers", "0"])
+    assert list(pd.read_csv(tmp_path / "plain.csv").columns[-4:]) == [
+        "femoral_neck/predicted_bmd", "femoral_neck/t_score", "femoral_neck/who_category",
+        "lumbar_spine/predicted_bmd"]
