@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +153,36 @@ class ComparisonResults:
         """Names of the BMD sites when ``y`` had several, else ``None``."""
         site = self.clinical.get("site")
         return None if site is None or isinstance(site, str) else list(site)
+
+    def for_site(self, site):
+        """The results of one site of several, as if ``y`` had been that site alone.
+
+        Metrics lose their ``"<site>/"`` prefix, predictions keep that
+        site's rows, thresholds and T-scores are the site's (none for a site
+        without a T-score reference).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.linear_model import Ridge
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(80, 1)); Y = 0.85 + 0.1 * X + rng.normal(0, 0.05, (80, 2))
+        >>> res = compare_models([Ridge()], X, Y, cv=4, site=["femoral_neck", "lumbar_spine"],
+        ...                      progress=False)
+        >>> spine = res.for_site("lumbar_spine")
+        >>> spine.sites, spine.thresholds, "r2" in spine.metric_names, len(spine.predictions)
+        (None, {}, True, 80)
+        """
+        if self.sites is None or site not in self.sites:
+            raise ValueError(f"no site {site!r} in these results (sites: {self.sites})")
+        prefix = f"{site}/"
+        scores = self.fold_scores[
+            [c for c in self.fold_scores.columns if c in _FOLD_COLUMNS or c.startswith(prefix)]]
+        predictions = self.predictions[self.predictions["site"] == site].drop(columns="site")
+        return replace(
+            self, fold_scores=scores.rename(columns=lambda c: c.removeprefix(prefix)),
+            predictions=predictions.reset_index(drop=True),
+            thresholds=dict(self.thresholds.get(site, {})), clinical={**self.clinical, "site": site})
 
     def _present(self, metrics):
         """Those of ``metrics`` scored here, each expanded to its per-site names for several sites."""

@@ -24,7 +24,7 @@ from functools import partial
 import numpy as np
 from sklearn import metrics as skm
 
-from bmdkit.clinical import screening_thresholds, t_score, who_category
+from bmdkit.clinical import SBMD_EQUATIONS, screening_thresholds, t_score, who_category
 
 __all__ = [
     "REGRESSION_METRICS", "SCREENING_METRICS", "bias", "compute_metrics", "has_t_score_reference",
@@ -278,7 +278,8 @@ def compute_metrics(y_true, y_pred, *, thresholds=None, site="femoral_neck", dev
         dict ``{site: thresholds}`` (sites left out get their defaults).
     site : str or sequence of str, default="femoral_neck"
         For the WHO categories and default thresholds (see
-        :func:`bmdkit.clinical.t_score`); for a ``(n, k)`` ``y``, the k site
+        :func:`bmdkit.clinical.t_score`; a site without them, e.g. the lumbar spine,
+        gets the regression metrics only); for a ``(n, k)`` ``y``, the k site
         names, in column order.
     device, reference
         See :func:`bmdkit.clinical.t_score`.
@@ -304,9 +305,9 @@ def compute_metrics(y_true, y_pred, *, thresholds=None, site="femoral_neck", dev
     (0.01, False)
     """
     names = site_names(site, _n_sites(y_true))
-    if names is None:
-        return _site_metrics(y_true, y_pred, thresholds, dict(site=site, device=device,
-                                                                 reference=reference))
+    if names is None:  # one site; one without sBMD equations (lumbar spine): no T-score metrics
+        return _site_metrics(y_true, y_pred, thresholds, dict(
+            site=site, device=device, reference=reference) if site in SBMD_EQUATIONS else None)
     y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
     if y_pred.shape != y_true.shape:
         raise ValueError(f"y_true has shape {y_true.shape} but y_pred has {y_pred.shape}")

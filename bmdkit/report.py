@@ -6,7 +6,9 @@ threshold, confusion matrices, per-fold scores, conformal intervals and
 referral) and one HTML page that embeds them (base64), so the page can be
 mailed or archived alone. The page opens with a summary (metrics with
 bootstrap intervals, the headline test, referral), then the figures, then
-the full tables. Results from synthetic data are labelled as such.
+the full tables. Results of several BMD sites get a summary and figures per
+site (:meth:`~bmdkit.evaluation.ComparisonResults.for_site`). Results from
+synthetic data are labelled as such.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sklearn.metrics import confusion_matrix, roc_curve
 
 from bmdkit.clinical import WHO_CATEGORIES, t_score, who_category
 from bmdkit.evaluation import KEY_METRICS
+from bmdkit.metrics import has_t_score_reference
 from bmdkit.files import atomic_path, write_text
 from bmdkit.uncertainty import referral_analysis, referral_curve
 
@@ -117,7 +120,15 @@ def plot_roc(results, pooled=None):
 def plot_confusion(results, pooled=None):
     """Confusion matrices: rows models, columns thresholds and the WHO categories."""
     parts = _by_model(results)
-    columns = list(results.thresholds.items()) + [("WHO", None)]
+    columns = list(results.thresholds.items())
+    if has_t_score_reference(**results.clinical):  # WHO categories need T-scores
+        columns.append(("WHO", None))
+    if not columns:
+        fig, axes = _grid(1)
+        axes[0].text(0.5, 0.5, "no screening thresholds and no T-scores at this site",
+                     ha="center", va="center")
+        axes[0].set_axis_off()
+        return fig
     fig = Figure(figsize=(2.8 * len(columns), 2.6 * len(parts)), layout="constrained")
     axes = fig.subplots(len(parts), len(columns), squeeze=False)
     for row, (name, part) in enumerate(parts):
@@ -320,6 +331,51 @@ def _referral_sentence(results, table):
     return f"{name}: " + "; ".join(parts) + "."
 
 
+def _site_views(results):
+    """``[(site, results of that site)]`` for several sites, else ``[(None, results)]``."""
+    if results.sites is None:
+        return [(None, results)]
+    return [(site, results.for_site(site)) for site in results.sites]
+
+
+def _site_heading(site, level, anchor, text=None):
+    """A heading naming ``site`` (none for one site), with an id unique per site."""
+    return f'<h{level} id="{html.escape(site)}-{anchor}">{html.escape(text or site)}</h{level}>'
+
+
+def _summary_html(results, site, *, headline, n_boot):
+    """Summary table, headline test and referral of one site's results, as HTML parts."""
+    parts = [] if site is None else [_site_heading(site, 3, "summary")]
+    parts.append(_table_html(summary_table(results, results.bootstrap_intervals(n_boot=n_boot))))
+    verdict = results.headline_test(headline)
+    if verdict:
+        parts.append(f'<p class="verdict">{html.escape(verdict)}</p>')
+    if "y_lower" in results.predictions and results.thresholds:
+        referral = referral_table(results)
+        title = f"Referral to DXA ({results.confidence:.0%} intervals)"
+        parts += [f'<h3 id="referral">{title}</h3>' if site is None else
+                  _site_heading(site, 4, "referral", f"{site}: {title}"),
+                  f"<p>{html.escape(_referral_sentence(results, referral))}</p>",
+                  _table_html(referral, "{:.3f}".format)]
+    return parts
+
+
+def _figures_html(results, site, out_dir, *, synthetic, dpi):
+    """The standard figures of one site's results (file stems ``<site>_<figure>``)."""
+    pooled = results.pooled_metrics()
+    figures = dict(FIGURES)
+    if "y_lower" in results.predictions and results.thresholds:
+        figures.update(INTERVAL_FIGURES)
+    parts = [] if site is None else [_site_heading(site, 3, "figures")]
+    for stem, (plot, caption) in figures.items():
+        fig = plot(results, pooled)
+        if site is not None:
+            fig.text(0, 1, site, ha="left", va="bottom", fontsize=10, fontweight="bold")
+            stem, caption = f"{site}_{stem}", f"{site}: {caption}"
+        parts.append(_figure_html(fig, stem, caption, out_dir, synthetic=synthetic, dpi=dpi))
+    return parts
+
+
 def extra_figure_section(figures, out_dir, *, synthetic=False, dpi=110):
     """HTML of a "More figures" section from ``{stem: (Figure, caption)}``, PNGs into ``out_dir``.
 
@@ -386,18 +442,21 @@ def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     label = "SYNTHETIC DATA — " if synthetic else ""
+    views = _site_views(results)
+    summaries, sections = [], []
+    for site, view in views:
+        summaries += _summary_html(view, site, headline=headline, n_boot=n_boot)
+        sections += _figures_html(view, site, out_dir, synthetic=synthetic, dpi=dpi)
     pooled = results.pooled_metrics()
-    figures = dict(FIGURES)
-    if "y_lower" in results.predictions and results.thresholds:
-        figures.update(INTERVAL_FIGURES)
-    sections = [_figure_html(plot(results, pooled), stem, caption, out_dir, synthetic=synthetic,
-                             dpi=dpi)
-                for stem, (plot, caption) in figures.items()]
-    key = [m for m in KEY_METRICS if m in results.metric_names]
+    key = results._present(KEY_METRICS)  # per site, "<site>/<metric>", for several sites
     n_rows = results.predictions["row"].nunique()
     n_folds = results.fold_scores["fold"].nunique()
-    thresholds = ", ".join(f"{k}: {v:.3f} g/cm²" for k, v in results.thresholds.items())
-    clinical = ", ".join(f"{k}={v}" for k, v in results.clinical.items())
+    thresholds = "; ".join(
+        (f"{site}: " if site else "") + (", ".join(
+            f"{k}: {v:.3f} g/cm²" for k, v in view.thresholds.items()) or "none")
+        for site, view in views)
+    clinical = ", ".join(f"{k}={v if isinstance(v, str) else ', '.join(map(str, v))}"
+                         for k, v in results.clinical.items())
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -415,16 +474,8 @@ def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic
         '<h2 id="summary">Summary</h2>',
         "<p>Pooled out-of-fold predictions; in brackets a 95 % bootstrap interval over "
         "subjects.</p>",
-        _table_html(summary_table(results, results.bootstrap_intervals(n_boot=n_boot))),
+        *summaries,
     ]
-    verdict = results.headline_test(headline)
-    if verdict:
-        parts.append(f'<p class="verdict">{html.escape(verdict)}</p>')
-    if "y_lower" in results.predictions and results.thresholds:
-        referral = referral_table(results)
-        parts += [f'<h3 id="referral">Referral to DXA ({results.confidence:.0%} intervals)</h3>',
-                  f"<p>{html.escape(_referral_sentence(results, referral))}</p>",
-                  _table_html(referral, "{:.3f}".format)]
     parts += ['<h2 id="figures">Figures</h2>', *sections]
     parts += extra_figure_section(extra_figures, out_dir, synthetic=synthetic, dpi=dpi)
     parts += ['<h2 id="tables">Full results</h2>',

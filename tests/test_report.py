@@ -139,3 +139,25 @@ def test_explanation_figures_and_results_without_intervals(tmp_path):
     assert 'id="more-figures">More figures</h2>' in page and "Saliency &lt;of&gt; subject 1" in page
     assert (tmp_path / "saliency.png").is_file() and not (tmp_path / "intervals.png").exists()
     assert "coverage" not in page and 'id="referral"' not in page
+
+
+def test_several_sites_get_a_summary_and_figures_each(tmp_path):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(120, 2))
+    Y = 0.85 + 0.12 * X[:, :1] + rng.normal(0, 0.05, (120, 2))
+    sites = ["femoral_neck", "lumbar_spine"]  # the lumbar spine has no T-score reference here
+    res = compare_models({"ridge": Ridge(), "mean": DummyRegressor()}, X, Y, cv=4, site=sites,
+                         baseline="mean", progress=False)
+    page = write_report(res, tmp_path, n_boot=50).read_text()
+    for site in sites:
+        assert f'id="{site}-summary"' in page and f'id="{site}-figures"' in page
+        for stem in ("scatter", "bland_altman", "fold_scores"):
+            assert (tmp_path / f"{site}_{stem}.png").is_file()
+    neck = page[page.index('id="femoral_neck-summary"'):page.index('id="lumbar_spine-summary"')]
+    spine = page[page.index('id="lumbar_spine-summary"'):page.index('id="figures"')]
+    r2 = res.for_site("lumbar_spine").pooled_metrics().loc["ridge", "r2"]
+    assert f"{r2:.3f} [" in spine and "sensitivity, T = −1" not in spine
+    assert "sensitivity, T = −1" in neck and 'id="femoral_neck-referral"' in neck
+    assert (tmp_path / "femoral_neck_referral.png").is_file()
+    assert not (tmp_path / "lumbar_spine_referral.png").exists()  # no threshold to refer at
+    assert "lumbar_spine/r2" in page  # the full tables keep every site
