@@ -523,7 +523,7 @@ def _long_predictions(model, fold, rows, y_true, y_pred, sites):
 
 def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresholds=None,
                    site="femoral_neck", device="lunar", reference="nhanes3_female",
-                   confidence=0.9, progress=True):
+                   confidence=0.9, progress=True, on_fit=None):
     """Cross-validate several estimators on identical folds.
 
     Parameters
@@ -563,6 +563,11 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
         (:func:`bmdkit.uncertainty.cross_fit_intervals`). ``None``: none.
     progress : bool, default=True
         Show a progress bar over folds × models, with the time left.
+    on_fit : callable or None, default=None
+        Called as ``on_fit(name, fold, fitted, test)`` after each fit, with
+        the fitted clone and the positions of its test rows, e.g. to keep
+        one fold's model for explanations (:func:`bmdkit.explain.explanation_figures`)
+        without fitting again.
 
     Returns
     -------
@@ -608,6 +613,8 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
                 start = time.perf_counter()
                 fitted = clone(model).fit(_rows(X, train), y[train])
                 y_pred = np.asarray(fitted.predict(_rows(X, test)), dtype=np.float64)
+                if on_fit is not None:
+                    on_fit(name, fold, fitted, test)
                 y_pred = y_pred.ravel() if sites is None else y_pred.reshape(len(test), -1)
                 predictions.append(_long_predictions(name, fold, test, y[test], y_pred, sites)
                                    .assign(n_train=len(train),

@@ -40,7 +40,8 @@ from bmdkit.nn import fusion_class
 
 SALIENCY_METHODS = ("integrated_gradients", "gradcam")
 
-__all__ = ["SALIENCY_METHODS", "Explanation", "explain", "plot_explanations", "select_rows"]
+__all__ = ["SALIENCY_METHODS", "Explanation", "explain", "explanation_figures",
+           "plot_explanations", "select_rows"]
 
 
 @dataclass
@@ -306,6 +307,52 @@ def plot_explanations(explanation, *, rows=None, n=4, y=None, top=10, labels=Non
                     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def explanation_figures(model, X, y, *, n=4, name="model", stem="explanations", **kwargs):
+    """A report's explanation figure: ``n`` rows of ``X`` across the range of ``y``, explained.
+
+    What ``bmdkit demo`` and ``bmdkit cv`` put in the report for the
+    headline model fitted on one cross-validation fold, explaining rows of
+    that fold's test set (:func:`bmdkit.evaluation.compare_models`'s
+    ``on_fit``): no extra fit, and no row the model was trained on.
+
+    Parameters
+    ----------
+    model : fitted BMDRegressor
+    X : pandas.DataFrame
+        Candidate rows (e.g. a fold's test rows).
+    y : array-like of shape (len(X),) or (len(X), k)
+        Their measured BMD; rows are picked across the range of its first column.
+    n : int, default=4
+    name : str, default="model"
+        Model name for the caption.
+    stem : str, default="explanations"
+        File stem of the figure.
+    **kwargs
+        Passed to :func:`explain`.
+
+    Returns
+    -------
+    dict
+        ``{stem: (Figure, caption)}``, as :func:`bmdkit.report.write_report`'s
+        ``extra_figures`` takes it.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    y = y[:, 0] if y.ndim == 2 else y
+    rows = np.sort(select_rows(y, n))
+    subset = X.iloc[rows]
+    explanation = explain(model, subset, **kwargs)
+    figure = plot_explanations(explanation, rows=range(len(rows)), y=y[rows],
+                               labels=[f"row {i}" for i in subset.index])
+    what = "integrated gradients" if kwargs.get("saliency", "integrated_gradients") \
+        == "integrated_gradients" else "Grad-CAM"
+    caption = (f"Why {name} says what it says, for {len(rows)} held-out subjects across the "
+               f"BMD range: the radiograph as the network saw it with its saliency map "
+               f"({what}), and the Shapley value of each metadata field in g/cm² (red lowers "
+               "the estimate, blue raises it). The model is the one fitted on the first "
+               "cross-validation fold; the subjects are from that fold's test rows.")
+    return {stem: (figure, caption)}
 
 
 def _flat_median(image):

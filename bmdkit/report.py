@@ -24,8 +24,8 @@ from sklearn.metrics import confusion_matrix, roc_curve
 
 from bmdkit.clinical import WHO_CATEGORIES, t_score, who_category
 from bmdkit.evaluation import KEY_METRICS
-from bmdkit.metrics import has_t_score_reference
 from bmdkit.files import atomic_path, write_text
+from bmdkit.metrics import has_t_score_reference
 from bmdkit.uncertainty import referral_analysis, referral_curve
 
 __all__ = ["FIGURES", "INTERVAL_FIGURES", "extra_figure_section", "referral_table",

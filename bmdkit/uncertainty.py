@@ -47,8 +47,7 @@ from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from sklearn.utils.validation import check_is_fitted
 
 from bmdkit.clinical import t_score, who_category
-from bmdkit.metrics import (SCREENING_METRICS, has_t_score_reference, resolve_thresholds,
-                            site_names)
+from bmdkit.metrics import SCREENING_METRICS, has_t_score_reference, resolve_thresholds, site_names
 from bmdkit.model_selection import BMDStratifiedKFold, quantile_bins
 
 __all__ = [

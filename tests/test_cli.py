@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from test_report import render_in_browser
 
 import bmdkit
 from bmdkit import cli
@@ -169,6 +170,11 @@ def test_demo_quick(monkeypatch, signal_cohort, tmp_path, capsys):
     assert all(name in out for name in ("XAttn", "Concat", "Image-only", "Metadata-only"))
     assert "SYNTHETIC" in (tmp_path / "report.html").read_text().upper()
     assert seen == {"n": 40, "seed": 0}
+    # the headline model of fold 0 explains four of its test rows, in the browser too
+    (tmp_path / "browser").mkdir()
+    shown = render_in_browser(tmp_path / "report.html", tmp_path / "browser")
+    assert shown["figures"]["explanations"] > 300 and shown["scroll"] <= shown["page"]
+    assert "Why XAttn says what it says" in shown["dom"]
     meta = json.loads((tmp_path / "results" / "results.json").read_text())
     assert meta["clinical"]["device"] == "lunar" and meta["synthetic"] is True
     # re-drawn without --synthetic, the report still says SYNTHETIC, with the demo's title

@@ -51,7 +51,13 @@ def test_page_opens_with_the_summary(report):
     assert tests > order[3] and page.index("</details>", tests) > tests
 
 
-def test_page_renders_in_a_real_browser(report, tmp_path):
+def render_in_browser(report, tmp_path):
+    """Lay ``report`` out in headless chromium at 1400 px: what a reader's browser shows.
+
+    Returns a dict: ``dom`` (the page after scripts ran), ``figures`` ({figure id:
+    natural width of its decoded image}), ``page`` and ``scroll`` (the page's
+    width and scroll width) and ``tables`` (the right edge of every table).
+    """
     chromium = ensure_debian_package("chromium", provides="chromium")
     flags = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000"]
     # images only report a natural width once decoded, tables their width once laid out:
@@ -61,7 +67,8 @@ def test_page_renders_in_a_real_browser(report, tmp_path):
         "</body>",
         "<script>window.addEventListener('load', () => { const page = "
         "document.documentElement.clientWidth; document.body.insertAdjacentHTML('beforeend', "
-        "'<p id=probe>' + [...document.images].map(i => i.naturalWidth).join(',') + '</p>' + "
+        "'<p id=probe>' + [...document.querySelectorAll('figure')].map(f => f.id + ':' + "
+        "f.querySelector('img').naturalWidth).join(',') + '</p>' + "
         "'<p id=page>' + page + ',' + document.documentElement.scrollWidth + '</p><p id=tables>' + "
         "[...document.querySelectorAll('table')].map(t => Math.ceil(t.getBoundingClientRect()"
         ".right)).join(',') + '</p>'); });</script></body>"))
@@ -69,14 +76,25 @@ def test_page_renders_in_a_real_browser(report, tmp_path):
         [chromium, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout
-    assert "<table" in dom and "ridge" in dom and "± " in dom
-    widths = [int(w) for w in re.search(r'<p id="probe">([\d,]*)</p>', dom).group(1).split(",")]
-    assert len(widths) == len(FIGURES) + len(INTERVAL_FIGURES) and min(widths) > 100
+    figures = dict(item.rsplit(":", 1) for item in
+                   re.search(r'<p id="probe">([^<]*)</p>', dom).group(1).split(","))
     page, scroll = map(int, re.search(r'<p id="page">(\d+),(\d+)</p>', dom).groups())
+    tables = re.search(r'<p id="tables">([\d,]*)</p>', dom).group(1)
+    return dict(dom=dom, figures={k: int(v) for k, v in figures.items()}, page=page,
+                scroll=scroll, tables=[int(r) for r in tables.split(",") if r])
+
+
+def test_page_renders_in_a_real_browser(report, tmp_path):
+    seen = render_in_browser(report, tmp_path)
+    dom, page, rights = seen["dom"], seen["page"], seen["tables"]
+    assert "<table" in dom and "ridge" in dom and "± " in dom
+    assert set(seen["figures"]) == {*FIGURES, *INTERVAL_FIGURES}
+    assert min(seen["figures"].values()) > 100
     assert page > 1300  # the 1400 px window, less a scroll bar
-    rights = [int(r) for r in re.search(r'<p id="tables">([\d,]*)</p>', dom).group(1).split(",")]
     assert len(rights) >= 6 and max(rights) <= page, (rights, page)  # no table past the edge
-    assert scroll <= page  # nothing else makes the page scroll sideways
+    assert seen["scroll"] <= page  # nothing else makes the page scroll sideways
+    chromium = ensure_debian_package("chromium", provides="chromium")
+    flags = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000"]
     shot = tmp_path / "page.png"
     subprocess.run([chromium, *flags, f"--screenshot={shot}",
                     report.as_uri()], capture_output=True, timeout=120, check=True)
