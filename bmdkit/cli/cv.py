@@ -34,13 +34,18 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
     """Cross-validate ``models``, print the table, write results and report; the results.
 
     What ``cv``, ``demo`` and ``ablation`` run: :func:`bmdkit.evaluation.compare_models`
-    on (group-)stratified folds of ``args.folds``, saved to ``args.out``.
+    on (group-)stratified folds of ``args.folds``, saved to ``args.out``. The report
+    explains the headline model (the first that is not the baseline) of the first fold
+    on four of its test rows, when it reads images (:func:`bmdkit.explain.explanation_figures`).
     """
+    import numpy as np
     import pandas as pd
 
     from bmdkit import BMDStratifiedGroupKFold, BMDStratifiedKFold
     from bmdkit.estimators import FUSION_LABELS
     from bmdkit.evaluation import compare_models
+    from bmdkit.explain import explanation_figures
+    from bmdkit.nn import fusion_class
     from bmdkit.report import write_report
     from bmdkit.validation import ImputationWarning, warn_missing_values
 
@@ -50,16 +55,26 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
     splitter = BMDStratifiedKFold if groups is None else BMDStratifiedGroupKFold
     cv = splitter(args.folds, random_state=args.seed)
     warn_missing_values(X, [c for c in X.columns if c != getattr(args, "image_col", "image_path")])
+    headline = next((name for name in models if name != baseline), None)
+    kept = {}  # the headline model of the first fold, explained in the report
+
+    def keep(name, fold, fitted, test):
+        if name == headline and fold == 0 and fusion_class(fitted.fusion).uses_image:
+            kept.update(model=fitted, test=test)
+
     with warnings.catch_warnings():  # counted once above, not again in every fold
         warnings.simplefilter("ignore", ImputationWarning)
         results = compare_models(models, X, y, cv=cv, groups=groups, baseline=baseline,
-                                 device=args.densitometer)
+                                 device=args.densitometer, on_fit=keep)
+        extra = explanation_figures(kept["model"], X.iloc[kept["test"]],
+                                    np.asarray(y)[kept["test"]], name=headline) if kept else None
     # saved with the results, so that `bmdkit report` draws the same labels
     results = dataclasses.replace(results, title=title, synthetic=synthetic,
                                   description=description)
     out = Path(args.out)
     results.save(out / "results")
-    page = write_report(results, out, title=title, synthetic=synthetic, description=description)
+    page = write_report(results, out, title=title, synthetic=synthetic, description=description,
+                        headline=headline, extra_figures=extra)
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print(results.table(metrics=metrics).to_string())
     print(f"\nreport: {page}\nresults: {out / 'results'}")

@@ -71,15 +71,13 @@ def add_parser(subparsers):
     return parser
 
 
-def prediction_columns(bmd, densitometer="lunar"):
-    """The result columns ``bmdkit predict`` adds: predicted_bmd, t_score, who_category."""
-    import pandas as pd
+def prediction_columns(bmd, densitometer="lunar", sites=None):
+    """The result columns ``bmdkit predict`` adds: predicted_bmd, t_score, who_category
+    (per site, ``"<site>/<column>"``, for a model of several ``sites``; see
+    :func:`bmdkit.uncertainty.prediction_frame`)."""
+    from bmdkit.uncertainty import prediction_frame
 
-    from bmdkit.clinical import t_score, who_category
-
-    scores = t_score(bmd, device=densitometer)
-    return pd.DataFrame({"predicted_bmd": bmd, "t_score": scores,
-                         "who_category": who_category(scores)})
+    return prediction_frame(bmd, sites=sites, device=densitometer)
 
 
 def result_columns(model, predictions, args):
@@ -88,7 +86,7 @@ def result_columns(model, predictions, args):
     if hasattr(model, "referral_from_predictions"):
         return model.referral_from_predictions(predictions, confidence=args.confidence,
                                                device=args.densitometer)
-    return prediction_columns(predictions, args.densitometer)
+    return prediction_columns(predictions, args.densitometer, model.sites_)
 
 
 def write_results(path, rows, results):
@@ -214,6 +212,9 @@ def run_predict(args):
                       f"{args.model} was saved with; T-scores use {args.densitometer}",
                       UserWarning, stacklevel=2)
     args.densitometer = args.densitometer or saved
+    if args.target is not None and member.sites_ and args.target not in member.sites_:
+        raise ValueError(f"{args.model} predicts the sites {member.sites_}: --target must name "
+                         f"the column of one of them to score it, not {args.target!r}")
     if args.csv is not None:
         rows, X, key, skip = _csv_rows(args, fusion_class(member.fusion).uses_image)
     else:
@@ -260,11 +261,15 @@ def run_predict(args):
         print(f"{int(table['refer'].sum())} of {len(table)} rows referred to DXA (interval "
               "contains a screening threshold)")
     if args.target is not None and table is not None:
-        metrics = compute_metrics(table[args.target], table["predicted_bmd"],
-                                  device=args.densitometer)
+        # several sites: the metrics of the site the --target column is named after
+        prefix = f"{args.target}/" if member.sites_ else ""
+        metrics = compute_metrics(table[[args.target]], table[[f"{prefix}predicted_bmd"]],
+                                  site=[args.target], device=args.densitometer) if prefix else \
+            compute_metrics(table[args.target], table["predicted_bmd"], device=args.densitometer)
+        metrics = {name.removeprefix(prefix): value for name, value in metrics.items()}
         if conformal:
-            metrics.update(interval_metrics(table[args.target], table["bmd_lower"],
-                                            table["bmd_upper"]))
+            metrics.update(interval_metrics(table[args.target], table[f"{prefix}bmd_lower"],
+                                            table[f"{prefix}bmd_upper"]))
         for name in ("mse", "mae", "r2", "accuracy@T=-1.0", "who_accuracy", "coverage",
                      "interval_width"):
             if name in metrics:
