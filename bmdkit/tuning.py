@@ -6,7 +6,7 @@
 cross-validate a clone of the estimator; :func:`best_estimator` rebuilds the
 winner. Several processes or machines calling :func:`tune` with the same
 storage and study name share one study and one trial budget; see
-docs/tuning.md.
+docs/tuning.md. Needs the ``tune`` extra: ``pip install "bmdkit[tune]"``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,15 @@ import time
 import warnings
 
 import numpy as np
-import optuna
-import sqlalchemy.exc
+
+from bmdkit.extras import MissingExtraError
+
+try:
+    import optuna
+    import sqlalchemy.exc
+except ModuleNotFoundError as error:  # optuna (and its sqlalchemy) come with the tune extra
+    raise MissingExtraError("tune", "bmdkit.tuning", error.name) from error
+
 from filelock import FileLock
 from joblib import Parallel, delayed
 from optuna.distributions import (

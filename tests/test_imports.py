@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import bmdkit
 
 ROOT = Path(bmdkit.__file__).resolve().parents[1]  # this checkout's bmdkit first on sys.path
@@ -40,3 +42,18 @@ def test_torch_imported_first_is_a_runtime_warning_naming_the_variable():
     # attributed to the importing line, not to bmdkit's internals
     assert "<string>:2: RuntimeWarning: bmdkit sets OMP_WAIT_POLICY=PASSIVE" in err
     assert "cannot take effect" in err and "import bmdkit before torch" in err
+
+
+def test_tuning_without_the_tune_extra_names_the_extra(monkeypatch, capsys):
+    from bmdkit import cli
+    from bmdkit.extras import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna fails, as when not installed
+    monkeypatch.delitem(sys.modules, "bmdkit.tuning", raising=False)
+    message = 'bmdkit.tuning needs optuna, which is not installed: pip install "bmdkit[tune]"'
+    with pytest.raises(MissingExtraError) as error:
+        import bmdkit.tuning  # noqa: F401
+    assert str(error.value) == message and error.value.extra == "tune"
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["tune", "--demo"])
+    assert exit.value.code == 2 and capsys.readouterr().err == f"bmdkit tune: error: {message}\n"

@@ -4,8 +4,9 @@
   :func:`model_params`, :func:`add_data_options` / :func:`read_data` (a
   cohort CSV, checked row by row), :func:`add_groups_option` /
   :func:`pop_groups`, :func:`add_densitometer_option`;
-* :func:`run_command`: the one place where bad input (:data:`BAD_INPUT`)
-  becomes a ``bmdkit COMMAND: error: ...`` message and exit status 2.
+* :func:`run_command`: the one place where bad input or a missing optional
+  extra (:data:`USER_ERRORS`) becomes a ``bmdkit COMMAND: error: ...``
+  message and exit status 2.
 
 Nothing here imports torch when a parser is built: the defaults shown in
 ``--help`` are :data:`HELP_DEFAULTS` (tests check they are the estimator's).
@@ -17,6 +18,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from bmdkit.extras import MissingExtraError
 
 #: Model choices: the registered fusions (bmdkit.nn.fusions), listed here so that
 #: ``--help`` needs no torch; tests check the two agree.
@@ -31,21 +34,22 @@ BASELINE = "concat"
 HELP_DEFAULTS = {"max_epochs": 20, "image_size": 64, "batch_size": 16, "backbone": "resnet10t",
                  "device": "cpu", "demo_cohort_size": 233}
 
-#: Exceptions that mean bad input: :func:`run_command` reports them in one
-#: message (an :class:`~bmdkit.validation.InputError` is a ``ValueError``).
-BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError)
+#: Errors the user fixes from the message alone: bad input (an
+#: :class:`~bmdkit.validation.InputError` is a ``ValueError``), and an optional
+#: extra that is not installed. :func:`run_command` reports them in one message.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, MissingExtraError)
 
 
 def run_command(args):
     """Run the parsed command ``args.func(args)``; bad input exits with status 2.
 
-    A :data:`BAD_INPUT` exception is printed as ``bmdkit COMMAND: error:
+    A :data:`USER_ERRORS` exception is printed as ``bmdkit COMMAND: error:
     MESSAGE`` on stderr (the message names every offending column, row or
     file), not as a traceback.
     """
     try:
         args.func(args)
-    except BAD_INPUT as error:
+    except USER_ERRORS as error:
         print(f"bmdkit {args.command}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import warnings
 
@@ -63,10 +64,8 @@ def add_parser(subparsers):
 
 def run_tune(args):
     """Run ``bmdkit tune``."""
-    import optuna
-
     from bmdkit import BMDStratifiedGroupKFold, BMDStratifiedKFold
-    from bmdkit.tuning import progress_line, search_space, tune
+    from bmdkit.tuning import progress_line, search_space, tune  # names a missing tune extra
     from bmdkit.validation import ImputationWarning, warn_missing_values
 
     params = model_params(args)
@@ -85,7 +84,7 @@ def run_tune(args):
     (_, model), = make_models([args.model], params, args.image_col).items()
     space = {k: v for k, v in search_space(model).items() if k not in params}
     study_name = args.study_name or f"bmdkit-{args.model}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress_line reports each trial
+    logging.getLogger("optuna").setLevel(logging.WARNING)  # progress_line reports each trial
     warn_missing_values(X, [c for c in X.columns if c != args.image_col])
     print(f"study {study_name!r} in {args.storage}: {len(y)} rows, {folds} folds, "
           f"searching {sorted(space)}", file=sys.stderr)
