@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import numbers
 
@@ -17,10 +18,10 @@ from skorch.dataset import ValidSplit, unpack_data
 from bmdkit.batching import ArrayDataset, BatchIterator, torch_threads
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.inference import predict_cached
-from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
+from bmdkit.losses import LOSSES, TargetDensityWeights, make_criterion
 from bmdkit.nn import PRECISIONS, BMDNet, fusion_class
-from bmdkit.nn.frozen import backbone_features
-from bmdkit.preprocessing import BMDPreprocessor, as_frame
+from bmdkit.nn.frozen import FrozenFeatureDataset
+from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame
 from bmdkit.rng import FitRandomness
 from bmdkit.schedules import WarmupSchedule
 from bmdkit.validation import check_all, check_targets, warn_target_units
@@ -31,12 +32,14 @@ __all__ = [
     "MetadataOnlyBMDRegressor", "ablation_models",
 ]
 
-LOSSES = ("weighted_smooth_l1", "smooth_l1", "mse")
 #: Display names of the fusions and losses in :func:`ablation_models`.
 FUSION_LABELS = {"xattn": "XAttn", "concat": "Concat", "daft": "DAFT", "gated": "Gated",
                  "late": "Late", "image": "Image-only", "metadata": "Metadata-only"}
 LOSS_LABELS = {"smooth_l1": "", "weighted_smooth_l1": " +wSL1", "mse": " +MSE"}
 LR_SCHEDULES = ("cosine", None)
+#: Estimator parameters that are :class:`~bmdkit.nn.BMDNet`'s too, passed as skorch ``module__<name>``.
+MODULE_PARAMS = ("fusion", "backbone", "pretrained", "embed_dim", "n_heads", "n_layers", "dropout",
+                 "augment", "freeze_backbone", "precision", "channels_last")
 #: skorch settings that cut batches out of contiguous arrays (bmdkit.batching).
 FAST_DATA_PATH = dict(dataset=ArrayDataset, iterator_train=BatchIterator,
                       iterator_valid=BatchIterator)
@@ -317,13 +320,35 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         -------
         self
         """
+        # every step fits into locals, assigned at the end: a fit that fails leaves the
+        # estimator as it was
         self._check_params()
         y_given = y
+        preprocessor, arrays, y = self._checked_inputs(X, y)
+        rng = FitRandomness(self._draw_seed(), self.device)
+        scaling = TargetScaling.fit(y)
+        loss_weights = self._fit_loss_weights(y)
+        criterion = make_criterion(self.loss, beta=self.smooth_l1_beta, weights=loss_weights,
+                                   y_mean=scaling.mean, y_scale=scaling.scale)
+        y_scaled = scaling.transform(y)
+        settings = self._net_settings(preprocessor, n_outputs=y_scaled.shape[1],
+                                      criterion=criterion)
+        net = self._initialized_net(settings, rng, callbacks=self._callbacks(),
+                                    train_split=self._train_split(rng.seed))
+        with torch_threads(self.n_threads), rng.routed(net.module_):
+            net.partial_fit(arrays, y_scaled)
+        self.preprocessor_, self.y_mean_, self.y_scale_ = preprocessor, scaling.mean, scaling.scale
+        self.loss_weights_, self.net_ = loss_weights, net
+        self.sites_ = _site_names(y_given, y)
+        self.feature_names_in_ = preprocessor.feature_names_in_
+        return self
+
+    # -- the steps of fit -------------------------------------------------------------
+    def _checked_inputs(self, X, y):
+        """``(fitted preprocessor, arrays of X, y as float64)``; bad X and y named in one error."""
         X = self._metadata_frame(X)
         if len(X) < 2:
             raise ValueError(f"need at least 2 training rows, got n_samples={len(X)}")
-        # everything is fitted into locals and assigned at the end: a fit that fails leaves
-        # the estimator as it was. Bad targets and bad X are named in one error.
         y, (preprocessor, arrays) = check_all(
             lambda: check_targets(y, len(X), multi_output=True), lambda: self._preprocess(X))
         if y.ndim == 2 and self.loss == "weighted_smooth_l1":
@@ -331,63 +356,11 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
                 f"loss='weighted_smooth_l1' weights by the density of one target; y has "
                 f"{y.shape[1]} columns: use loss='smooth_l1' or 'mse' for several sites")
         warn_target_units(y)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        rng = FitRandomness(seed, self.device)
+        return preprocessor, arrays, y
 
-        if y.ndim == 1:
-            y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
-        else:  # several sites: each column standardised on its own
-            y_mean, y_scale = y.mean(axis=0), np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0)
-        y_scaled = _standardise(y, y_mean, y_scale)
-        loss_weights, criterion = self._criterion(y, y_mean, y_scale)
-
-        net = self._make_net(
-            module=BMDNet,
-            module__fusion=self.fusion,
-            module__n_numeric=len(preprocessor.numeric_cols_),
-            module__cardinalities=list(preprocessor.cardinalities_),
-            module__backbone=self.backbone,
-            module__pretrained=self.pretrained,
-            module__embed_dim=self.embed_dim,
-            module__n_heads=self.n_heads,
-            module__n_layers=self.n_layers,
-            module__dropout=self.dropout,
-            module__augment=self.augment,
-            module__freeze_backbone=self.freeze_backbone,
-            module__precision=self.precision,
-            module__channels_last=self.channels_last,
-            module__n_outputs=1 if y.ndim == 1 else y.shape[1],
-            compile=self.compile,
-            optimizer=torch.optim.AdamW,
-            optimizer__weight_decay=self.weight_decay,
-            optimizer__param_groups=self._param_groups(),
-            lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            iterator_train__shuffle=True,
-            iterator_train__generator=rng.cpu,
-            iterator_train__drop_single=True,
-            iterator_valid__generator=rng.cpu,
-            **FAST_DATA_PATH,
-            train_split=(
-                ValidSplit(self.validation_fraction, random_state=seed)
-                if self.early_stopping else None
-            ),
-            callbacks=self._callbacks(),
-            device=self.device,
-            verbose=self.verbose,
-            **criterion,
-        )
-        with torch_threads(self.n_threads):
-            with rng.drawing():  # the weights' initialisation
-                net.initialize()  # what net.fit does first; the features need the backbone
-            with rng.routed(net.module_):
-                net.partial_fit(self._network_inputs(arrays, net), y_scaled)
-        self.preprocessor_, self.y_mean_, self.y_scale_ = preprocessor, y_mean, y_scale
-        self.loss_weights_, self.net_ = loss_weights, net
-        self.sites_ = _site_names(y_given, y)
-        self.feature_names_in_ = preprocessor.feature_names_in_
-        return self
+    def _draw_seed(self):
+        """The fit's seed, drawn from ``random_state``."""
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     def _preprocess(self, X):
         """``(fitted preprocessor, arrays of X)``, or an error before anything is trained."""
@@ -406,40 +379,51 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             )
         return preprocessor, preprocessor.transform(X)
 
-    def _scale_targets(self, y):
-        """``y`` (g/cm²) as the network trains on it: standardised float32 of shape (n, k)."""
-        return _standardise(y, self.y_mean_, self.y_scale_)
-
-    def _network_inputs(self, arrays, net=None):
-        """The preprocessed arrays, with a frozen backbone's (cached) features for the images."""
-        if not (self.freeze_backbone and "image" in arrays):
-            return arrays
-        arrays = dict(arrays)
-        module = (self.net_ if net is None else net).module_
-        arrays["image_features"] = backbone_features(module, arrays.pop("image"))
-        return arrays
-
-    def _make_net(self, **params):
-        """The skorch net to train (:mod:`bmdkit.scaleout` swaps in an accelerated one)."""
-        return NeuralNetRegressor(**params)
-
-    def _criterion(self, y, y_mean, y_scale):
-        """``(loss weights or None, the net's criterion settings)`` for targets ``y``."""
-        if self.loss == "mse":
-            return None, dict(criterion=torch.nn.MSELoss)
-        if self.loss == "smooth_l1":
-            return None, dict(criterion=WeightedSmoothL1Loss, criterion__beta=self.smooth_l1_beta)
-        weights = TargetDensityWeights(
+    def _fit_loss_weights(self, y):
+        """The target-density weights of ``"weighted_smooth_l1"``, fitted on ``y``; else None."""
+        if self.loss != "weighted_smooth_l1":
+            return None
+        return TargetDensityWeights(
             n_bins=self.lds_bins, sigma=self.lds_sigma, power=self.lds_power,
             max_ratio=self.max_weight_ratio, threshold=self.low_bmd_threshold,
             threshold_weight=self.low_bmd_weight,
         ).fit(y)
-        return weights, dict(
-            criterion=WeightedSmoothL1Loss,
-            criterion__beta=self.smooth_l1_beta,
-            criterion__bin_edges=(weights.bin_edges_ - y_mean) / y_scale,
-            criterion__bin_weights=weights.bin_weights_,
+
+    def _net_settings(self, preprocessor, *, n_outputs, criterion):
+        """The skorch net's settings that a saved model keeps (:mod:`bmdkit.persistence`)."""
+        module = {name: getattr(self, name) for name in MODULE_PARAMS}
+        module.update(n_numeric=len(preprocessor.numeric_cols_),
+                      cardinalities=list(preprocessor.cardinalities_), n_outputs=n_outputs)
+        return dict(
+            module=BMDNet, **{f"module__{name}": value for name, value in module.items()},
+            **criterion,
+            optimizer=torch.optim.AdamW, optimizer__weight_decay=self.weight_decay,
+            optimizer__param_groups=self._param_groups(), lr=self.lr,
+            max_epochs=self.max_epochs, batch_size=self.batch_size, compile=self.compile,
+            device=self.device, verbose=self.verbose,
         )
+
+    def _initialized_net(self, settings, rng, *, callbacks=None, train_split=None):
+        """The initialised skorch net of ``settings``: the one net factory, of fit and of
+        :func:`bmdkit.load`.
+
+        Batches come from contiguous arrays (:data:`FAST_DATA_PATH`), shuffled by
+        ``rng``; a frozen backbone's features take the place of the images
+        (:class:`~bmdkit.nn.frozen.FrozenFeatureDataset`).
+        """
+        net = self._make_net(
+            **settings, **FAST_DATA_PATH, iterator_train__shuffle=True,
+            iterator_train__generator=rng.cpu, iterator_train__drop_single=True,
+            iterator_valid__generator=rng.cpu, callbacks=callbacks, train_split=train_split)
+        with torch_threads(self.n_threads), rng.drawing():  # the weights' initialisation
+            net.initialize()
+        if settings.get("module__freeze_backbone"):  # (set_params refuses "dataset" once initialised)
+            net.dataset = functools.partial(FrozenFeatureDataset, network=net.module_)
+        return net
+
+    def _make_net(self, **params):
+        """The skorch net to train (:mod:`bmdkit.scaleout` swaps in an accelerated one)."""
+        return NeuralNetRegressor(**params)
 
     def _param_groups(self):
         """skorch parameter groups: the backbone's own learning rate, when it has one."""
@@ -459,9 +443,21 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             )
         return callbacks
 
+    def _train_split(self, seed):
+        """skorch's validation split: shuffled ``validation_fraction`` with early stopping."""
+        return ValidSplit(self.validation_fraction, random_state=seed) if self.early_stopping else None
+
+    @property
+    def _target_scaling(self):
+        return TargetScaling(self.y_mean_, self.y_scale_)
+
+    def _scale_targets(self, y):
+        """``y`` (g/cm²) as the network trains on it: standardised float32 of shape (n, k)."""
+        return self._target_scaling.transform(y)
+
     def _predict_inputs(self, X):
         """What the fitted network takes for the rows of ``X``."""
-        return self._network_inputs(self.preprocessor_.transform(self._metadata_frame(X)))
+        return self.preprocessor_.transform(self._metadata_frame(X))
 
     def predict(self, X):
         """Predicted BMD in g/cm², float64 of shape (n_samples,), or (n_samples, n_sites).
@@ -478,10 +474,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     def _predict_arrays(self, arrays):
         """Predicted BMD (g/cm²) for preprocessed arrays (what the preprocessor returns)."""
         with torch_threads(self.n_threads):
-            scaled = self.net_.predict(self._network_inputs(arrays)).astype(np.float64)
-        if np.ndim(self.y_mean_) == 0:  # one site: shape (n,)
-            scaled = scaled[:, 0]
-        return scaled * self.y_scale_ + self.y_mean_
+            scaled = self.net_.predict(arrays)
+        return self._target_scaling.inverse_transform(scaled)
 
     def save(self, path, *, overwrite=False, densitometer=None):
         """Save the fitted model to the folder ``path`` without pickle.
@@ -583,12 +577,6 @@ def _site_names(y_given, y):
     if hasattr(y_given, "columns"):
         return [str(c) for c in y_given.columns]
     return [f"site_{j}" for j in range(y.shape[1])]
-
-
-def _standardise(y, mean, scale):
-    """``(y - mean) / scale`` as float32 of shape (n, k): k = 1 for a 1-D ``y``."""
-    scaled = ((np.asarray(y) - mean) / scale).astype(np.float32)
-    return scaled[:, None] if scaled.ndim == 1 else scaled
 
 
 def derived_signature(*, drop=(), add=None):

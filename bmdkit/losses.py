@@ -18,7 +18,10 @@ from torch import nn
 
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 
-__all__ = ["TargetDensityWeights", "WeightedSmoothL1Loss"]
+__all__ = ["LOSSES", "TargetDensityWeights", "WeightedSmoothL1Loss", "make_criterion"]
+
+#: The losses of :class:`bmdkit.BMDRegressor` (its ``loss`` parameter).
+LOSSES = ("weighted_smooth_l1", "smooth_l1", "mse")
 
 
 class TargetDensityWeights:
@@ -163,3 +166,46 @@ class WeightedSmoothL1Loss(nn.Module):
             )
         losses = F.smooth_l1_loss(input, target, beta=self.beta, reduction="none")
         return (self.weights(target) * losses).mean()
+
+
+def make_criterion(loss, *, beta=1.0, weights=None, y_mean=0.0, y_scale=1.0):
+    """The skorch criterion settings (``criterion``, ``criterion__*``) of a named loss.
+
+    Parameters
+    ----------
+    loss : {"weighted_smooth_l1", "smooth_l1", "mse"}
+        ``"weighted_smooth_l1"`` is :class:`WeightedSmoothL1Loss` with the
+        table of ``weights``; ``"smooth_l1"`` the same loss with all weights 1.
+    beta : float, default=1.0
+        Smooth L1 transition point, on the training scale of the targets.
+    weights : TargetDensityWeights or None, default=None
+        Fitted on the targets in their own units; needed by ``"weighted_smooth_l1"``.
+    y_mean, y_scale : float, default=0.0, 1.0
+        The network trains on ``(y - y_mean) / y_scale``: the weight table's
+        bin edges are moved to that scale.
+
+    Returns
+    -------
+    dict
+        Keyword arguments for a skorch net.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.linspace(0.6, 1.2, 50)
+    >>> weights = TargetDensityWeights(n_bins=5).fit(y)
+    >>> settings = make_criterion("weighted_smooth_l1", weights=weights, y_mean=0.9, y_scale=0.2)
+    >>> settings["criterion"].__name__, settings["criterion__bin_edges"][[0, -1]].round(2).tolist()
+    ('WeightedSmoothL1Loss', [-1.5, 1.5])
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if loss == "mse":
+        return dict(criterion=nn.MSELoss)
+    settings = dict(criterion=WeightedSmoothL1Loss, criterion__beta=beta)
+    if loss == "weighted_smooth_l1":
+        if weights is None:
+            raise ValueError("loss='weighted_smooth_l1' needs fitted TargetDensityWeights")
+        settings.update(criterion__bin_edges=(weights.bin_edges_ - y_mean) / y_scale,
+                        criterion__bin_weights=weights.bin_weights_)
+    return settings

@@ -37,7 +37,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
-from skorch import NeuralNetRegressor
 
 from bmdkit import estimators
 from bmdkit.clinical import SBMD_EQUATIONS, screening_thresholds
@@ -428,16 +427,14 @@ def load(path, *, device=None):
         model.loss_weights_.bin_edges_ = np.asarray(lw["bin_edges_"], np.float64)
         model.loss_weights_.bin_weights_ = np.asarray(lw["bin_weights_"], np.float64)
     model.preprocessor_ = _restore_preprocessor(model, fitted["preprocessor_"])
-    net_params = {k: _from_json(v) for k, v in meta["net"].items()}
-    net_params["module__pretrained"] = False  # the saved weights replace any pretrained ones
+    settings = {k: _from_json(v) for k, v in meta["net"].items()}
+    settings["module__pretrained"] = False  # the saved weights replace any pretrained ones
     if device is not None:
-        net_params["device"] = device
+        settings["device"] = device
     try:
-        net = NeuralNetRegressor(  # predicting draws nothing from the global generator
-            **net_params, **estimators.FAST_DATA_PATH,
-            iterator_valid__generator=torch.Generator())
-        with FitRandomness(0).drawing():  # nor does the initialisation the weights replace
-            net.initialize()
+        # the estimator's own net factory; predicting and the initialisation the weights
+        # replace draw nothing from the global generator
+        net = model._initialized_net(settings, FitRandomness(0))
         state = load_tensors(data)  # onto the CPU
         net.module_.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, TypeError) as err:

@@ -24,7 +24,7 @@ from bmdkit.validation import (
     warn_missing_values,
 )
 
-__all__ = ["BMDPreprocessor"]
+__all__ = ["BMDPreprocessor", "TargetScaling"]
 
 
 def as_frame(X):
@@ -46,6 +46,49 @@ def as_frame(X):
             f"{arr.shape}. Reshape your data, e.g. with X.reshape(-1, 1) for a single feature."
         )
     return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+
+
+class TargetScaling:
+    """Standardisation of BMD targets: what the network trains on and how its output returns.
+
+    Parameters
+    ----------
+    mean, scale : float, or ndarray of shape (k,) for k sites
+        ``transform`` gives ``(y - mean) / scale``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scaling = TargetScaling.fit(np.array([0.7, 0.9, 1.1]))
+    >>> scaled = scaling.transform([0.7, 1.1])
+    >>> scaled.shape, scaling.inverse_transform(scaled).round(6).tolist()
+    ((2, 1), [0.7, 1.1])
+    """
+
+    def __init__(self, mean, scale):
+        self.mean = mean
+        self.scale = scale
+
+    @classmethod
+    def fit(cls, y):
+        """Mean and SD of ``y`` (1-D: floats; 2-D: per column); an SD of 0 scales by 1."""
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim == 1:
+            return cls(float(y.mean()), float(y.std()) or 1.0)
+        std = y.std(axis=0)
+        return cls(y.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    def transform(self, y):
+        """``(y - mean) / scale`` as float32 of shape (n, k): k = 1 for a 1-D ``y``."""
+        scaled = ((np.asarray(y) - self.mean) / self.scale).astype(np.float32)
+        return scaled[:, None] if scaled.ndim == 1 else scaled
+
+    def inverse_transform(self, scaled):
+        """Network outputs ``(n, k)`` back in g/cm², float64: shape (n,) for one site."""
+        scaled = np.asarray(scaled, dtype=np.float64)
+        if np.ndim(self.mean) == 0:
+            scaled = scaled[:, 0]
+        return scaled * self.scale + self.mean
 
 
 class BMDPreprocessor(TransformerMixin, BaseEstimator):

@@ -59,6 +59,11 @@ class FitRandomness:
         Where the training steps run (CUDA draws from a CUDA generator; other
         devices than CPU and CUDA draw dropout from their own default).
 
+    Attributes
+    ----------
+    seed : int
+        For what seeds itself from an integer (skorch's ``ValidSplit``).
+
     Examples
     --------
     >>> import torch
@@ -75,6 +80,7 @@ class FitRandomness:
         device = torch.device(device)
         if device.type != "cuda":
             device = torch.device("cpu")
+        self.seed = int(seed)
         self.cpu = torch.Generator().manual_seed(int(seed))
         self.modules = torch.Generator(device=device).manual_seed(int(seed) + 1)
         self._open = []

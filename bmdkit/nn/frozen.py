@@ -10,7 +10,10 @@ keyed by SHA-1 digests of the backbone's weights and of each preprocessed
 image, so every fit whose backbone starts from the same weights (a local
 pretrained file, or the same ``random_state``) shares them: the epochs of a
 fit, the folds of a cross-validation, the candidates of a grid search and the
-trials of an Optuna study run in one process.
+trials of an Optuna study run in one process. :class:`FrozenFeatureDataset`
+puts the features in place of the images on the estimators' data path (skorch
+``dataset=``), so a fit and a predict of a frozen model pass features, not
+images, to the network.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bmdkit.batching import ArrayDataset
 from bmdkit.io.cache import MemoryCache, memory_limit
 
-__all__ = ["FeatureCacheInfo", "backbone_features", "feature_cache_clear", "feature_cache_info",
-           "weights_digest"]
+__all__ = ["FeatureCacheInfo", "FrozenFeatureDataset", "backbone_features", "feature_cache_clear",
+           "feature_cache_info", "weights_digest"]
 
 _FEATURES = MemoryCache(counters=("hits", "computed"))
 
@@ -120,3 +124,36 @@ def backbone_features(network, images, *, batch_size=64):
             _FEATURES.put(keys[i], found[i], limit)
     _FEATURES.count(hits=len(keys) - len(todo), computed=len(todo))
     return np.stack(found)
+
+
+class FrozenFeatureDataset(ArrayDataset):
+    """An :class:`~bmdkit.batching.ArrayDataset` with a frozen backbone's features for its images.
+
+    ``X["image"]`` is replaced by ``X["image_features"]``, computed (or taken
+    from the cache) by :func:`backbone_features` once, when the dataset is
+    built; the network then skips its backbone. A skorch ``dataset``: pass
+    ``functools.partial(FrozenFeatureDataset, network=net.module_)`` once the
+    net is initialised.
+
+    Parameters
+    ----------
+    X : dict of array-like
+    y : array-like or None, default=None
+    network : BMDNet
+        Built with ``freeze_backbone=True``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bmdkit.nn import BMDNet
+    >>> net = BMDNet("image", backbone="resnet10t", freeze_backbone=True)
+    >>> images = np.zeros((2, 1, 32, 32), np.float32)
+    >>> sorted(FrozenFeatureDataset({"image": images}, network=net).X)
+    ['image_features']
+    """
+
+    def __init__(self, X, y=None, *, network):
+        if "image" in X:
+            X = dict(X)
+            X["image_features"] = backbone_features(network, X.pop("image"))
+        super().__init__(X, y)
