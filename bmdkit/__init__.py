@@ -46,7 +46,7 @@ _EXPORTS = {
     "BMDStratifiedGroupKFold": "bmdkit.model_selection",
     "BMDStratifiedKFold": "bmdkit.model_selection",
     "RepeatedBMDStratifiedKFold": "bmdkit.model_selection",
-    "load": "bmdkit.persistence",
+    "load": "bmdkit.estimators",  # persistence.load, with the built-in estimators registered
 }
 
 

@@ -21,6 +21,7 @@ from bmdkit.inference import predict_cached
 from bmdkit.losses import LOSSES, TargetDensityWeights, make_criterion
 from bmdkit.nn import PRECISIONS, BMDNet, fusion_class
 from bmdkit.nn.frozen import FrozenFeatureDataset
+from bmdkit.persistence import load, register_estimator, save
 from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame
 from bmdkit.rng import FitRandomness
 from bmdkit.schedules import WarmupSchedule
@@ -29,7 +30,7 @@ from bmdkit.validation import check_all, check_targets, warn_target_units
 __all__ = [
     "BMDRegressor", "XAttnBMDRegressor", "ConcatBMDRegressor", "DAFTBMDRegressor",
     "GatedBMDRegressor", "LateFusionBMDRegressor", "ImageOnlyBMDRegressor",
-    "MetadataOnlyBMDRegressor", "ablation_models",
+    "MetadataOnlyBMDRegressor", "ablation_models", "load",
 ]
 
 #: Display names of the fusions and losses in :func:`ablation_models`.
@@ -51,6 +52,7 @@ def _is_real(value):
             and np.isfinite(value))
 
 
+@register_estimator
 class BMDRegressor(RegressorMixin, BaseEstimator):
     """Femoral neck BMD from a radiograph plus metadata, as a scikit-learn regressor.
 
@@ -188,6 +190,11 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     >>> model.fit(X, y).predict(X).shape
     (40,)
     """
+
+    def __init_subclass__(cls, **kwargs):
+        """Every subclass can be saved and loaded (:func:`bmdkit.persistence.register_estimator`)."""
+        super().__init_subclass__(**kwargs)
+        register_estimator(cls)
 
     def __init__(self, fusion="xattn", *, image_col="image_path", numeric_cols=None,
                  categorical_cols=None, backbone="resnet10t", pretrained=False, image_size=64,
@@ -484,8 +491,6 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         scale of its BMD included) to JSON; restore with :func:`bmdkit.load`.
         See :func:`bmdkit.persistence.save`.
         """
-        from bmdkit.persistence import save
-
         return save(self, path, overwrite=overwrite, densitometer=densitometer)
 
     def attention(self, X):

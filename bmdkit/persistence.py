@@ -10,8 +10,16 @@ A saved model is a folder of two files:
   the net's settings, the SHA-256 of the weights and the versions of
   bmdkit, torch, timm, skorch and scikit-learn that wrote it.
 
-Loading never unpickles or imports anything named in the files: classes are
-looked up in a fixed allow-list. The folder is written to a temporary
+Loading never unpickles or imports anything named in the files: the
+estimator's class is looked up in :data:`ESTIMATORS`, the registry that
+estimator classes fill themselves when they are defined (every subclass of
+:class:`bmdkit.BMDRegressor` registers, :func:`register_estimator`); the net's
+classes in the fixed allow-list :data:`ALLOWED_CLASSES`. A model of a class
+not registered in the loading process (its module not imported) is an error
+naming the class. The network is rebuilt by the estimator's own net factory,
+the one its ``fit`` uses. This module never imports :mod:`bmdkit.estimators`
+(which imports it): :func:`bmdkit.load` is :func:`load` reached through
+:mod:`bmdkit.estimators`, so the built-in estimators are registered. The folder is written to a temporary
 sibling and renamed into place, so a failure leaves no half-written model.
 
 Parameters that JSON cannot hold (skorch ``callbacks``, a ``RandomState``
@@ -38,14 +46,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from bmdkit import estimators
 from bmdkit.clinical import SBMD_EQUATIONS, screening_thresholds
 from bmdkit.files import write_bytes, write_text
 from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
 from bmdkit.nn import BMDNet
 from bmdkit.rng import FitRandomness
 
-__all__ = ["load", "save"]
+__all__ = ["ESTIMATORS", "load", "register_estimator", "save"]
 
 FORMAT = "bmdkit-model"
 FORMAT_VERSION = 1
@@ -59,12 +66,47 @@ ALLOWED_CLASSES = {
     for cls in (BMDNet, WeightedSmoothL1Loss, torch.nn.MSELoss, torch.nn.SmoothL1Loss,
                 torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD)
 }
+#: Net settings not saved: those of training only, and what the estimator's net factory
+#: builds itself (the data path, skorch.hf.AccelerateMixin's accelerator).
 _NET_SKIPPED = ("callbacks", "train_split", "dataset", "iterator_train", "iterator_valid",
-                "warm_start", "torch_load_kwargs")
+                "warm_start", "torch_load_kwargs", "accelerator")
 _FITTED = {"preprocessor_", "y_mean_", "y_scale_", "loss_weights_", "net_", "feature_names_in_",
            "densitometer_", "sites_"}
 #: Densitometer scale assumed for a model saved without one.
 DEFAULT_DENSITOMETER = "lunar"
+
+
+#: Estimator classes that can be saved and loaded, by :func:`class_name`.
+ESTIMATORS = {}
+
+
+def class_name(cls):
+    """``"module.QualifiedName"`` of a class: how ``model.json`` names it."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register_estimator(cls):
+    """Let :func:`save` and :func:`load` handle estimators of class ``cls``; returns ``cls``.
+
+    :class:`bmdkit.BMDRegressor` registers itself and every subclass when it
+    is defined (``__init_subclass__``), so a subclass needs no call. A class
+    defined again under the same name replaces the earlier one.
+    """
+    ESTIMATORS[class_name(cls)] = cls
+    return cls
+
+
+def _estimator_class(name, meta_path):
+    """The registered class ``name``; an error naming it when it is not registered."""
+    if "." not in name:  # written before names were qualified: a built-in estimator
+        name = f"bmdkit.estimators.{name}"
+    if name not in ESTIMATORS:
+        module = name.rsplit(".", 1)[0].split(".<locals>")[0]
+        raise ValueError(
+            f"{meta_path} is a model of class {name!r}, which is not registered in this process "
+            f"(loading never imports what a file names): import {module} before loading, or "
+            "use bmdkit.load for the built-in estimators")
+    return ESTIMATORS[name]
 
 
 def _versions():
@@ -249,8 +291,9 @@ def save(model, path, *, overwrite=False, densitometer=None):
     """
     if not hasattr(model, "net_"):
         raise ValueError(f"{type(model).__name__} is not fitted: fit it before saving")
-    if type(model).__name__ not in estimators.__all__:
-        raise TypeError(f"only bmdkit estimators can be saved, not {type(model).__name__}")
+    if ESTIMATORS.get(class_name(type(model))) is not type(model):
+        raise TypeError(f"only registered bmdkit estimators (BMDRegressor and its subclasses) "
+                        f"can be saved, not {class_name(type(model))}")
     unknown = {k for k in vars(model) if k.endswith("_") and not k.startswith("_")} - _FITTED
     if unknown:
         raise NotImplementedError(f"bmdkit.persistence does not know how to save {sorted(unknown)}")
@@ -267,7 +310,7 @@ def save(model, path, *, overwrite=False, densitometer=None):
     weights = model.loss_weights_
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "versions": _versions(),
-        "class": type(model).__name__, "params": params, "dropped_params": dropped,
+        "class": class_name(type(model)), "params": params, "dropped_params": dropped,
         "fitted": {
             "y_mean_": np.asarray(model.y_mean_).tolist(),  # a list for several sites
             "y_scale_": np.asarray(model.y_scale_).tolist(),
@@ -399,13 +442,11 @@ def load(path, *, device=None):
     if _sha256(data) != meta["weights"]["sha256"]:
         raise ValueError(f"{weights_path} does not match the checksum in model.json: "
                          "the weights were altered or damaged")
-    if meta["class"] not in estimators.__all__:
-        raise ValueError(f"unknown estimator class {meta['class']!r} in {path / META_FILE}")
-    cls = getattr(estimators, meta["class"])
+    cls = _estimator_class(meta["class"], path / META_FILE)
     unknown = sorted(set(meta["params"]) - set(cls().get_params()))
     if unknown:
         raise ValueError(
-            f"{path / META_FILE} has parameters {meta['class']} does not take: "
+            f"{path / META_FILE} has parameters {cls.__name__} does not take: "
             f"{', '.join(map(repr, unknown))}; the model was probably written by a newer bmdkit "
             f"({saved_versions.get('bmdkit')}; this is {here['bmdkit']})")
     params = {k: _from_json(v) for k, v in meta["params"].items()}

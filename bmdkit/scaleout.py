@@ -154,9 +154,9 @@ class AcceleratedBMDRegressor(BMDRegressor):
 
     Notes
     -----
-    The fitted ``net_`` is an :class:`AcceleratedNeuralNetRegressor`;
-    :func:`bmdkit.persistence.save` stores only the built-in estimator
-    classes, so refit a ``BMDRegressor`` with the same parameters to save one.
+    The fitted ``net_`` is an :class:`AcceleratedNeuralNetRegressor`. It
+    saves like any bmdkit estimator (``model.save``); to load it, import
+    :mod:`bmdkit.scaleout` (which registers the class) before :func:`bmdkit.load`.
 
     Examples
     --------

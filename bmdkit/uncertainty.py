@@ -748,7 +748,7 @@ def load(path, *, device=None):
     device : str or None
         Torch device of the models (default: the saved one).
     """
-    from bmdkit.persistence import load as load_model
+    from bmdkit import load as load_model  # persistence.load, the built-in estimators registered
     from bmdkit.persistence import read_description
 
     path = Path(path)

@@ -224,3 +224,48 @@ def test_saving_over_a_model_never_leaves_the_folder_without_a_complete_model(
     monkeypatch.undo()
     assert checked and bmdkit.load(path).predict is not None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+# -- issue 14: any registered estimator saves and loads; a class not registered is named --
+def test_a_subclass_saves_and_loads_through_its_own_net_factory(cohort, tmp_path):
+    from skorch import NeuralNetRegressor
+
+    class LabNet(NeuralNetRegressor):
+        """A net class of the lab's own."""
+
+    class LabRegressor(MetadataOnlyBMDRegressor):
+        """A lab's estimator, defined here: registered by being a subclass."""
+
+        def _make_net(self, **params):
+            return LabNet(**params)
+
+    X, y = cohort
+    X = X.drop(columns=["image_path"])
+    model = LabRegressor(max_epochs=2, embed_dim=16, random_state=0).fit(X, y)
+    path = model.save(tmp_path / "lab")
+    assert json.loads((path / "model.json").read_text())["class"].endswith(
+        "<locals>.LabRegressor")
+    loaded = bmdkit.load(path)
+    assert type(loaded) is LabRegressor and type(loaded.net_) is LabNet
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_a_class_not_registered_is_named_and_never_imported(saved):
+    import sys
+
+    _edit_meta(saved, lambda m: m.update({"class": "mylab_models.LabRegressor"}))
+    with pytest.raises(ValueError, match="'mylab_models.LabRegressor'.*not registered.*"
+                                         "import mylab_models"):
+        bmdkit.load(saved)
+    assert "mylab_models" not in sys.modules
+    _edit_meta(saved, lambda m: m.update({"class": "XAttnBMDRegressor"}))  # as saved before
+    assert type(bmdkit.load(saved)) is XAttnBMDRegressor
+
+
+def test_only_registered_estimators_save(fitted, tmp_path):
+    from sklearn.linear_model import Ridge
+
+    ridge = Ridge().fit([[0.0], [1.0]], [0.0, 1.0])
+    ridge.net_ = fitted.net_
+    with pytest.raises(TypeError, match="sklearn.linear_model._ridge.Ridge"):
+        persistence.save(ridge, tmp_path / "ridge")

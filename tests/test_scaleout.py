@@ -67,3 +67,15 @@ def test_accelerate_on_cpu_matches_plain_training(fusion, signal_cohort, cohort)
     assert type(accelerated.net_).__name__ == "AcceleratedNeuralNetRegressor"
     plain = BMDRegressor(**params).fit(X, y)
     np.testing.assert_allclose(accelerated.predict(X), plain.predict(X), rtol=1e-5, atol=1e-6)
+
+
+def test_an_accelerated_model_saves_and_loads(cohort, tmp_path):
+    import bmdkit
+
+    X, y = cohort
+    model = AcceleratedBMDRegressor("metadata", gradient_accumulation_steps=2, embed_dim=16,
+                                    max_epochs=2, random_state=0).fit(X, y)
+    loaded = bmdkit.load(model.save(tmp_path / "model"))
+    assert type(loaded) is AcceleratedBMDRegressor and loaded.get_params() == model.get_params()
+    assert type(loaded.net_).__name__ == "AcceleratedNeuralNetRegressor"  # its own net factory
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
