@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from bmdkit.batching import ArrayDataset
-from bmdkit.io.cache import MemoryCache, memory_limit
+from bmdkit.memory import MemoryCache, memory_limit
 
 __all__ = ["FeatureCacheInfo", "FrozenFeatureDataset", "backbone_features", "feature_cache_clear",
            "feature_cache_info", "weights_digest"]
