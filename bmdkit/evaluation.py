@@ -6,7 +6,11 @@ XAttn-BMD protocol, :class:`~bmdkit.model_selection.BMDStratifiedKFold` with
 :func:`bmdkit.metrics.compute_metrics`. The returned
 :class:`ComparisonResults` summarises the folds (mean ± SD), the relative
 change of each model against a baseline and a paired test of each
-difference. This module works on predictions only; it never imports torch.
+difference. :func:`run_folds` is the one fold runner, shared with
+:func:`bmdkit.tuning.tune`: clones fitted on each fold's training rows, in
+joblib processes with ``n_jobs``, with a progress bar, giving out-of-fold
+predictions or scores. This module works on predictions only; it never
+imports torch.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from scipy import stats
 from sklearn.base import clone
 from tqdm.auto import tqdm
@@ -34,8 +39,8 @@ from bmdkit.metrics import (
 from bmdkit.model_selection import check_groups_kept, resolve_cv
 from bmdkit.uncertainty import cross_fit_intervals, interval_metrics
 
-__all__ = ["PAPER_XATTN_VS_CONCAT", "ComparisonResults", "compare_models",
-           "corrected_paired_ttest", "paper_comparison"]
+__all__ = ["PAPER_XATTN_VS_CONCAT", "ComparisonResults", "FoldResult", "compare_models",
+           "corrected_paired_ttest", "cv_splits", "paper_comparison", "run_folds"]
 
 #: XAttn-BMD's reported change of XAttn against concatenation, in percent
 #: (Zhang et al., arXiv 2511.14604).
@@ -512,6 +517,128 @@ def _rows(X, index):
     return X.iloc[index] if hasattr(X, "iloc") else np.asarray(X)[index]
 
 
+def cv_splits(cv, X, y, groups=None, *, default=10):
+    """The folds of ``cv`` on (X, y) as a list of (train, test) row positions.
+
+    ``cv`` as :func:`bmdkit.model_selection.resolve_cv` takes it (``None``:
+    ``default`` stratified folds); no group of ``groups`` may straddle a
+    fold's training and test rows (else ValueError).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [len(test) for _, test in cv_splits(4, np.zeros((20, 1)), np.arange(20.0))]
+    [5, 5, 5, 5]
+    """
+    cv = resolve_cv(cv, groups, default=default)
+    splits = list(cv.split(X, y, groups))
+    check_groups_kept(splits, groups, cv)
+    return splits
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """One model on one fold, from :func:`run_folds`.
+
+    Attributes
+    ----------
+    fold : int
+    model : str
+    train, test : ndarray of int
+        Row positions of the fold.
+    y_pred : ndarray or None
+        Predictions for the test rows (float64), unless ``predict=False``.
+    score : float or None
+        ``scorer(fitted, X_test, y_test)``, when a scorer was given.
+    fit_time : float
+        Seconds to fit the clone and predict (and score) its test rows.
+    estimator : estimator or None
+        The fitted clone, with ``keep_fitted=True``.
+    """
+
+    fold: int
+    model: str
+    train: np.ndarray
+    test: np.ndarray
+    y_pred: np.ndarray | None
+    score: float | None
+    fit_time: float
+    estimator: object = None
+
+
+def _fit_fold(fold, name, model, X, y, train, test, scorer, predict, keep_fitted):
+    start = time.perf_counter()
+    fitted = clone(model).fit(_rows(X, train), y[train])
+    y_pred = np.asarray(fitted.predict(_rows(X, test)), dtype=np.float64) if predict else None
+    score = None if scorer is None else float(scorer(fitted, _rows(X, test), y[test]))
+    return FoldResult(fold, name, np.asarray(train), np.asarray(test), y_pred, score,
+                      time.perf_counter() - start, fitted if keep_fitted else None)
+
+
+def run_folds(models, X, y, splits, *, scorer=None, predict=True, keep_fitted=False, n_jobs=None,
+              progress=False, description="cross-validation"):
+    """Fit a clone of every model on every fold's training rows; predict or score its test rows.
+
+    The one fold runner of :func:`compare_models` and :func:`bmdkit.tuning.tune`.
+
+    Parameters
+    ----------
+    models : dict of str to estimator
+        Unfitted; each is cloned for every fold.
+    X : pandas.DataFrame or array-like
+    y : ndarray
+    splits : list of (train, test) row positions
+        E.g. :func:`cv_splits`.
+    scorer : callable or None, default=None
+        ``scorer(fitted, X_test, y_test)`` (a scikit-learn scorer) gives
+        :attr:`FoldResult.score`.
+    predict : bool, default=True
+        Keep the test rows' predictions (:attr:`FoldResult.y_pred`).
+    keep_fitted : bool, default=False
+        Keep each fitted clone (:attr:`FoldResult.estimator`; from a worker
+        process it is pickled back).
+    n_jobs : int or None, default=None
+        Fits run in parallel through joblib: ``None`` is 1 unless a
+        ``joblib.parallel_config`` says otherwise (any backend, e.g. Dask).
+        joblib's default process backend starts each worker with
+        ``cpu_count() // n_jobs`` threads for torch (OpenMP), unless
+        ``OMP_NUM_THREADS`` is set: on 2 cores two 1-thread fits ran 1.33x
+        faster than one 2-thread fit. A fit with an int ``random_state``
+        gives the same predictions for any ``n_jobs`` where the thread count
+        does not change its sums (see ``BMDRegressor(n_threads=...)``).
+    progress : bool, default=False
+        A progress bar over folds × models, with the time left.
+    description : str, default="cross-validation"
+        The progress bar's label.
+
+    Yields
+    ------
+    FoldResult
+        Fold by fold, the models in their order within a fold, each as soon
+        as it and all before it are done (a consumer may stop early, e.g. an
+        Optuna pruner: the fits not started are not run).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import Ridge
+    >>> X = np.arange(40.0).reshape(20, 2); y = X[:, 0] / 10
+    >>> results = list(run_folds({"ridge": Ridge()}, X, y, cv_splits(4, X, y)))
+    >>> [r.fold for r in results], results[0].y_pred.shape
+    ([0, 1, 2, 3], (5,))
+    """
+    tasks = [(fold, name, model, train, test) for fold, (train, test) in enumerate(splits)
+             for name, model in models.items()]
+    results = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_fit_fold)(fold, name, model, X, y, train, test, scorer, predict, keep_fitted)
+        for fold, name, model, train, test in tasks)
+    with tqdm(total=len(tasks), desc=description, unit="fit", disable=not progress) as bar:
+        for result in results:
+            bar.set_postfix_str(f"fold {result.fold + 1}/{len(splits)}, {result.model}")
+            bar.update()
+            yield result
+
+
 def _long_predictions(model, fold, rows, y_true, y_pred, sites):
     """One fold's predictions in long format (one line per row, and per site if several)."""
     if sites is None:
@@ -523,7 +650,7 @@ def _long_predictions(model, fold, rows, y_true, y_pred, sites):
 
 def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresholds=None,
                    site="femoral_neck", device="lunar", reference="nhanes3_female",
-                   confidence=0.9, progress=True, on_fit=None):
+                   confidence=0.9, progress=True, on_fit=None, n_jobs=None):
     """Cross-validate several estimators on identical folds.
 
     Parameters
@@ -567,7 +694,12 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
         Called as ``on_fit(name, fold, fitted, test)`` after each fit, with
         the fitted clone and the positions of its test rows, e.g. to keep
         one fold's model for explanations (:func:`bmdkit.explain.explanation_figures`)
-        without fitting again.
+        without fitting again (with ``n_jobs``, the clone comes back from its worker).
+    n_jobs : int or None, default=None
+        Fits run in parallel, in joblib worker processes with
+        ``cpu_count() // n_jobs`` torch threads each (see :func:`run_folds`).
+        With an int ``random_state``, the same results as ``n_jobs=1`` where
+        the thread count does not change the fits' sums.
 
     Returns
     -------
@@ -588,7 +720,6 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
     models = _named_models(models)
     if baseline is not None and baseline not in models:
         raise ValueError(f"baseline {baseline!r} is not one of {list(models)}")
-    cv = resolve_cv(cv, groups)
     y = np.asarray(y, dtype=np.float64)
     y = y.reshape(len(y), -1) if y.ndim == 2 and y.shape[1] > 1 else y.ravel()
     if len(y) != len(X):
@@ -602,24 +733,16 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
             name: resolve_thresholds((thresholds or {}).get(name), site=name, device=device,
                                      reference=reference)
             for name in sites if has_t_score_reference(name, device=device, reference=reference)}
-    splits = list(cv.split(X, y, groups))
-    check_groups_kept(splits, groups, cv)
+    splits = cv_splits(cv, X, y, groups)
     predictions = []
-    with tqdm(total=len(splits) * len(models), desc="cross-validation", unit="fit",
-              disable=not progress) as bar:
-        for fold, (train, test) in enumerate(splits):
-            for name, model in models.items():
-                bar.set_postfix_str(f"fold {fold + 1}/{len(splits)}, {name}")
-                start = time.perf_counter()
-                fitted = clone(model).fit(_rows(X, train), y[train])
-                y_pred = np.asarray(fitted.predict(_rows(X, test)), dtype=np.float64)
-                if on_fit is not None:
-                    on_fit(name, fold, fitted, test)
-                y_pred = y_pred.ravel() if sites is None else y_pred.reshape(len(test), -1)
-                predictions.append(_long_predictions(name, fold, test, y[test], y_pred, sites)
-                                   .assign(n_train=len(train),
-                                           fit_time=time.perf_counter() - start))
-                bar.update()
+    for fit in run_folds(models, X, y, splits, n_jobs=n_jobs, progress=progress,
+                         keep_fitted=on_fit is not None):
+        if on_fit is not None:
+            on_fit(fit.model, fit.fold, fit.estimator, fit.test)
+        y_pred = fit.y_pred.ravel() if sites is None else fit.y_pred.reshape(len(fit.test), -1)
+        predictions.append(_long_predictions(fit.model, fit.fold, fit.test, y[fit.test], y_pred,
+                                             sites)
+                           .assign(n_train=len(fit.train), fit_time=fit.fit_time))
     predictions = pd.concat(predictions, ignore_index=True)
     if confidence is not None:
         predictions = _add_intervals(predictions, confidence)

@@ -29,7 +29,6 @@ except ModuleNotFoundError as error:  # optuna (and its sqlalchemy) come with th
     raise MissingExtraError("tune", "bmdkit.tuning", error.name) from error
 
 from filelock import FileLock
-from joblib import Parallel, delayed
 from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
@@ -42,7 +41,7 @@ from sklearn.base import clone
 from sklearn.metrics import check_scoring
 from sqlalchemy.engine import make_url
 
-from bmdkit.model_selection import check_groups_kept, resolve_cv
+from bmdkit.evaluation import cv_splits, run_folds
 from bmdkit.preprocessing import as_frame
 
 __all__ = ["CPU_BACKBONES", "best_estimator", "make_storage", "progress_line", "search_space", "tune"]
@@ -247,11 +246,6 @@ def _suggest(trial, name, distribution):
                    log=distribution.log)
 
 
-def _fit_and_score(estimator, X, y, train, test, scorer):
-    model = clone(estimator).fit(X.iloc[train], y[train])
-    return float(scorer(model, X.iloc[test], y[test]))
-
-
 def _objective(estimator, X, y, splits, scorer, space, n_jobs):
 
     def objective(trial):
@@ -259,11 +253,10 @@ def _objective(estimator, X, y, splits, scorer, space, n_jobs):
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         model = clone(estimator).set_params(**params)
         scores = []
-        folds = Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(_fit_and_score)(model, X, y, train, test, scorer) for train, test in splits
-        )
-        for step, score in enumerate(folds):
-            scores.append(score)
+        folds = run_folds({"trial": model}, X, y, splits, scorer=scorer, predict=False,
+                          n_jobs=n_jobs)
+        for step, fold in enumerate(folds):
+            scores.append(fold.score)
             trial.report(float(np.mean(scores)), step)
             if trial.should_prune():
                 trial.set_user_attr("fold_scores", scores)
@@ -328,8 +321,10 @@ def tune(estimator, X, y, *, cv=5, groups=None, n_trials=20, scoring="neg_mean_s
         :func:`search_space` of ``estimator``.
     n_jobs : int, default=1
         Folds fitted in parallel through joblib (any active joblib backend,
-        e.g. Dask: see docs/scaleout.md). The running mean is reported as
-        folds finish in order.
+        e.g. Dask: see docs/scaleout.md), by the fold runner of
+        :func:`bmdkit.evaluation.compare_models` (:func:`bmdkit.evaluation.run_folds`:
+        each worker process runs torch with ``cpu_count() // n_jobs``
+        threads). The running mean is reported as folds finish in order.
     callbacks : list of callable or None, default=None
         Extra ``callback(study, trial)`` run after each trial.
     heartbeat_interval, grace_period : int
@@ -366,13 +361,11 @@ def tune(estimator, X, y, *, cv=5, groups=None, n_trials=20, scoring="neg_mean_s
     space = search_space(estimator) if space is None else dict(space)
     X = as_frame(X)
     y = np.asarray(y, dtype=np.float64)
-    cv = resolve_cv(cv, groups, default=5)
     if getattr(cv, "shuffle", False) and getattr(cv, "random_state", 0) is None:
         warnings.warn(f"cv={cv!r} shuffles without a random_state: each call and each worker "
                       "of a shared study scores on other folds; give it a random_state",
                       UserWarning, stacklevel=2)
-    splits = list(cv.split(X, y, groups))
-    check_groups_kept(splits, groups, cv)
+    splits = cv_splits(cv, X, y, groups, default=5)
     scorer = check_scoring(estimator, scoring=scoring)
     if pruner is None:
         pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)

@@ -1,8 +1,10 @@
 import ast
 import dataclasses
 import json
+import os
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -226,3 +228,37 @@ def test_ablation_preset_and_the_paper_comparison(metadata_cohort):
     expected = res.relative_change("Metadata-only").loc["Metadata-only +wSL1", "r2"]
     assert table.loc["r2", "ours %"] == pytest.approx(expected, abs=0.01)
     assert 0 <= table.loc["r2", "p (corrected)"] <= 1
+
+
+class TorchThreadCount(DummyRegressor):
+    """Predicts the number of torch threads its fit ran with."""
+
+    def fit(self, X, y):
+        import torch
+
+        self.threads_ = torch.get_num_threads()
+        return super().fit(X, y)
+
+    def predict(self, X):
+        return np.full(len(X), float(self.threads_))
+
+
+def test_n_jobs_2_gives_the_results_of_n_jobs_1(metadata_cohort):
+    X, y = metadata_cohort
+    models = {"metadata": MetadataOnlyBMDRegressor(embed_dim=16, max_epochs=2, batch_size=32,
+                                                   random_state=0),
+              "ridge": Ridge()}
+    kwargs = dict(cv=BMDStratifiedKFold(2, random_state=0), baseline="ridge", progress=False)
+    serial = compare_models(models, X, y, n_jobs=1, **kwargs)
+    parallel = compare_models({**models, "threads": TorchThreadCount()}, X, y, n_jobs=2,
+                              **kwargs)
+    same = parallel.predictions["model"].isin(models)
+    pd.testing.assert_frame_equal(parallel.predictions[same].reset_index(drop=True),
+                                  serial.predictions)
+    scores = parallel.fold_scores[parallel.fold_scores["model"].isin(models)]
+    pd.testing.assert_frame_equal(scores.drop(columns="fit_time").reset_index(drop=True),
+                                  serial.fold_scores.drop(columns="fit_time"))
+    # each worker process ran torch with cpu_count() // n_jobs threads (joblib's default)
+    threads = parallel.predictions.loc[~same, "y_pred"]
+    expected = os.environ.get("OMP_NUM_THREADS", max(joblib.cpu_count() // 2, 1))
+    assert set(threads) == {float(expected)}
