@@ -16,6 +16,7 @@ from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.dataset import ValidSplit, unpack_data
 
 from bmdkit.batching import ArrayDataset, BatchIterator, torch_threads
+from bmdkit.checks import check_all, check_targets, warn_target_units
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.inference import predict_cached
 from bmdkit.losses import LOSSES, TargetDensityWeights, make_criterion
@@ -25,7 +26,6 @@ from bmdkit.persistence import load, register_estimator, save
 from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame
 from bmdkit.rng import FitRandomness
 from bmdkit.schedules import WarmupSchedule
-from bmdkit.validation import check_all, check_targets, warn_target_units
 
 __all__ = [
     "BMDRegressor", "XAttnBMDRegressor", "ConcatBMDRegressor", "DAFTBMDRegressor",

@@ -8,7 +8,7 @@ not grow with the number of rows:
 * :func:`predict_cached` is what :meth:`BMDRegressor.predict
   <bmdkit.BMDRegressor.predict>` runs: chunks of :data:`CHUNK_ROWS` rows,
   images through the image cache (bounded by ``BMDKIT_CACHE_MEMORY_MB``; a
-  cross-validation's validation rows are usually there already), one :class:`~bmdkit.validation.InputError` naming
+  cross-validation's validation rows are usually there already), one :class:`~bmdkit.checks.InputError` naming
   every unreadable file;
 * :func:`stream_predict` is for archives (``bmdkit predict``, the Dask
   predictor of :mod:`bmdkit.scaleout`): ``workers`` processes decode the next
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bmdkit.checks import InputError, check_image_paths
 from bmdkit.io import preprocess_image
-from bmdkit.validation import InputError, check_image_paths
 
 __all__ = ["CHUNK_ROWS", "StreamChunk", "chunk_rows", "decode_images", "predict_cached",
            "stream_arrays", "stream_predict"]
@@ -114,7 +114,7 @@ def predict_cached(model, X, chunk_size=None):
 
     Raises
     ------
-    bmdkit.validation.InputError
+    bmdkit.checks.InputError
         Naming every missing file before predicting, or else every file that
         could not be decoded (after trying them all).
     """

@@ -12,8 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OrdinalEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from bmdkit.io import load_images
-from bmdkit.validation import (
+from bmdkit.checks import (
     check_all,
     check_columns,
     check_distinct_columns,
@@ -23,6 +22,7 @@ from bmdkit.validation import (
     numeric_like_columns,
     warn_missing_values,
 )
+from bmdkit.io import load_images
 
 __all__ = ["BMDPreprocessor", "TargetScaling"]
 
@@ -97,11 +97,11 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
     Numeric metadata are median-imputed and standardised; categorical metadata
     are ordinal-encoded with code 0 for missing values and categories not seen
     in ``fit`` (so unseen categories at predict time do not crash); missing
-    values are counted in a :class:`~bmdkit.validation.ImputationWarning`.
+    values are counted in a :class:`~bmdkit.checks.ImputationWarning`.
     Images are read, contrast-normalised, resized with padding to
     ``image_size`` and cached (see :func:`bmdkit.io.load_images`). Bad input
     (a missing column, a non-numeric value in a numeric column, a missing or
-    unreadable image) raises one :class:`~bmdkit.validation.InputError`
+    unreadable image) raises one :class:`~bmdkit.checks.InputError`
     naming every offending row.
 
     Parameters

@@ -22,13 +22,13 @@ from scipy import sparse
 from skorch.callbacks import Callback
 
 from bmdkit import BMDStratifiedKFold, ConcatBMDRegressor, MetadataOnlyBMDRegressor, load_cohort
-from bmdkit.evaluation import compare_models
-from bmdkit.validation import (
+from bmdkit.checks import (
     ImputationWarning,
     InputColumnWarning,
     InputError,
     TargetUnitWarning,
 )
+from bmdkit.evaluation import compare_models
 
 N = 16
 TINY = dict(image_size=32, max_epochs=1, batch_size=8, backbone="resnet10t", embed_dim=16,

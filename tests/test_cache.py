@@ -111,7 +111,7 @@ def test_the_memory_limit_must_be_a_number(files, monkeypatch):
 
 
 def test_a_blank_image_is_named_once(files, tmp_path):
-    from bmdkit.validation import InputError
+    from bmdkit.checks import InputError
 
     blank = tmp_path / "blank.png"
     Image.fromarray(np.full((24, 24), 7, np.uint8)).save(blank)

@@ -289,7 +289,7 @@ def test_metadata_only_needs_no_images(cohort_csv, tmp_path):
 
 def test_tune_counts_missing_values_once(cohort_csv, tmp_path, monkeypatch, capsys):
     from bmdkit import tuning
-    from bmdkit.validation import ImputationWarning
+    from bmdkit.checks import ImputationWarning
 
     rows = pd.read_csv(cohort_csv)
     rows.loc[[1, 2], "age"] = np.nan

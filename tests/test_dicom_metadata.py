@@ -9,8 +9,8 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from bmdkit import load_cohort
+from bmdkit.checks import InputError
 from bmdkit.io import read_dicom_metadata, read_image
-from bmdkit.validation import InputError
 
 
 def write_dicom(path, **tags):

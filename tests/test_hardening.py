@@ -24,9 +24,9 @@ from bmdkit import (
     cli,
     load_cohort,
 )
+from bmdkit.checks import InputColumnWarning, InputError, TargetUnitWarning
 from bmdkit.preprocessing import BMDPreprocessor
 from bmdkit.tuning import tune
-from bmdkit.validation import InputColumnWarning, InputError, TargetUnitWarning
 
 TINY = dict(image_size=32, max_epochs=1, batch_size=16, backbone="resnet10t", embed_dim=16,
             n_heads=2, n_layers=1, random_state=0)

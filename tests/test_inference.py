@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from bmdkit import BMDRegressor
+from bmdkit.checks import InputError
 from bmdkit.inference import predict_cached, stream_arrays, stream_predict
-from bmdkit.validation import InputError
 
 TINY = dict(backbone="resnet10t", image_size=32, embed_dim=16, n_heads=2, n_layers=1,
             batch_size=8, max_epochs=1, random_state=0)

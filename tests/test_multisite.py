@@ -11,9 +11,9 @@ from sklearn.model_selection import cross_validate
 
 import bmdkit
 from bmdkit import BMDStratifiedKFold, ConcatBMDRegressor, MetadataOnlyBMDRegressor
+from bmdkit.checks import InputError
 from bmdkit.evaluation import ComparisonResults, compare_models
 from bmdkit.metrics import compute_metrics, scorers
-from bmdkit.validation import InputError
 
 SITES = ["femoral_neck", "total_hip", "lumbar_spine"]
 

@@ -15,7 +15,7 @@ import torch
 from bmdkit.batching import torch_threads
 from bmdkit.benchmarks.data import DISTINCT_FILES, radiograph_cohort
 from bmdkit.benchmarks.measure import PeakMemory, machine_info, mode_settings, sync
-from bmdkit.validation import ImputationWarning
+from bmdkit.checks import ImputationWarning
 
 __all__ = ["PREDICT_SETTINGS", "predict_floors", "predict_memory", "run_predict_benchmarks"]
 

@@ -35,7 +35,7 @@ HELP_DEFAULTS = {"max_epochs": 20, "image_size": 64, "batch_size": 16, "backbone
                  "device": "cpu", "demo_cohort_size": 233}
 
 #: Errors the user fixes from the message alone: bad input (an
-#: :class:`~bmdkit.validation.InputError` is a ``ValueError``), and an optional
+#: :class:`~bmdkit.checks.InputError` is a ``ValueError``), and an optional
 #: extra that is not installed. :func:`run_command` reports them in one message.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, MissingExtraError)
 
@@ -129,7 +129,7 @@ def read_data(args, *, images=None):
 
     Every row is checked as :func:`~bmdkit.load_cohort` does: missing columns,
     image files and target values are named, with their rows, in one
-    :class:`~bmdkit.validation.InputError`. y is None without ``--target``;
+    :class:`~bmdkit.checks.InputError`. y is None without ``--target``;
     the ``--drop`` columns are left out (``exclude``), and so is the image
     column when only metadata-only models run; the ``--groups`` column stays.
 
@@ -162,9 +162,9 @@ def add_groups_option(parser):
 def pop_groups(X, args):
     """``(X without the --groups column, its values)``, or ``(X, None)`` without ``--groups``.
 
-    Missing ids are named in one :class:`~bmdkit.validation.InputError`.
+    Missing ids are named in one :class:`~bmdkit.checks.InputError`.
     """
-    from bmdkit.validation import InputError, check_columns
+    from bmdkit.checks import InputError, check_columns
 
     column = getattr(args, "groups", None)
     if column is None:

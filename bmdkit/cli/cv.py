@@ -42,12 +42,12 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
     import pandas as pd
 
     from bmdkit import BMDStratifiedGroupKFold, BMDStratifiedKFold
+    from bmdkit.checks import ImputationWarning, warn_missing_values
     from bmdkit.estimators import FUSION_LABELS
     from bmdkit.evaluation import compare_models
     from bmdkit.explain import explanation_figures
     from bmdkit.nn import fusion_class
     from bmdkit.report import write_report
-    from bmdkit.validation import ImputationWarning, warn_missing_values
 
     if baseline is None and FUSION_LABELS[BASELINE] in models:
         baseline = FUSION_LABELS[BASELINE]

@@ -101,7 +101,7 @@ def write_results(path, rows, results):
 
 
 def _unique_key(table, key, source):
-    from bmdkit.validation import InputError, check_columns
+    from bmdkit.checks import InputError, check_columns
 
     check_columns(table, [key], role=f"--key column of {source}")
     repeated = table[key][table[key].duplicated(keep=False)]
@@ -114,8 +114,8 @@ def _csv_rows(args, images):
     """(rows to write, model inputs, key column, rows not to predict) of --csv."""
     import pandas as pd
 
+    from bmdkit.checks import check_columns, check_targets
     from bmdkit.datasets.cohort import resolve_image_paths
-    from bmdkit.validation import check_columns, check_targets
 
     table = pd.read_csv(args.csv, encoding="utf-8-sig")  # the user's rows as written
     check_columns(table, [c for c in (args.image_col if images else None, args.target) if c],

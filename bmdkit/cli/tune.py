@@ -65,8 +65,8 @@ def add_parser(subparsers):
 def run_tune(args):
     """Run ``bmdkit tune``."""
     from bmdkit import BMDStratifiedGroupKFold, BMDStratifiedKFold
+    from bmdkit.checks import ImputationWarning, warn_missing_values
     from bmdkit.tuning import progress_line, search_space, tune  # names a missing tune extra
-    from bmdkit.validation import ImputationWarning, warn_missing_values
 
     params = model_params(args)
     folds = args.folds or (DEMO["folds"] if args.demo else 5)

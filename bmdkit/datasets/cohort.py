@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bmdkit.io.dicom_metadata import DICOM_FIELDS, dicom_metadata_problems, read_dicom_metadata
-from bmdkit.io.readers import header_problem
-from bmdkit.validation import (
+from bmdkit.checks import (
     InputError,
     check_all,
     check_columns,
@@ -18,6 +16,8 @@ from bmdkit.validation import (
     image_problem_key,
     warn_input_columns,
 )
+from bmdkit.io.dicom_metadata import DICOM_FIELDS, dicom_metadata_problems, read_dicom_metadata
+from bmdkit.io.readers import header_problem
 
 __all__ = ["load_cohort"]
 
@@ -47,7 +47,7 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, dicom_m
         ``weight_kg``; a dict such as ``{"age": "age", "sex": "sex"}`` picks
         fields and names their columns. Columns the CSV has are kept as they
         are. Every row whose header lacks a needed tag is named in one
-        :class:`~bmdkit.validation.InputError`.
+        :class:`~bmdkit.checks.InputError`.
     exclude : sequence of str, default=()
         Columns that are not model inputs (ids, dates, other outcomes): left
         out of ``X``.
@@ -63,15 +63,15 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, dicom_m
         Every column but ``target`` and ``exclude``, names kept, image paths
         absolute. Columns that look like identifiers or that predict the
         target almost perfectly are named in an
-        :class:`~bmdkit.validation.InputColumnWarning`
-        (:func:`~bmdkit.validation.warn_input_columns`): pass them in
+        :class:`~bmdkit.checks.InputColumnWarning`
+        (:func:`~bmdkit.checks.warn_input_columns`): pass them in
         ``exclude`` unless they are meant as inputs.
     y : ndarray of shape (n,) or None
         The target as float64 (``None`` when ``target`` is ``None``).
 
     Raises
     ------
-    bmdkit.validation.InputError
+    bmdkit.checks.InputError
         Naming every missing column, missing or unreadable image file,
         missing or non-numeric target value, and (``dicom_metadata``) every
         row whose DICOM header lacks a needed tag.

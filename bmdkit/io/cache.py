@@ -49,10 +49,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm.auto import tqdm
 
+from bmdkit.checks import InputError, image_path_problem, image_problem_key
 from bmdkit.io.readers import read_image
 from bmdkit.io.transforms import CONTRASTS, normalise_contrast, resize_with_padding
 from bmdkit.memory import MemoryCache, env_megabytes, memory_limit
-from bmdkit.validation import InputError, image_path_problem, image_problem_key
 
 __all__ = ["CACHE_VERSION", "CacheInfo", "cache_clear", "cache_info", "load_images",
            "preprocess_image"]
@@ -284,7 +284,7 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
 
     Raises
     ------
-    bmdkit.validation.InputError
+    bmdkit.checks.InputError
         One error naming every bad file after trying them all: no path, a
         missing, empty or unreadable file, a folder, a file that cannot be
         decoded, a blank image.

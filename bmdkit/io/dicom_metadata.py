@@ -101,7 +101,7 @@ def dicom_metadata_problems(metadata, fields=tuple(DICOM_FIELDS)):
     Returns
     -------
     dict
-        Suitable for :class:`bmdkit.validation.InputError`.
+        Suitable for :class:`bmdkit.checks.InputError`.
 
     Examples
     --------

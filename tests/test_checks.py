@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from bmdkit import ConcatBMDRegressor, MetadataOnlyBMDRegressor, load_cohort
-from bmdkit.validation import ImputationWarning, InputError
+from bmdkit.checks import ImputationWarning, InputError
 
 TINY = dict(image_size=32, max_epochs=1, backbone="resnet10t", embed_dim=16, n_heads=2,
             n_layers=1, random_state=0)
@@ -116,3 +116,17 @@ def test_load_cohort_names_every_missing_file_and_column(tmp_path):
     assert "b.png" in str(info.value)
     with pytest.raises(InputError, match="'fn_bmd'"):
         load_cohort(tmp_path / "c.csv", target="fn_bmd")
+
+
+def test_bmdkit_validation_is_a_deprecated_alias_of_bmdkit_checks():
+    import importlib
+    import sys
+
+    import bmdkit.checks
+
+    sys.modules.pop("bmdkit.validation", None)
+    with pytest.warns(DeprecationWarning, match="import bmdkit.checks"):
+        validation = importlib.import_module("bmdkit.validation")
+    assert validation.InputError is bmdkit.checks.InputError
+    assert all(getattr(validation, name) is getattr(bmdkit.checks, name)
+               for name in bmdkit.checks.__all__)
