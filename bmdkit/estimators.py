@@ -38,7 +38,8 @@ FUSION_LABELS = {"xattn": "XAttn", "concat": "Concat", "daft": "DAFT", "gated": 
                  "late": "Late", "image": "Image-only", "metadata": "Metadata-only"}
 LOSS_LABELS = {"smooth_l1": "", "weighted_smooth_l1": " +wSL1", "mse": " +MSE"}
 LR_SCHEDULES = ("cosine", None)
-#: Estimator parameters that are :class:`~bmdkit.nn.BMDNet`'s too, passed as skorch ``module__<name>``.
+#: Estimator parameters that are :class:`~bmdkit.nn.BMDNet`'s too: passed to it as skorch
+#: ``module__<name>``.
 MODULE_PARAMS = ("fusion", "backbone", "pretrained", "embed_dim", "n_heads", "n_layers", "dropout",
                  "augment", "freeze_backbone", "precision", "channels_last")
 #: skorch settings that cut batches out of contiguous arrays (bmdkit.batching).
@@ -192,7 +193,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     """
 
     def __init_subclass__(cls, **kwargs):
-        """Every subclass can be saved and loaded (:func:`bmdkit.persistence.register_estimator`)."""
+        """Every subclass saves and loads (:func:`bmdkit.persistence.register_estimator`)."""
         super().__init_subclass__(**kwargs)
         register_estimator(cls)
 
@@ -424,7 +425,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             iterator_valid__generator=rng.cpu, callbacks=callbacks, train_split=train_split)
         with torch_threads(self.n_threads), rng.drawing():  # the weights' initialisation
             net.initialize()
-        if settings.get("module__freeze_backbone"):  # (set_params refuses "dataset" once initialised)
+        if settings.get("module__freeze_backbone"):
+            # an attribute: skorch's set_params refuses "dataset" once the net is initialised
             net.dataset = functools.partial(FrozenFeatureDataset, network=net.module_)
         return net
 
@@ -452,7 +454,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
 
     def _train_split(self, seed):
         """skorch's validation split: shuffled ``validation_fraction`` with early stopping."""
-        return ValidSplit(self.validation_fraction, random_state=seed) if self.early_stopping else None
+        if not self.early_stopping:
+            return None
+        return ValidSplit(self.validation_fraction, random_state=seed)
 
     @property
     def _target_scaling(self):

@@ -19,8 +19,10 @@ not registered in the loading process (its module not imported) is an error
 naming the class. The network is rebuilt by the estimator's own net factory,
 the one its ``fit`` uses. This module never imports :mod:`bmdkit.estimators`
 (which imports it): :func:`bmdkit.load` is :func:`load` reached through
-:mod:`bmdkit.estimators`, so the built-in estimators are registered. The folder is written to a temporary
-sibling and renamed into place, so a failure leaves no half-written model.
+:mod:`bmdkit.estimators`, so the built-in estimators are registered.
+
+The folder is written to a temporary sibling and renamed into place, so a
+failure leaves no half-written model.
 
 Parameters that JSON cannot hold (skorch ``callbacks``, a ``RandomState``
 instance) only matter for training: they are dropped with a warning, listed
