@@ -28,6 +28,7 @@ __all__ = [
     "check_columns", "check_distinct_columns", "check_image_paths", "check_no_datetimes",
     "check_numeric",
     "check_targets", "check_unique_columns", "image_path_problem", "image_problem_key",
+    "is_missing_path",
     "numeric_like_columns", "suspicious_columns", "warn_input_columns", "warn_missing_values",
     "warn_target_units",
 ]
@@ -427,6 +428,17 @@ def numeric_like_columns(X, columns, *, min_fraction=0.9):
     return found
 
 
+def is_missing_path(path):
+    """Whether ``path`` names no file at all: empty or blank, None, NaN (a row without an image).
+
+    Examples
+    --------
+    >>> [is_missing_path(p) for p in ("", "  ", None, float("nan"), "a.png")]
+    [True, True, True, True, False]
+    """
+    return not isinstance(path, (str, os.PathLike)) or not str(path).strip()
+
+
 def image_path_problem(path):
     """Why ``path`` is not a readable, non-empty image file, or None.
 
@@ -438,7 +450,7 @@ def image_path_problem(path):
     >>> image_path_problem(""), image_path_problem("/no/such/file.png")
     ("no image path ('')", 'file not found')
     """
-    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+    if is_missing_path(path):
         return f"no image path ({path!r})"
     if not os.path.isfile(path):
         return "is a folder" if os.path.isdir(path) else "file not found"
@@ -451,7 +463,7 @@ def image_path_problem(path):
 
 def image_problem_key(label, path):
     """How a bad image is named in an :class:`InputError`: its row and path."""
-    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+    if is_missing_path(path):
         return f"row {label}"
     return f"row {label}: {os.fspath(path)}"
 

@@ -21,6 +21,15 @@ a whole number of ``batch_size`` batches), so they give exactly the
 predictions of a one-shot prediction. Metadata of all rows are encoded up
 front (a few numbers per row): bad metadata stop the run before any image is
 read.
+
+Rows without an image (no path: empty, blank, None or NaN) are errors under
+the estimators' default ``missing_image="error"``. With
+``missing_image="metadata"`` (a model fitted with ``modality_dropout > 0``)
+they are predicted from their metadata alone, the network's learned "no
+image" token standing in for the image, and :func:`missing_images` (or
+:attr:`StreamChunk.image_missing`) says which rows those were. A path that
+names a missing or unreadable file is still an error: that is a broken
+archive, not a row without an image.
 """
 
 from __future__ import annotations
@@ -33,11 +42,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bmdkit.checks import InputError, check_image_paths
+from bmdkit.checks import InputError, check_image_paths, is_missing_path
 from bmdkit.io import preprocess_image
 
-__all__ = ["CHUNK_ROWS", "StreamChunk", "chunk_rows", "decode_images", "predict_cached",
-           "stream_arrays", "stream_predict"]
+__all__ = ["CHUNK_ROWS", "MISSING_IMAGE_POLICIES", "StreamChunk", "chunk_rows", "decode_images",
+           "missing_images", "predict_cached", "stream_arrays", "stream_predict"]
+
+#: What the estimators do with a row that has no image (their ``missing_image``).
+MISSING_IMAGE_POLICIES = ("error", "metadata")
 
 #: Rows per chunk by default (rounded up to a whole number of the model's batches).
 CHUNK_ROWS = 64
@@ -58,11 +70,15 @@ class StreamChunk:
         Predicted BMD (g/cm²) of those rows.
     failures : dict
         Position -> why the row's image could not be read (``"Type: message"``).
+    image_missing : ndarray of bool
+        Per predicted row: predicted from its metadata alone, for want of an
+        image (``missing_image="metadata"``; see :func:`missing_images`).
     """
 
     positions: np.ndarray
     predictions: np.ndarray
     failures: dict = field(default_factory=dict)
+    image_missing: np.ndarray | None = None
 
 
 def chunk_rows(model, chunk_size=None):
@@ -98,6 +114,57 @@ def _rows(arrays, positions):
     return {key: value[positions] for key, value in arrays.items()}
 
 
+def missing_images(model, X):
+    """Which rows of ``X`` ``model`` predicts without an image (from their metadata alone).
+
+    Under ``missing_image="metadata"``: the rows with no image path (empty,
+    blank, None, NaN; every row when ``X`` has no image column). Under
+    ``"error"`` (the default), and for models that read no images, none.
+
+    Parameters
+    ----------
+    model : fitted BMDRegressor
+    X : pandas.DataFrame
+
+    Returns
+    -------
+    ndarray of bool of shape (len(X),)
+
+    Raises
+    ------
+    ValueError
+        ``missing_image`` is not a known policy, or rows have no image and
+        the model never learned to predict without one (``modality_dropout=0``).
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model, "net_")
+    policy = getattr(model, "missing_image", "error")
+    if policy not in MISSING_IMAGE_POLICIES:
+        raise ValueError(f"missing_image must be one of {MISSING_IMAGE_POLICIES}, got {policy!r}")
+    image_col = model.preprocessor_.image_col
+    if policy == "error" or image_col is None:
+        return np.zeros(len(X), dtype=bool)
+    missing = (np.array([is_missing_path(p) for p in X[image_col]], dtype=bool)
+               if image_col in X.columns else np.ones(len(X), dtype=bool))
+    if missing.any() and not hasattr(model.net_.module_.fusion, "missing_image"):
+        raise ValueError(
+            f"{int(missing.sum())} rows have no image, and missing_image='metadata' needs a model "
+            "fitted with modality_dropout > 0 (it learns what stands in for the image); this "
+            f"one was fitted with modality_dropout={getattr(model, 'modality_dropout', 0)!r}")
+    return missing
+
+
+def _with_missing(images, missing, image_size):
+    """``images`` of the rows that have one, placed among zeros for the ``missing`` rows,
+    as the network's ``image`` and ``image_missing`` inputs (the latter only if any is)."""
+    if not missing.any():
+        return {"image": images}
+    full = np.zeros((len(missing), 1, image_size, image_size), dtype=np.float32)
+    full[~missing] = images
+    return {"image": full, "image_missing": missing}
+
+
 def predict_cached(model, X, chunk_size=None):
     """Predict ``X`` chunk by chunk, images through the image cache (``model.predict``).
 
@@ -119,19 +186,23 @@ def predict_cached(model, X, chunk_size=None):
         could not be decoded (after trying them all).
     """
     X, metadata = _metadata(model, X)
-    image_col = model.preprocessor_.image_col
-    if image_col is not None:
-        check_image_paths(X[image_col].tolist(), X.index)
+    pre = model.preprocessor_
+    missing = missing_images(model, X)
+    if pre.image_col is not None:
+        check_image_paths(X[pre.image_col][~missing].tolist(), X.index[~missing])
     predictions = np.empty((len(X), *np.shape(model.y_mean_)))  # (n, k) for k sites
     problems = {}
     for start, stop in _bounds(len(X), chunk_rows(model, chunk_size)):
         arrays = _rows(metadata, slice(start, stop))
-        if image_col is not None:
+        if pre.image_col is not None:
+            gone = missing[start:stop]
             try:
-                arrays["image"] = model.preprocessor_.transform_images(X.iloc[start:stop])
+                images = (pre.transform_images(X.iloc[start:stop][~gone]) if not gone.all()
+                          else np.empty((0, 1, pre.image_size, pre.image_size), np.float32))
             except InputError as error:  # carry on: every bad file is named at the end
                 problems.update(error.problems)
                 continue
+            arrays.update(_with_missing(images, gone, pre.image_size))
         predictions[start:stop] = model._predict_arrays(arrays)
     if problems:
         n = len(problems)
@@ -248,15 +319,19 @@ def stream_arrays(model, X, *, chunk_size=None, workers=0):
         for start, stop in bounds:
             yield np.arange(start, stop), _rows(metadata, slice(start, stop)), {}
         return
-    paths = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in X[pre.image_col]]
+    missing = missing_images(model, X)
+    # rows without an image are not decoded (an empty path reads as one that failed)
+    paths = ["" if gone else os.fspath(p) if isinstance(p, os.PathLike) else p
+             for p, gone in zip(X[pre.image_col], missing)]
     if workers:
         decoded = _decode_in_workers(paths, bounds, pre.image_size, pre.contrast, workers)
     else:
         decoded = _decode_in_process(paths, bounds, pre.image_size, pre.contrast)
     for (start, stop), (images, failures) in zip(bounds, decoded):
+        failures = {i: why for i, why in failures.items() if not missing[i]}
         positions = np.array([i for i in range(start, stop) if i not in failures], dtype=np.int64)
         arrays = _rows(metadata, positions)
-        arrays["image"] = images[:, None]
+        arrays.update(_with_missing(images[:, None], missing[positions], pre.image_size))
         yield positions, arrays, failures
 
 
@@ -293,7 +368,7 @@ def stream_predict(model, X, *, chunk_size=None, workers=0):
         for positions, arrays, failures in stream_arrays(model, X, chunk_size=chunk_size,
                                                          workers=workers):
             predictions = model._predict_arrays(arrays) if len(positions) else np.empty(0)
-            yield StreamChunk(positions, predictions, failures)
+            yield StreamChunk(positions, predictions, failures, _image_missing(arrays, positions))
         return
     if not len(X):
         return
@@ -309,8 +384,13 @@ def stream_predict(model, X, *, chunk_size=None, workers=0):
                                                      workers=workers):
         predictions = np.empty((len(members), len(positions), *np.shape(first.y_mean_)))
         if len(positions):
+            images = {k: v for k, v in arrays.items() if k in ("image", "image_missing")}
             for k, member in enumerate(members):
-                member_arrays = arrays if k == 0 else {**_rows(metadata[k], positions), **(
-                    {"image": arrays["image"]} if "image" in arrays else {})}
+                member_arrays = arrays if k == 0 else {**_rows(metadata[k], positions), **images}
                 predictions[k] = member._predict_arrays(member_arrays)
-        yield StreamChunk(positions, predictions, failures)
+        yield StreamChunk(positions, predictions, failures, _image_missing(arrays, positions))
+
+
+def _image_missing(arrays, positions):
+    """Per row of a chunk's arrays: predicted without its image."""
+    return arrays.get("image_missing", np.zeros(len(positions), dtype=bool))

@@ -31,13 +31,13 @@ import torch
 from timm.layers import DropPath
 from torch import nn
 
-from bmdkit.nn.augment import RadiographAugment
+from bmdkit.nn.augment import ModalityDropout, RadiographAugment
 
 __all__ = ["RANDOM_MODULES", "FitRandomness"]
 
 #: Module types whose forward draws from the default generator while training.
 RANDOM_MODULES = (nn.modules.dropout._DropoutNd, nn.MultiheadAttention, DropPath,
-                  RadiographAugment)
+                  RadiographAugment, ModalityDropout)
 
 _LOCK = threading.RLock()
 

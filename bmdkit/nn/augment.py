@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["RadiographAugment"]
+__all__ = ["ModalityDropout", "RadiographAugment"]
 
 
 class RadiographAugment(nn.Module):
@@ -64,3 +64,37 @@ class RadiographAugment(nn.Module):
         image = (image - mean) * (1 + uniform(self.contrast)).view(b, 1, 1, 1) + mean
         image = image + uniform(self.brightness).view(b, 1, 1, 1)
         return image + self.noise * torch.randn_like(image)
+
+
+class ModalityDropout(nn.Module):
+    """Hide the image of a random share ``p`` of the rows while training.
+
+    Returns which rows have no image: those marked missing, and in training
+    mode also a random ``p`` of the others, so the network learns to predict
+    from the metadata alone (with its learned "no image" token in place of
+    the image tokens, :meth:`bmdkit.nn.Fusion.mask_image`). The identity on
+    the marks in ``eval()`` mode.
+
+    Parameters
+    ----------
+    p : float in [0, 1), default=0.0
+
+    Examples
+    --------
+    >>> import torch
+    >>> dropout = ModalityDropout(0.5).eval()
+    >>> dropout(torch.tensor([True, False]), 2, "cpu").tolist()
+    [True, False]
+    >>> print(dropout(None, 2, "cpu"))
+    None
+    """
+
+    def __init__(self, p=0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, missing, n, device):
+        if not (self.training and self.p > 0):
+            return missing
+        dropped = torch.rand(n, device=device) < self.p
+        return dropped if missing is None else missing.to(torch.bool) | dropped

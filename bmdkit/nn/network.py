@@ -7,7 +7,7 @@ import contextlib
 import torch
 from torch import nn
 
-from bmdkit.nn.augment import RadiographAugment
+from bmdkit.nn.augment import ModalityDropout, RadiographAugment
 from bmdkit.nn.backbones import ImageEncoder
 from bmdkit.nn.fusions import create_fusion, fusion_class
 
@@ -43,11 +43,18 @@ class BMDNet(nn.Module):
         format (faster convolutions on some GPUs and CPUs).
     n_outputs : int, default=1
         Targets predicted per row.
+    modality_dropout : float in [0, 1), default=0.0
+        While training, hide the image of this share of the rows
+        (:class:`~bmdkit.nn.augment.ModalityDropout`); above 0 the fusion
+        learns a "no image" token (:meth:`bmdkit.nn.Fusion.mask_image`), and
+        rows marked ``image_missing`` are predicted from the metadata alone.
 
     The forward pass takes keyword tensors ``image`` ``(B, 1, H, W)`` (or
     ``image_features``, the backbone's output for those images, see
-    :meth:`backbone_features`), ``numeric`` ``(B, n_numeric)`` and
-    ``categorical`` ``(B, n_categorical)`` and returns ``(B, n_outputs)``;
+    :meth:`backbone_features`), ``numeric`` ``(B, n_numeric)``,
+    ``categorical`` ``(B, n_categorical)`` and optionally ``image_missing``
+    ``(B,)`` (bool: rows whose image is to be ignored, whatever ``image``
+    holds there) and returns ``(B, n_outputs)``;
     with ``return_attention=True`` (fusions with attention) also the
     attention dict.
     """
@@ -55,7 +62,7 @@ class BMDNet(nn.Module):
     def __init__(self, fusion="xattn", n_numeric=0, cardinalities=(), *, backbone="resnet18",
                  pretrained=False, embed_dim=64, n_heads=4, n_layers=3, dropout=0.1,
                  augment=True, freeze_backbone=False, precision="float32", channels_last=False,
-                 n_outputs=1):
+                 n_outputs=1, modality_dropout=0.0):
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -70,8 +77,11 @@ class BMDNet(nn.Module):
                 self.image_encoder.backbone.to(memory_format=torch.channels_last)
         self.fusion = create_fusion(
             fusion, embed_dim=embed_dim, n_numeric=n_numeric, cardinalities=list(cardinalities),
-            dropout=dropout, n_outputs=n_outputs, n_heads=n_heads, n_layers=n_layers)
+            dropout=dropout, n_outputs=n_outputs, n_heads=n_heads, n_layers=n_layers,
+            missing_image_token=modality_dropout > 0)
         self.head = self.fusion.make_head()
+        if modality_dropout > 0 and uses_image:
+            self.modality_dropout = ModalityDropout(modality_dropout)
 
     def _autocast(self):
         if self.precision == "float32":
@@ -90,7 +100,7 @@ class BMDNet(nn.Module):
         return features.float()
 
     def forward(self, image=None, numeric=None, categorical=None, return_attention=False,
-                image_features=None):
+                image_features=None, image_missing=None):
         if return_attention and not self.fusion.has_attention:
             raise ValueError(
                 f"attention weights exist only for fusion='xattn', not {self.fusion.name!r}")
@@ -100,6 +110,11 @@ class BMDNet(nn.Module):
                 image_tokens = (self.image_encoder(self._prepare(self.augment(image)))
                                 if image_features is None
                                 else self.image_encoder(features=image_features))
+                if hasattr(self, "modality_dropout"):
+                    image_missing = self.modality_dropout(image_missing, len(image_tokens),
+                                                          image_tokens.device)
+                if image_missing is not None:
+                    image_tokens = self.fusion.mask_image(image_tokens, image_missing)
             extra = {"return_attention": True} if return_attention else {}
             fused = self.fusion(image_tokens, numeric, categorical, **extra)
             if return_attention:

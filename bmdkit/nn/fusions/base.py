@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from bmdkit.nn.heads import RegressionHead
@@ -18,8 +19,14 @@ class Fusion(nn.Module):
     ``__init__`` from the shared keyword arguments of :func:`create_fusion`
     and set ``self.out_features``. The shared arguments: ``embed_dim`` (token
     width), ``n_numeric`` and ``cardinalities`` (the metadata fields),
-    ``dropout``, ``n_outputs`` (targets predicted) and the attention sizes
-    ``n_heads`` and ``n_layers`` (read by the fusions that attend).
+    ``dropout``, ``n_outputs`` (targets predicted), the attention sizes
+    ``n_heads`` and ``n_layers`` (read by the fusions that attend) and
+    ``missing_image_token``: a fusion that reads images then learns a "no
+    image" token, which :meth:`mask_image` puts in place of every image
+    token of a row without its image (modality dropout, ``missing_image=
+    "metadata"``). Every fusion pools or attends over image tokens, so
+    this one replacement serves them all; a subclass may override
+    :meth:`mask_image`.
 
     Attributes
     ----------
@@ -36,9 +43,21 @@ class Fusion(nn.Module):
     out_features: int
 
     def __init__(self, *, embed_dim, n_numeric=0, cardinalities=(), dropout=0.1, n_outputs=1,
-                 n_heads=4, n_layers=3):
+                 n_heads=4, n_layers=3, missing_image_token=False):
         super().__init__()
         self.embed_dim, self.dropout, self.n_outputs = embed_dim, dropout, n_outputs
+        if missing_image_token and self.uses_image:
+            # zeros: drawn from no generator, so the other weights initialise as without it
+            self.missing_image = nn.Parameter(torch.zeros(embed_dim))
+
+    def mask_image(self, image_tokens, missing):
+        """``image_tokens`` ``(B, N, D)`` with every token of the ``missing`` rows ``(B,)``
+        replaced by the learned "no image" token."""
+        if not hasattr(self, "missing_image"):
+            raise ValueError("this network has no learned 'no image' token: it was built "
+                             "without missing_image_token (fit with modality_dropout > 0)")
+        token = self.missing_image.to(image_tokens.dtype).expand_as(image_tokens)
+        return torch.where(missing.to(torch.bool)[:, None, None], token, image_tokens)
 
     def make_head(self):
         """The head taking this fusion's output to the ``n_outputs`` predictions."""
