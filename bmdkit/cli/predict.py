@@ -27,8 +27,11 @@ def add_parser(subparsers):
                     "are listed with the reason in the --errors file; the run goes on. For a "
                     "model fitted with --conformal also bmd_lower, bmd_upper, t_score_lower, "
                     "t_score_upper and refer (true when the interval contains a screening "
-                    "threshold: refer to DXA). With --target, also print the metrics. See "
-                    "docs/archive.md.")
+                    "threshold: refer to DXA). A model of several sites writes these columns "
+                    "per site, named <site>/<column>. With --missing-image metadata, rows "
+                    "without an image path are predicted from their metadata alone and "
+                    "flagged in an image_missing column. With --target, also print the "
+                    "metrics. See docs/archive.md and docs/uncertainty.md.")
     add_data_options(parser, target_required=False, csv_required=False)
     archive = parser.add_argument_group("archive")
     archive.add_argument("--dicom-dir", type=Path, metavar="DIR",
@@ -67,6 +70,13 @@ def add_parser(subparsers):
     parser.add_argument("--confidence", type=float,
                         help="interval level of a --conformal model (default: the one it was "
                              "fitted with)")
+    parser.add_argument("--missing-image", choices=["error", "metadata"],
+                        help="rows with no image path (empty cell): 'error' lists them in "
+                             "--errors; 'metadata' predicts them from the metadata alone, "
+                             "flagged in an image_missing column (needs a model fitted with "
+                             "--param modality_dropout=0.3 or so); a path to a missing or "
+                             "unreadable file is an error either way (default: the model's "
+                             "missing_image, 'error' unless set when fitting)")
     parser.set_defaults(func=run_predict)
     return parser
 
@@ -206,6 +216,11 @@ def run_predict(args):
                          "has no intervals")
     model = (load_conformal if conformal else bmdkit.load)(args.model, device=args.device)
     member = model.estimators_[0] if conformal else model  # how images and metadata are read
+    members = model.estimators_ if conformal else [model]
+    if args.missing_image is not None:
+        for fitted in members:
+            fitted.set_params(missing_image=args.missing_image)
+    flag_missing = member.missing_image == "metadata"
     saved = getattr(member, "densitometer_", "lunar")
     if args.densitometer is not None and args.densitometer != saved:
         warnings.warn(f"--densitometer {args.densitometer} differs from the {saved!r} scale "
@@ -247,8 +262,10 @@ def run_predict(args):
                                     workers=args.workers):
             n_written += len(chunk.positions)
             if len(chunk.positions):
-                write_results(args.out, rows.iloc[todo[chunk.positions]],
-                              result_columns(model, chunk.predictions, args))
+                results = result_columns(model, chunk.predictions, args)
+                if flag_missing:
+                    results = results.assign(image_missing=chunk.image_missing)
+                write_results(args.out, rows.iloc[todo[chunk.positions]], results)
             if chunk.failures:
                 report(todo[list(chunk.failures)], list(chunk.failures.values()))
                 n_failed += len(chunk.failures)

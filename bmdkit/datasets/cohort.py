@@ -14,6 +14,7 @@ from bmdkit.checks import (
     check_targets,
     image_path_problem,
     image_problem_key,
+    is_missing_path,
     warn_input_columns,
 )
 from bmdkit.io.dicom_metadata import DICOM_FIELDS, dicom_metadata_problems, read_dicom_metadata
@@ -125,7 +126,7 @@ def resolve_image_paths(paths, root):
     ['/scans/a.dcm', '/cohort/b.png']
     """
     root = Path(root)
-    return [p if not isinstance(p, str) or os.path.isabs(p) else str((root / p).resolve())
+    return [p if is_missing_path(p) or os.path.isabs(p) else str((root / p).resolve())
             for p in paths]
 def _check_image_headers(paths, index):
     """One InputError naming every path that is not a readable, non-empty image file.

@@ -1,6 +1,6 @@
 """Torch modules of bmdkit: backbones, metadata tokenizers, fusions and heads."""
 
-from bmdkit.nn.augment import RadiographAugment
+from bmdkit.nn.augment import ModalityDropout, RadiographAugment
 from bmdkit.nn.backbones import ImageEncoder, create_backbone
 from bmdkit.nn.fusions import (
     BidirectionalCrossAttention,
@@ -17,6 +17,7 @@ from bmdkit.nn.tokenizers import MetadataMLP, MetadataTokenizer
 
 __all__ = [
     "BMDNet", "BidirectionalCrossAttention", "CrossAttentionBlock", "Fusion", "ImageEncoder",
-    "MetadataMLP", "MetadataTokenizer", "PRECISIONS", "RadiographAugment", "RegressionHead",
+    "MetadataMLP", "MetadataTokenizer", "ModalityDropout", "PRECISIONS", "RadiographAugment",
+    "RegressionHead",
     "create_backbone", "create_fusion", "fusion_class", "fusion_names", "register_fusion",
 ]
