@@ -49,6 +49,11 @@ class TargetDensityWeights:
     reaches ~28x on real BMD tables and wrecks the fit; the defaults were
     chosen by the measurements in docs/model.md.
 
+    Several sites (``y`` of shape (n, k)): each column gets the weights above
+    from its own targets (its own bins, density and normalisation), and
+    the tables are stacked, one row per site; a target's weight is looked
+    up in its column's table.
+
     Parameters
     ----------
     n_bins : int, default=20
@@ -59,15 +64,17 @@ class TargetDensityWeights:
         Exponent of the inverse density.
     max_ratio : float >= 1, default=3.0
         Largest density weight relative to the commonest bin's.
-    threshold : float or None, default=0.899
-        Targets below this value are multiplied by ``threshold_weight``.
+    threshold : float, sequence of float or None, default=0.899
+        Targets below this value are multiplied by ``threshold_weight``; for
+        several sites one value per site (``None`` entries: none there), or
+        one value for every site.
     threshold_weight : float >= 0, default=1.5
         Extra factor for targets below ``threshold`` (1.0 switches it off).
 
     Attributes
     ----------
-    bin_edges_ : ndarray of shape (n_bins + 1,)
-    bin_weights_ : ndarray of shape (n_bins,)
+    bin_edges_ : ndarray of shape (n_bins + 1,), or (k, n_bins + 1) for k sites
+    bin_weights_ : ndarray of shape (n_bins,), or (k, n_bins) for k sites
         Weight of a target falling in each bin.
 
     Examples
@@ -89,7 +96,10 @@ class TargetDensityWeights:
         self.threshold_weight = threshold_weight
 
     def fit(self, y):
-        y = np.asarray(y, dtype=np.float64).ravel()
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim == 2 and y.shape[1] > 1:
+            return self._fit_sites(y)
+        y = y.ravel()
         lo, hi = float(y.min()), float(y.max())
         if hi <= lo:
             hi = lo + 1e-6
@@ -105,11 +115,32 @@ class TargetDensityWeights:
         self.bin_weights_ = weights / self(y).mean()
         return self
 
+    def _fit_sites(self, y):
+        """One table per column of ``y`` (n, k), stacked."""
+        thresholds = self.threshold
+        if thresholds is None or np.ndim(thresholds) == 0:
+            thresholds = [thresholds] * y.shape[1]
+        if len(thresholds) != y.shape[1]:
+            raise ValueError(f"threshold has {len(thresholds)} values for {y.shape[1]} sites")
+        params = {k: v for k, v in vars(self).items() if not k.endswith("_")}
+        tables = [type(self)(**{**params, "threshold": t}).fit(y[:, j])
+                  for j, t in enumerate(thresholds)]
+        self.bin_edges_ = np.stack([t.bin_edges_ for t in tables])
+        self.bin_weights_ = np.stack([t.bin_weights_ for t in tables])
+        return self
+
     def __call__(self, y):
-        """Weights of targets ``y`` (array-like), as a float64 array."""
-        y = np.asarray(y, dtype=np.float64).ravel()
-        idx = np.clip(np.searchsorted(self.bin_edges_[1:-1], y, side="right"), 0, self.n_bins - 1)
-        return self.bin_weights_[idx]
+        """Weights of targets ``y`` (array-like), as a float64 array (n,), or (n, k) for k sites."""
+        if self.bin_edges_.ndim == 2:
+            y = np.asarray(y, dtype=np.float64)
+            return np.stack([self._lookup(y[:, j], self.bin_edges_[j], self.bin_weights_[j])
+                             for j in range(len(self.bin_edges_))], axis=1)
+        return self._lookup(np.asarray(y, dtype=np.float64).ravel(), self.bin_edges_,
+                            self.bin_weights_)
+
+    def _lookup(self, y, edges, weights):
+        idx = np.clip(np.searchsorted(edges[1:-1], y, side="right"), 0, self.n_bins - 1)
+        return weights[idx]
 
 
 class WeightedSmoothL1Loss(nn.Module):
@@ -134,6 +165,9 @@ class WeightedSmoothL1Loss(nn.Module):
     bin_edges, bin_weights : array-like or None
         The weight table: ``bin_weights[b]`` applies to targets in
         ``[bin_edges[b], bin_edges[b + 1])``; the outer bins extend to infinity.
+        2-D tables, ``(k, n_bins + 1)`` and ``(k, n_bins)``, hold one table
+        per target column (several sites): column ``j`` of the targets is
+        weighted by table ``j``. A 1-D table weights every column alike.
 
     Examples
     --------
@@ -154,9 +188,13 @@ class WeightedSmoothL1Loss(nn.Module):
         self.register_buffer("bin_weights", torch.as_tensor(np.asarray(bin_weights, np.float32)))
 
     def weights(self, target):
-        inner = self.bin_edges[1:-1].to(target.dtype).contiguous()
-        idx = torch.bucketize(target.contiguous(), inner, right=True)
-        return self.bin_weights.to(target.dtype)[idx]
+        if self.bin_edges.ndim == 1:
+            return _lookup(target, self.bin_edges, self.bin_weights)
+        if target.ndim != 2 or target.shape[1] != len(self.bin_edges):
+            raise ValueError(f"{len(self.bin_edges)} weight tables for targets of shape "
+                             f"{tuple(target.shape)}")
+        return torch.stack([_lookup(target[:, j], edges, weights) for j, (edges, weights)
+                            in enumerate(zip(self.bin_edges, self.bin_weights))], dim=1)
 
     def forward(self, input, target):
         if input.shape != target.shape:
@@ -166,6 +204,13 @@ class WeightedSmoothL1Loss(nn.Module):
             )
         losses = F.smooth_l1_loss(input, target, beta=self.beta, reduction="none")
         return (self.weights(target) * losses).mean()
+
+
+def _lookup(target, bin_edges, bin_weights):
+    """The weight of each of ``target``'s values in one table (a bin lookup)."""
+    inner = bin_edges[1:-1].to(target.dtype).contiguous()
+    idx = torch.bucketize(target.contiguous(), inner, right=True)
+    return bin_weights.to(target.dtype)[idx]
 
 
 def make_criterion(loss, *, beta=1.0, weights=None, y_mean=0.0, y_scale=1.0):
@@ -180,9 +225,9 @@ def make_criterion(loss, *, beta=1.0, weights=None, y_mean=0.0, y_scale=1.0):
         Smooth L1 transition point, on the training scale of the targets.
     weights : TargetDensityWeights or None, default=None
         Fitted on the targets in their own units; needed by ``"weighted_smooth_l1"``.
-    y_mean, y_scale : float, default=0.0, 1.0
+    y_mean, y_scale : float, or ndarray of shape (k,) for k sites, default=0.0, 1.0
         The network trains on ``(y - y_mean) / y_scale``: the weight table's
-        bin edges are moved to that scale.
+        bin edges are moved to that scale (each site's table to its own).
 
     Returns
     -------
@@ -206,6 +251,9 @@ def make_criterion(loss, *, beta=1.0, weights=None, y_mean=0.0, y_scale=1.0):
     if loss == "weighted_smooth_l1":
         if weights is None:
             raise ValueError("loss='weighted_smooth_l1' needs fitted TargetDensityWeights")
-        settings.update(criterion__bin_edges=(weights.bin_edges_ - y_mean) / y_scale,
+        edges = weights.bin_edges_
+        if edges.ndim == 2:  # one table per site, each moved to its own site's scale
+            y_mean, y_scale = np.asarray(y_mean)[:, None], np.asarray(y_scale)[:, None]
+        settings.update(criterion__bin_edges=(edges - y_mean) / y_scale,
                         criterion__bin_weights=weights.bin_weights_)
     return settings

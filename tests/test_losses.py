@@ -54,3 +54,28 @@ def test_unweighted_loss_is_plain_smooth_l1():
 def test_loss_refuses_shapes_that_would_broadcast():
     with pytest.raises(ValueError, match="broadcast"):
         WeightedSmoothL1Loss()(torch.zeros(4, 1), torch.zeros(4))
+
+
+def test_several_sites_weight_each_column_by_its_own_table():
+    """Column j of a (n, k) target gets the weights a 1-D fit on column j alone gives it."""
+    rng = np.random.default_rng(0)
+    Y = np.c_[rng.normal(0.85, 0.12, 300), rng.gamma(4.0, 0.05, 300) + 0.8]
+    both = TargetDensityWeights(n_bins=10, threshold=[0.899, None]).fit(Y)
+    alone = [TargetDensityWeights(n_bins=10, threshold=t).fit(Y[:, j])
+             for j, t in enumerate([0.899, None])]
+    assert both.bin_edges_.shape == (2, 11) and both.bin_weights_.shape == (2, 10)
+    np.testing.assert_array_equal(both(Y), np.c_[alone[0](Y[:, 0]), alone[1](Y[:, 1])])
+    np.testing.assert_allclose(both(Y).mean(axis=0), [1.0, 1.0])
+    loss = WeightedSmoothL1Loss(beta=0.5, bin_edges=both.bin_edges_, bin_weights=both.bin_weights_)
+    target = torch.tensor(Y, dtype=torch.float32)
+    pred = target + torch.tensor(rng.normal(0, 0.3, Y.shape), dtype=torch.float32)
+    manual = torch.nn.functional.smooth_l1_loss(pred, target, beta=0.5, reduction="none")
+    expected = (torch.tensor(both(Y), dtype=torch.float32) * manual).mean()
+    assert float(loss(pred, target)) == pytest.approx(float(expected), rel=1e-5)
+    # one site's table, from the same module, is the 1-D loss exactly
+    single = WeightedSmoothL1Loss(beta=0.5, bin_edges=alone[0].bin_edges_,
+                                  bin_weights=alone[0].bin_weights_)
+    torch.testing.assert_close(single.weights(target[:, :1]),
+                               loss.weights(target)[:, :1], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="threshold has 3 values for 2 sites"):
+        TargetDensityWeights(threshold=[0.9, 0.8, 0.7]).fit(Y)
