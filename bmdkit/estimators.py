@@ -18,7 +18,7 @@ from skorch.dataset import ValidSplit, unpack_data
 from bmdkit.batching import ArrayDataset, BatchIterator, torch_threads
 from bmdkit.checks import check_all, check_targets, warn_target_units
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
-from bmdkit.inference import predict_cached
+from bmdkit.inference import MISSING_IMAGE_POLICIES, predict_cached
 from bmdkit.losses import LOSSES, TargetDensityWeights, make_criterion
 from bmdkit.nn import PRECISIONS, BMDNet, fusion_class
 from bmdkit.nn.frozen import FrozenFeatureDataset
@@ -41,7 +41,7 @@ LR_SCHEDULES = ("cosine", None)
 #: Estimator parameters that are :class:`~bmdkit.nn.BMDNet`'s too: passed to it as skorch
 #: ``module__<name>``.
 MODULE_PARAMS = ("fusion", "backbone", "pretrained", "embed_dim", "n_heads", "n_layers", "dropout",
-                 "augment", "freeze_backbone", "precision", "channels_last")
+                 "augment", "freeze_backbone", "precision", "channels_last", "modality_dropout")
 #: skorch settings that cut batches out of contiguous arrays (bmdkit.batching).
 FAST_DATA_PATH = dict(dataset=ArrayDataset, iterator_train=BatchIterator,
                       iterator_valid=BatchIterator)
@@ -91,6 +91,18 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     augment : bool, default=True
         Random rotation/shift/scale/brightness/contrast/noise while training
         (not with ``freeze_backbone``: it acts before the backbone).
+    modality_dropout : float in [0, 1), default=0.0
+        While training, hide the image of this share of the rows (drawn
+        anew every batch), so that the network learns a "no image" token and
+        to predict from the metadata alone (docs/uncertainty.md, "Missing
+        images"); 0 (off) trains as before. For fusions that read images.
+    missing_image : {"error", "metadata"}, default="error"
+        At predict time, a row whose ``image_col`` is empty, blank, None or
+        NaN: ``"error"`` names it in an :class:`~bmdkit.checks.InputError`;
+        ``"metadata"`` predicts it from its metadata alone (needs
+        ``modality_dropout > 0``; which rows: :func:`bmdkit.inference.missing_images`).
+        A path to a missing or unreadable file is an error either way.
+        Settable on a fitted model (``set_params``): no refit needed.
     freeze_backbone : bool, default=False
         Keep the backbone's weights fixed (eval mode) and train the rest on
         its features, computed once per image and cached in the process
@@ -125,8 +137,11 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         Exponent of the inverse target density in the weights.
     max_weight_ratio : float >= 1, default=3.0
         Bound on a target's density weight relative to the commonest target's.
-    low_bmd_threshold : float, default=0.899
-        BMD (g/cm²) below which ``low_bmd_weight`` applies (T = -1, Lunar).
+    low_bmd_threshold : float or sequence of float, default=0.899
+        BMD (g/cm²) below which ``low_bmd_weight`` applies (T = -1, Lunar);
+        for several sites one value per site (``None``: none at that site),
+        or one value for all. Each site's targets are weighted by their own
+        density (:class:`~bmdkit.losses.TargetDensityWeights`).
     low_bmd_weight : float, default=1.5
         Extra weight for targets below ``low_bmd_threshold`` (with
         ``"weighted_smooth_l1"``).
@@ -200,6 +215,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, fusion="xattn", *, image_col="image_path", numeric_cols=None,
                  categorical_cols=None, backbone="resnet10t", pretrained=False, image_size=64,
                  embed_dim=64, n_heads=4, n_layers=3, dropout=0.1, augment=True,
+                 modality_dropout=0.0, missing_image="error",
                  freeze_backbone=False, precision="float32", channels_last=False, compile=False,
                  contrast="percentile", cache_dir=None,
                  loss="smooth_l1", smooth_l1_beta=1.0, lds_bins=20, lds_sigma=2.0,
@@ -221,6 +237,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.n_layers = n_layers
         self.dropout = dropout
         self.augment = augment
+        self.modality_dropout = modality_dropout
+        self.missing_image = missing_image
         self.freeze_backbone = freeze_backbone
         self.precision = precision
         self.channels_last = channels_last
@@ -287,8 +305,13 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             value = getattr(self, name)
             if not (_is_real(value) and (value > low if strict else value >= low)):
                 raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
-        if not (_is_real(self.dropout) and 0 <= self.dropout < 1):
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        for name in ("dropout", "modality_dropout"):
+            value = getattr(self, name)
+            if not (_is_real(value) and 0 <= value < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if self.missing_image not in MISSING_IMAGE_POLICIES:
+            raise ValueError(f"missing_image must be one of {MISSING_IMAGE_POLICIES}, got "
+                             f"{self.missing_image!r}")
         if self.n_threads is not None and not (
                 isinstance(self.n_threads, numbers.Integral) and self.n_threads >= 1):
             raise ValueError(f"n_threads must be None or a positive integer, got {self.n_threads!r}")
@@ -359,10 +382,6 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"need at least 2 training rows, got n_samples={len(X)}")
         y, (preprocessor, arrays) = check_all(
             lambda: check_targets(y, len(X), multi_output=True), lambda: self._preprocess(X))
-        if y.ndim == 2 and self.loss == "weighted_smooth_l1":
-            raise ValueError(
-                f"loss='weighted_smooth_l1' weights by the density of one target; y has "
-                f"{y.shape[1]} columns: use loss='smooth_l1' or 'mse' for several sites")
         warn_target_units(y)
         return preprocessor, arrays, y
 

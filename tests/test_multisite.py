@@ -62,8 +62,6 @@ def test_bad_targets_are_named_by_row_and_site():
     with pytest.raises(InputError, match="1 target value missing") as err:
         MetadataOnlyBMDRegressor(max_epochs=1).fit(X, Y)
     assert list(err.value.problems) == ["3, 'lumbar_spine'"]
-    with pytest.raises(ValueError, match="weighted_smooth_l1.*3 columns"):
-        MetadataOnlyBMDRegressor(loss="weighted_smooth_l1").fit(X, Y.fillna(0.9))
 
 
 def test_metrics_and_scorers_per_site():
@@ -162,3 +160,28 @@ def test_conformal_intervals_per_site_and_predict_writes_site_columns(tmp_path, 
     assert list(pd.read_csv(tmp_path / "plain.csv").columns[-4:]) == [
         "femoral_neck/predicted_bmd", "femoral_neck/t_score", "femoral_neck/who_category",
         "lumbar_spine/predicted_bmd"]
+
+
+def test_xattn_default_weighted_loss_fits_several_sites(signal_cohort, tmp_path):
+    """XAttn's weighted loss on a 2-site y: one bounded density table per site, in its own scale."""
+    from bmdkit import XAttnBMDRegressor
+
+    X, y = signal_cohort
+    Y = pd.DataFrame({"femoral_neck": y, "total_hip": 1.2 * y - 0.2})  # another range
+    model = XAttnBMDRegressor(backbone="resnet10t", image_size=32, embed_dim=16, n_heads=2,
+                              n_layers=1, max_epochs=1, random_state=0).fit(X, Y)
+    assert model.loss == "weighted_smooth_l1" and model.sites_ == ["femoral_neck", "total_hip"]
+    assert model.predict(X.head(3)).shape == (3, 2)
+    weights = model.loss_weights_
+    assert weights.bin_edges_.shape == (2, model.lds_bins + 1)
+    np.testing.assert_allclose(weights(Y.to_numpy()).mean(axis=0), [1.0, 1.0])
+    criterion = model.net_.criterion_
+    for j, site in enumerate(Y.columns):  # each table moved to its own site's training scale
+        expected = (weights.bin_edges_[j] - Y[site].mean()) / Y[site].std(ddof=0)
+        np.testing.assert_allclose(criterion.bin_edges[j].numpy(), expected, rtol=1e-5, atol=1e-5)
+    loaded = bmdkit.load(model.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.loss_weights_.bin_weights_, weights.bin_weights_)
+    np.testing.assert_array_equal(loaded.predict(X.head(3)), model.predict(X.head(3)))
+    one = XAttnBMDRegressor(backbone="resnet10t", image_size=32, embed_dim=16, n_heads=2,
+                            n_layers=1, max_epochs=1, random_state=0).fit(X, y)
+    assert one.loss_weights_.bin_edges_.ndim == 1  # one site: the 1-D table as before
