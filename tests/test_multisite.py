@@ -185,3 +185,19 @@ def test_xattn_default_weighted_loss_fits_several_sites(signal_cohort, tmp_path)
     one = XAttnBMDRegressor(backbone="resnet10t", image_size=32, embed_dim=16, n_heads=2,
                             n_layers=1, max_epochs=1, random_state=0).fit(X, y)
     assert one.loss_weights_.bin_edges_.ndim == 1  # one site: the 1-D table as before
+
+
+def test_fit_and_cv_take_several_target_columns(tmp_path, capsys):
+    from bmdkit.cli import main
+
+    X, Y = three_sites(n=120)
+    X.join(Y).to_csv(tmp_path / "cohort.csv", index=False)
+    main(["fit", "--csv", str(tmp_path / "cohort.csv"), "--target", "femoral_neck", "total_hip",
+          "--drop", "lumbar_spine", "--model", "metadata", "--epochs", "2",
+          "--out", str(tmp_path / "model")])
+    assert bmdkit.load(tmp_path / "model").sites_ == ["femoral_neck", "total_hip"]
+    main(["cv", "--csv", str(tmp_path / "cohort.csv"), "--target", *SITES, "--models", "metadata",
+          "--folds", "3", "--epochs", "2", "--out", str(tmp_path / "cv")])
+    page = (tmp_path / "cv" / "report.html").read_text()
+    assert all(f'id="{site}-summary"' in page for site in SITES)
+    assert "lumbar_spine/r2" in capsys.readouterr().out

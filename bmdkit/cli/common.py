@@ -110,13 +110,22 @@ def model_params(args):
     return params
 
 
-def add_data_options(parser, *, target_required=True, csv_required=True):
-    """Options naming a cohort CSV and its columns (see :func:`read_data`)."""
+def add_data_options(parser, *, target_required=True, csv_required=True, several_targets=False):
+    """Options naming a cohort CSV and its columns (see :func:`read_data`).
+
+    ``several_targets``: ``--target`` may name several columns, one per BMD site.
+    """
     group = parser.add_argument_group("data")
     group.add_argument("--csv", required=csv_required, type=Path,
                        help="cohort table (CSV); relative image paths are relative to its folder")
-    group.add_argument("--target", required=target_required,
-                       help="column of measured femoral neck BMD in g/cm²")
+    if several_targets:
+        group.add_argument("--target", required=target_required, nargs="+", metavar="COL",
+                           help="column of measured femoral neck BMD in g/cm², or several: one "
+                                "per DXA site, named by site (e.g. femoral_neck total_hip "
+                                "lumbar_spine) for T-scores; one network predicts them all")
+    else:
+        group.add_argument("--target", required=target_required,
+                           help="column of measured femoral neck BMD in g/cm²")
     group.add_argument("--image-col", default="image_path",
                        help="column of radiograph paths (default: %(default)s)")
     group.add_argument("--drop", nargs="*", default=[], metavar="COL",
@@ -144,12 +153,14 @@ def read_data(args, *, images=None):
     if images is None:
         chosen = getattr(args, "models", None) or [getattr(args, "model", None)]
         images = any(name != "metadata" for name in chosen)
-    exclude = [c for c in args.drop if c != args.target]
+    targets = [args.target] if isinstance(args.target, str) else list(args.target or [])
+    exclude = [c for c in args.drop if c not in targets]
     if not images:  # a metadata-only model: an image column is no input (nor an identifier)
         header = pd.read_csv(args.csv, nrows=0, encoding="utf-8-sig").columns
         exclude += [c for c in [args.image_col] if c in header and c not in exclude]
     return load_cohort(args.csv, image_col=args.image_col if images else None,
-                       target=args.target, exclude=exclude, groups=getattr(args, "groups", None))
+                       target=targets[0] if len(targets) == 1 else targets or None,
+                       exclude=exclude, groups=getattr(args, "groups", None))
 
 
 def add_groups_option(parser):

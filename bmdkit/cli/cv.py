@@ -64,8 +64,9 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
 
     with warnings.catch_warnings():  # counted once above, not again in every fold
         warnings.simplefilter("ignore", ImputationWarning)
+        sites = list(y.columns) if hasattr(y, "columns") else "femoral_neck"  # several sites
         results = compare_models(models, X, y, cv=cv, groups=groups, baseline=baseline,
-                                 device=args.densitometer, on_fit=keep)
+                                 site=sites, device=args.densitometer, on_fit=keep)
         extra = explanation_figures(kept["model"], X.iloc[kept["test"]],
                                     np.asarray(y)[kept["test"]], name=headline) if kept else None
     # saved with the results, so that `bmdkit report` draws the same labels
@@ -108,7 +109,7 @@ def add_parser(subparsers):
         description="Cross-validate the chosen models on a cohort CSV with "
                     "BMDStratifiedKFold, print the results table and write "
                     "results/ and an HTML report into --out.")
-    add_data_options(parser)
+    add_data_options(parser, several_targets=True)
     add_cv_options(parser, folds=10)
     parser.add_argument("--out", required=True, help="output folder")
     add_report_options(parser, title="bmdkit cross-validation")
@@ -119,7 +120,8 @@ def add_parser(subparsers):
 
 def run_cv(args):
     X, y = read_data(args)
-    description = f"{args.csv.name}: {len(y)} rows, target {args.target!r}, {args.folds} folds."
+    description = (f"{args.csv.name}: {len(y)} rows, target{'s' if len(args.target) > 1 else ''} "
+                   f"{', '.join(map(repr, args.target))}, {args.folds} folds.")
     models = make_models(args.models, model_params(args), args.image_col)
     run_comparison(X, y, args, models, title=args.title, synthetic=args.synthetic,
                    description=description)

@@ -19,7 +19,7 @@ def add_parser(subparsers):
         "fit", help="train one model on a cohort and save it",
         description="Fit one model on every row of a cohort CSV and save it (safetensors "
                     "weights + JSON, no pickle) for `bmdkit predict`.")
-    add_data_options(parser)
+    add_data_options(parser, several_targets=True)
     parser.add_argument("--model", choices=MODELS, default="xattn",
                         help="which model (default: %(default)s)")
     parser.add_argument("--out", required=True, help="folder to save the fitted model in")

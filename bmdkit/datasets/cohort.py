@@ -35,9 +35,11 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, dicom_m
         Column of image paths; relative paths are resolved against
         ``image_root``, else the CSV's folder. ``None``: the table has no
         images (for metadata-only models); nothing is resolved or checked.
-    target : str or None
-        Column of femoral neck BMD (g/cm²). ``None``: the table has no
-        target (rows to predict); ``y`` is then ``None``.
+    target : str, list of str or None
+        Column of femoral neck BMD (g/cm²); a list of several: one column
+        per BMD site (e.g. ``["femoral_neck", "total_hip"]``), ``y`` is then
+        a DataFrame of them (the estimators keep the names as ``sites_``).
+        ``None``: the table has no target (rows to predict); ``y`` is then ``None``.
     image_root : str, os.PathLike or None, default=None
         Folder that relative image paths start from.
     dicom_metadata : bool or dict, default=False
@@ -98,22 +100,28 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, dicom_m
     if has_images:
         paths = resolve_image_paths(table[image_col],
                                     image_root if image_root is not None else csv.resolve().parent)
+    targets = [] if target is None else [target] if isinstance(target, str) else list(target)
+    several = len(targets) > 1
     *_, y = check_all(  # one error: missing columns, bad image files and bad targets together
-        lambda: check_columns(table, [c for c in (image_col, target, groups) if c is not None],
+        lambda: check_columns(table, [c for c in (image_col, *targets, groups) if c is not None],
                               role=f"column of {csv}"),
-        lambda: check_columns(table, [c for c in exclude if c != target],
+        lambda: check_columns(table, [c for c in exclude if c not in targets],
                               role=f"exclude (--drop) column of {csv}"),
         lambda: _check_image_headers(paths, table.index) if has_images else None,
-        lambda: check_targets(table[target]) if target in table.columns else None,
+        lambda: (check_targets(table[targets if several else targets[0]], multi_output=several)
+                 if targets and set(targets) <= set(table.columns) else None),
     )
-    X = table.drop(columns=[c for c in (target, *exclude) if c is not None])
+    X = table.drop(columns=[*targets, *exclude])
     if has_images:
         X = X.assign(**{image_col: paths})
     if dicom_metadata is not False:
         X = _fill_from_dicom(X, image_col, DICOM_FIELDS if dicom_metadata is True
                              else dicom_metadata)
-    if y is not None:
-        warn_input_columns(X.drop(columns=[c for c in (image_col, groups) if c is not None]), y)
+    if y is not None:  # several sites: columns copying the first one are named
+        warn_input_columns(X.drop(columns=[c for c in (image_col, groups) if c is not None]),
+                           y[:, 0] if several else y)
+    if several:
+        y = pd.DataFrame(y, columns=targets, index=table.index)
     return X, y
 
 
