@@ -141,7 +141,7 @@ def test_predict_keeps_relative_image_paths_without_target(cohort_csv, tmp_path,
 def test_cv_and_report(cohort_csv, tmp_path, capsys):
     cli.main(["cv", "--csv", str(cohort_csv), "--target", "bmd", "--drop", "subject",
               "--models", "concat", "metadata", "--folds", "3", "--out", str(tmp_path / "cv"),
-              "--densitometer", "hologic", "--title", "My <cohort>", *TINY])
+              "--densitometer", "hologic", "--title", "My <cohort>", "--n-jobs", "1", *TINY])
     out = capsys.readouterr().out
     assert "Concat" in out and "Metadata-only" in out and "Δ mse %" in out
     assert (tmp_path / "cv" / "report.html").is_file()
@@ -184,6 +184,16 @@ def test_demo_quick(monkeypatch, signal_cohort, tmp_path, capsys):
     assert "bmdkit demo (quick): synthetic hip radiographs" in page  # the description
 
 
+def test_n_jobs_default_is_every_core_on_the_cpu_and_one_process_on_a_gpu():
+    from bmdkit.cli.common import n_jobs
+
+    parse = cli.build_parser().parse_args
+    assert n_jobs(parse(["demo"])) == -1  # the demo above ran its fits in two processes
+    assert n_jobs(parse(["demo", "--device", "cuda"])) == 1
+    assert n_jobs(parse(["demo", "--device", "cuda", "--n-jobs", "3"])) == 3
+    assert n_jobs(parse(["ablation", "--n-jobs", "1"])) == 1
+
+
 def test_model_choices_are_the_registered_fusions():
     from bmdkit.nn import fusion_names
 
@@ -213,7 +223,7 @@ def test_ablation_runs_fusions_by_losses_and_quotes_the_paper(monkeypatch, bilat
     monkeypatch.setattr("bmdkit.datasets.load_demo_cohort", cohort)
     cli.main(["ablation", "--cohort", "bilateral", "--n", "30", "--folds", "2",
               "--fusions", "xattn", "concat", "--losses", "smooth_l1", "weighted_smooth_l1",
-              "--out", str(tmp_path), *TINY])
+              "--n-jobs", "1", "--out", str(tmp_path), *TINY])
     out = capsys.readouterr().out
     assert seen == {"bilateral": True, "n": 30}
     for name in ("XAttn", "Concat", "XAttn +wSL1", "Concat +wSL1", "XAttn vs Concat", "-16.7"):

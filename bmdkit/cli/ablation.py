@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from bmdkit.cli.common import MODELS, add_densitometer_option, add_model_options, model_params
+from bmdkit.cli.common import (
+    MODELS,
+    add_densitometer_option,
+    add_jobs_option,
+    add_model_options,
+    model_params,
+)
 from bmdkit.cli.cv import run_comparison
 
-#: ``bmdkit ablation`` settings: the quick demo's, on either synthetic cohort.
+#: ``bmdkit ablation`` settings: the quick demo's models on five folds, on either synthetic cohort.
 ABLATION_SETTINGS = {"demo": dict(folds=5, epochs=10, image_size=64, backbone="resnet10t"),
                      "bilateral": dict(folds=5, epochs=10, image_size=128, backbone="resnet10t")}
 
@@ -38,6 +44,7 @@ def add_parser(subparsers):
     parser.add_argument("--n", type=int, help="cohort size (default: 233)")
     parser.add_argument("--out", default="bmdkit-ablation",
                         help="output folder (default: %(default)s)")
+    add_jobs_option(parser)
     add_densitometer_option(parser)
     add_model_options(parser, defaults={"epochs": 10, "image_size": "64 (128 bilateral)",
                                         "backbone": "resnet10t"})

@@ -170,6 +170,25 @@ def add_groups_option(parser):
                              "folds (BMDStratifiedGroupKFold); the column is not a model input")
 
 
+def add_jobs_option(parser):
+    """``--n-jobs``: cross-validation fits run in parallel processes (see :func:`n_jobs`)."""
+    parser.add_argument("--n-jobs", type=int, metavar="N",
+                        help="fits run in parallel, each in its own process with "
+                             "cores // N torch threads; -1: one per CPU core "
+                             "(default: -1 on CPU, 1 on a GPU device)")
+
+
+def n_jobs(args):
+    """``--n-jobs``, or its default: every CPU core on the CPU, one process on a GPU.
+
+    On 2 CPU cores two one-thread fits ran 1.33x faster than one two-thread fit
+    (docs/performance.md); processes sharing one GPU would compete for its memory.
+    """
+    if args.n_jobs is not None:
+        return args.n_jobs
+    return -1 if (getattr(args, "device", None) or "cpu") == "cpu" else 1
+
+
 def pop_groups(X, args):
     """``(X without the --groups column, its values)``, or ``(X, None)`` without ``--groups``.
 

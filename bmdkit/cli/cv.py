@@ -17,9 +17,11 @@ from bmdkit.cli.common import (
     add_data_options,
     add_densitometer_option,
     add_groups_option,
+    add_jobs_option,
     add_model_options,
     make_models,
     model_params,
+    n_jobs,
     pop_groups,
     read_data,
 )
@@ -66,7 +68,8 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
         warnings.simplefilter("ignore", ImputationWarning)
         sites = list(y.columns) if hasattr(y, "columns") else "femoral_neck"  # several sites
         results = compare_models(models, X, y, cv=cv, groups=groups, baseline=baseline,
-                                 site=sites, device=args.densitometer, on_fit=keep)
+                                 site=sites, device=args.densitometer, on_fit=keep,
+                                 n_jobs=n_jobs(args))
         extra = explanation_figures(kept["model"], X.iloc[kept["test"]],
                                     np.asarray(y)[kept["test"]], name=headline) if kept else None
     # saved with the results, so that `bmdkit report` draws the same labels
@@ -91,6 +94,7 @@ def add_cv_options(parser, *, folds, folds_default=None):
     parser.add_argument("--folds", type=int, default=folds,
                         help=f"stratified folds (default: {folds_default or folds})")
     add_groups_option(parser)
+    add_jobs_option(parser)
     add_densitometer_option(parser)
 
 
