@@ -18,8 +18,11 @@ classes in the fixed allow-list :data:`ALLOWED_CLASSES`. A model of a class
 not registered in the loading process (its module not imported) is an error
 naming the class. The network is rebuilt by the estimator's own net factory,
 the one its ``fit`` uses. This module never imports :mod:`bmdkit.estimators`
-(which imports it): :func:`bmdkit.load` is :func:`load` reached through
-:mod:`bmdkit.estimators`, so the built-in estimators are registered.
+(which imports it) at load: :func:`bmdkit.load` is :func:`load` reached
+through :mod:`bmdkit.estimators`, so the built-in estimators are registered;
+:func:`load` called here first imports :data:`BUILTIN_ESTIMATORS` (a fixed
+name, never one a file gives) when a class is not registered, so that
+``bmdkit.persistence.load`` loads the built-in models as it always did.
 
 The folder is written to a temporary sibling and renamed into place, so a
 failure leaves no half-written model.
@@ -33,6 +36,7 @@ default (``None``). The loaded model predicts exactly like the saved one.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -80,6 +84,8 @@ DEFAULT_DENSITOMETER = "lunar"
 
 #: Estimator classes that can be saved and loaded, by :func:`class_name`.
 ESTIMATORS = {}
+#: The module whose import registers the built-in estimators (:func:`_estimator_class`).
+BUILTIN_ESTIMATORS = "bmdkit.estimators"
 
 
 def class_name(cls):
@@ -102,6 +108,8 @@ def _estimator_class(name, meta_path):
     """The registered class ``name``; an error naming it when it is not registered."""
     if "." not in name:  # written before names were qualified: a built-in estimator
         name = f"bmdkit.estimators.{name}"
+    if name not in ESTIMATORS:  # persistence.load called before any estimator was imported
+        importlib.import_module(BUILTIN_ESTIMATORS)
     if name not in ESTIMATORS:
         module = name.rsplit(".", 1)[0].split(".<locals>")[0]
         raise ValueError(

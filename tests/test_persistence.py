@@ -250,6 +250,20 @@ def test_a_subclass_saves_and_loads_through_its_own_net_factory(cohort, tmp_path
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
+def test_persistence_load_in_a_fresh_interpreter_loads_a_built_in_model(saved):
+    # bmdkit.persistence.load is public: it loads a built-in model before anything
+    # imported bmdkit.estimators, as it did before the registry
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import sys\nfrom bmdkit.persistence import load\n"
+              f"print(type(load({str(saved)!r})).__name__, 'bmdkit.estimators' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, cwd=Path(bmdkit.__file__).resolve().parents[1])
+    assert out.stdout.split() == ["XAttnBMDRegressor", "True"]
+
+
 def test_a_class_not_registered_is_named_and_never_imported(saved):
     import sys
 
