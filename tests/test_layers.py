@@ -6,6 +6,7 @@ loads is seen in a fresh interpreter's ``sys.modules``.
 """
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -142,6 +143,37 @@ def test_no_import_circles():
     assert _cycle(EVERY) is None
     assert _cycle({**AT_LOAD, "bmdkit.persistence": {"bmdkit.estimators"}}) == [
         "bmdkit.estimators", "bmdkit.persistence", "bmdkit.estimators"]  # one would be found
+
+
+def _top(module):
+    """The node of docs/architecture.md's diagram that ``module`` belongs to (None: bmdkit)."""
+    return module.split(".")[1] if "." in module else None
+
+
+def _drawn():
+    """``{(from, to): arrow}``: the import arrows of docs/architecture.md's diagram."""
+    arrows = {}
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    for match in re.finditer(r"^\s*(\w+) (-->|-\.->) ([\w &]+)$", text, re.MULTILINE):
+        for target in match.group(3).split("&"):
+            arrows[match.group(1), target.strip()] = match.group(2)
+    return arrows
+
+
+def test_the_architecture_diagram_draws_the_imports_as_they_are():
+    # "-->": imported when the module loads; "-.->": only inside functions. The deprecated
+    # bmdkit.validation alias is not drawn.
+    real = {}
+    for graph, arrow in ((EVERY, "-.->"), (AT_LOAD, "-->")):  # at load wins
+        for module, targets in graph.items():
+            for target in targets:
+                ends = (_top(module), _top(target))
+                if None not in ends and ends[0] != ends[1] and "validation" not in ends:
+                    real[ends] = arrow
+    drawn = _drawn()
+    assert len(drawn) > 40
+    assert {k: v for k, v in drawn.items() if real.get(k) != v} == {}, "drawn, not so"
+    assert {k: v for k, v in real.items() if drawn.get(k) != v} == {}, "so, not drawn"
 
 
 def _loaded(code):
