@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 from scipy import stats
 from sklearn.base import clone
+from sklearn.utils.parallel import Parallel, delayed
 from tqdm.auto import tqdm
 
 from bmdkit.files import atomic_path

@@ -2,6 +2,7 @@ import ast
 import dataclasses
 import json
 import os
+import warnings
 from pathlib import Path
 
 import joblib
@@ -14,6 +15,7 @@ from sklearn.linear_model import Ridge
 
 import bmdkit
 from bmdkit import BMDStratifiedKFold, MetadataOnlyBMDRegressor
+from bmdkit.checks import ImputationWarning
 from bmdkit.evaluation import ComparisonResults, compare_models, corrected_paired_ttest
 from bmdkit.metrics import compute_metrics
 
@@ -262,3 +264,20 @@ def test_n_jobs_2_gives_the_results_of_n_jobs_1(metadata_cohort):
     threads = parallel.predictions.loc[~same, "y_pred"]
     expected = os.environ.get("OMP_NUM_THREADS", max(joblib.cpu_count() // 2, 1))
     assert set(threads) == {float(expected)}
+
+
+class WarnsOnFit(DummyRegressor):
+    """Warns once per fit, as bmdkit's preprocessor does about imputed values."""
+
+    def fit(self, X, y):
+        warnings.warn("imputed 1 missing metadata value", ImputationWarning, stacklevel=2)
+        return super().fit(X, y)
+
+
+def test_worker_processes_follow_the_callers_warning_filters():
+    X, y = np.arange(40.0).reshape(20, 2), np.linspace(0.6, 1.0, 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImputationWarning)  # e.g. the CLI's "ignore", made visible
+        with pytest.raises(ImputationWarning, match="imputed"):
+            compare_models({"warns": WarnsOnFit()}, X, y, cv=2, n_jobs=2, progress=False,
+                           thresholds={})
