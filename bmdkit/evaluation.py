@@ -6,29 +6,25 @@ XAttn-BMD protocol, :class:`~bmdkit.model_selection.BMDStratifiedKFold` with
 :func:`bmdkit.metrics.compute_metrics`. The returned
 :class:`ComparisonResults` summarises the folds (mean ± SD), the relative
 change of each model against a baseline and a paired test of each
-difference. :func:`run_folds` is the one fold runner, shared with
-:func:`bmdkit.tuning.tune`: clones fitted on each fold's training rows, in
-joblib processes with ``n_jobs``, with a progress bar, giving out-of-fold
-predictions or scores. This module works on predictions only; it never
-imports torch.
+difference. The folds are fitted by :func:`bmdkit.folds.run_folds`, the
+one fold runner (also behind :func:`bmdkit.tuning.tune` and CV+ conformal
+intervals); ``run_folds``, ``cv_splits`` and ``FoldResult`` stay importable
+from here. This module works on predictions only; it never imports torch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.base import clone
-from sklearn.utils.parallel import Parallel, delayed
-from tqdm.auto import tqdm
 
 from bmdkit.files import atomic_path
+from bmdkit.folds import FoldResult, cv_splits, run_folds
 from bmdkit.metrics import (
     REGRESSION_METRICS,
     compute_metrics,
@@ -36,7 +32,6 @@ from bmdkit.metrics import (
     resolve_thresholds,
     site_names,
 )
-from bmdkit.model_selection import check_groups_kept, resolve_cv
 from bmdkit.uncertainty import cross_fit_intervals, interval_metrics
 
 __all__ = ["PAPER_XATTN_VS_CONCAT", "ComparisonResults", "FoldResult", "compare_models",
@@ -513,132 +508,6 @@ def _named_models(models):
     return named
 
 
-def _rows(X, index):
-    return X.iloc[index] if hasattr(X, "iloc") else np.asarray(X)[index]
-
-
-def cv_splits(cv, X, y, groups=None, *, default=10):
-    """The folds of ``cv`` on (X, y) as a list of (train, test) row positions.
-
-    ``cv`` as :func:`bmdkit.model_selection.resolve_cv` takes it (``None``:
-    ``default`` stratified folds); no group of ``groups`` may straddle a
-    fold's training and test rows (else ValueError).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> [len(test) for _, test in cv_splits(4, np.zeros((20, 1)), np.arange(20.0))]
-    [5, 5, 5, 5]
-    """
-    cv = resolve_cv(cv, groups, default=default)
-    splits = list(cv.split(X, y, groups))
-    check_groups_kept(splits, groups, cv)
-    return splits
-
-
-@dataclass(frozen=True)
-class FoldResult:
-    """One model on one fold, from :func:`run_folds`.
-
-    Attributes
-    ----------
-    fold : int
-    model : str
-    train, test : ndarray of int
-        Row positions of the fold.
-    y_pred : ndarray or None
-        Predictions for the test rows (float64), unless ``predict=False``.
-    score : float or None
-        ``scorer(fitted, X_test, y_test)``, when a scorer was given.
-    fit_time : float
-        Seconds to fit the clone and predict (and score) its test rows.
-    estimator : estimator or None
-        The fitted clone, with ``keep_fitted=True``.
-    """
-
-    fold: int
-    model: str
-    train: np.ndarray
-    test: np.ndarray
-    y_pred: np.ndarray | None
-    score: float | None
-    fit_time: float
-    estimator: object = None
-
-
-def _fit_fold(fold, name, model, X, y, train, test, scorer, predict, keep_fitted):
-    start = time.perf_counter()
-    fitted = clone(model).fit(_rows(X, train), y[train])
-    y_pred = np.asarray(fitted.predict(_rows(X, test)), dtype=np.float64) if predict else None
-    score = None if scorer is None else float(scorer(fitted, _rows(X, test), y[test]))
-    return FoldResult(fold, name, np.asarray(train), np.asarray(test), y_pred, score,
-                      time.perf_counter() - start, fitted if keep_fitted else None)
-
-
-def run_folds(models, X, y, splits, *, scorer=None, predict=True, keep_fitted=False, n_jobs=None,
-              progress=False, description="cross-validation"):
-    """Fit a clone of every model on every fold's training rows; predict or score its test rows.
-
-    The one fold runner of :func:`compare_models` and :func:`bmdkit.tuning.tune`.
-
-    Parameters
-    ----------
-    models : dict of str to estimator
-        Unfitted; each is cloned for every fold.
-    X : pandas.DataFrame or array-like
-    y : ndarray
-    splits : list of (train, test) row positions
-        E.g. :func:`cv_splits`.
-    scorer : callable or None, default=None
-        ``scorer(fitted, X_test, y_test)`` (a scikit-learn scorer) gives
-        :attr:`FoldResult.score`.
-    predict : bool, default=True
-        Keep the test rows' predictions (:attr:`FoldResult.y_pred`).
-    keep_fitted : bool, default=False
-        Keep each fitted clone (:attr:`FoldResult.estimator`; from a worker
-        process it is pickled back).
-    n_jobs : int or None, default=None
-        Fits run in parallel through joblib: ``None`` is 1 unless a
-        ``joblib.parallel_config`` says otherwise (any backend, e.g. Dask).
-        joblib's default process backend starts each worker with
-        ``cpu_count() // n_jobs`` threads for torch (OpenMP), unless
-        ``OMP_NUM_THREADS`` is set: on 2 cores two 1-thread fits ran 1.33x
-        faster than one 2-thread fit. A fit with an int ``random_state``
-        gives the same predictions for any ``n_jobs`` where the thread count
-        does not change its sums (see ``BMDRegressor(n_threads=...)``).
-    progress : bool, default=False
-        A progress bar over folds × models, with the time left.
-    description : str, default="cross-validation"
-        The progress bar's label.
-
-    Yields
-    ------
-    FoldResult
-        Fold by fold, the models in their order within a fold, each as soon
-        as it and all before it are done (a consumer may stop early, e.g. an
-        Optuna pruner: the fits not started are not run).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn.linear_model import Ridge
-    >>> X = np.arange(40.0).reshape(20, 2); y = X[:, 0] / 10
-    >>> results = list(run_folds({"ridge": Ridge()}, X, y, cv_splits(4, X, y)))
-    >>> [r.fold for r in results], results[0].y_pred.shape
-    ([0, 1, 2, 3], (5,))
-    """
-    tasks = [(fold, name, model, train, test) for fold, (train, test) in enumerate(splits)
-             for name, model in models.items()]
-    results = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_fit_fold)(fold, name, model, X, y, train, test, scorer, predict, keep_fitted)
-        for fold, name, model, train, test in tasks)
-    with tqdm(total=len(tasks), desc=description, unit="fit", disable=not progress) as bar:
-        for result in results:
-            bar.set_postfix_str(f"fold {result.fold + 1}/{len(splits)}, {result.model}")
-            bar.update()
-            yield result
-
-
 def _long_predictions(model, fold, rows, y_true, y_pred, sites):
     """One fold's predictions in long format (one line per row, and per site if several)."""
     if sites is None:
@@ -697,7 +566,7 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
         without fitting again (with ``n_jobs``, the clone comes back from its worker).
     n_jobs : int or None, default=None
         Fits run in parallel, in joblib worker processes with
-        ``cpu_count() // n_jobs`` torch threads each (see :func:`run_folds`).
+        ``cpu_count() // n_jobs`` torch threads each (see :func:`bmdkit.folds.run_folds`).
         With an int ``random_state``, the same results as ``n_jobs=1`` where
         the thread count does not change the fits' sums.
 

@@ -41,7 +41,7 @@ from sklearn.base import clone
 from sklearn.metrics import check_scoring
 from sqlalchemy.engine import make_url
 
-from bmdkit.evaluation import cv_splits, run_folds
+from bmdkit.folds import cv_splits, run_folds
 from bmdkit.preprocessing import as_frame
 
 __all__ = ["CPU_BACKBONES", "best_estimator", "make_storage", "progress_line", "search_space", "tune"]
@@ -322,7 +322,7 @@ def tune(estimator, X, y, *, cv=5, groups=None, n_trials=20, scoring="neg_mean_s
     n_jobs : int, default=1
         Folds fitted in parallel through joblib (any active joblib backend,
         e.g. Dask: see docs/scaleout.md), by the fold runner of
-        :func:`bmdkit.evaluation.compare_models` (:func:`bmdkit.evaluation.run_folds`:
+        :func:`bmdkit.evaluation.compare_models` (:func:`bmdkit.folds.run_folds`:
         each worker process runs torch with ``cpu_count() // n_jobs``
         threads). The running mean is reported as folds finish in order.
     callbacks : list of callable or None, default=None

@@ -117,6 +117,9 @@ FORBIDDEN = [
     ("bmdkit.nn", ["bmdkit.io", "bmdkit.evaluation", "bmdkit.report", "bmdkit.cli"]),
     ("bmdkit.persistence", ["bmdkit.estimators"]),  # estimators register themselves in it
     ("bmdkit.memory", ["bmdkit"]),  # the neutral module both caches use imports no bmdkit
+    # the fold runner lies below every layer that fits folds
+    ("bmdkit.folds", ["bmdkit.evaluation", "bmdkit.uncertainty", "bmdkit.tuning", "bmdkit.nn",
+                      "bmdkit.estimators", "bmdkit.report", "bmdkit.cli"]),
 ]
 
 
@@ -186,7 +189,8 @@ def _loaded(code):
 
 
 @pytest.mark.parametrize("module", ["bmdkit.clinical", "bmdkit.metrics",
-                                    "bmdkit.model_selection", "bmdkit.evaluation"])
+                                    "bmdkit.model_selection", "bmdkit.folds",
+                                    "bmdkit.evaluation"])
 def test_evaluation_layers_load_no_torch(module):
     loaded = _loaded(f"import {module}")
     assert module in loaded and not loaded & {"torch", "timm", "skorch"}
