@@ -47,6 +47,7 @@ from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from sklearn.utils.validation import check_is_fitted
 
 from bmdkit.clinical import t_score, who_category
+from bmdkit.folds import run_folds, take_rows
 from bmdkit.metrics import SCREENING_METRICS, has_t_score_reference, resolve_thresholds, site_names
 from bmdkit.model_selection import BMDStratifiedKFold, quantile_bins
 
@@ -444,10 +445,6 @@ def referral_curve(predictions, thresholds, confidences=REFERRAL_CONFIDENCES):
 
 
 # -- the estimator -----------------------------------------------------------------------
-def _rows(X, index):
-    return X.iloc[index] if hasattr(X, "iloc") else np.asarray(X)[index]
-
-
 def _targets(y, n_rows):
     """``y`` as float64 of shape (n,), or (n, k) for k >= 2 sites."""
     y = np.asarray(y, dtype=np.float64)
@@ -480,6 +477,11 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
         Share of rows held out for calibration by ``"split"``.
     random_state : int, RandomState or None, default=None
         Seeds the folds or the calibration split.
+    n_jobs : int or None, default=None
+        CV+ fits its fold models in parallel through joblib, by
+        :func:`bmdkit.folds.run_folds` (``None`` is 1 unless a
+        ``joblib.parallel_config`` says otherwise; each worker process runs
+        torch with ``cpu_count() // n_jobs`` threads). Unused by ``"split"``.
 
     Attributes
     ----------
@@ -520,13 +522,14 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, estimator, *, confidence=0.9, method="cv+", cv=5, calibration_size=0.2,
-                 random_state=None):
+                 random_state=None, n_jobs=None):
         self.estimator = estimator
         self.confidence = confidence
         self.method = method
         self.cv = cv
         self.calibration_size = calibration_size
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def _splits(self, X, y, groups):
         if self.method == "split":
@@ -574,15 +577,16 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
         splits = self._splits(X, targets, groups)
         # several sites as a DataFrame: the models learn their site names from its columns
         named = isinstance(y, pd.DataFrame) and targets.ndim == 2
-        estimators = [clone(self.estimator).fit(_rows(X, train), y.iloc[train] if named
-                                                else targets[train])
-                      for train, _ in splits]
-        return self._conformalize(estimators, [test for _, test in splits], X, targets)
+        folds = list(run_folds({"conformal": self.estimator}, X, y if named else targets, splits,
+                               keep_fitted=True, n_jobs=self.n_jobs,
+                               description="conformal fits"))
+        return self._conformalize([f.estimator for f in folds], [f.test for f in folds],
+                                  [f.y_pred for f in folds], targets)
 
-    def _conformalize(self, estimators, tests, X, y):
+    def _conformalize(self, estimators, tests, predictions, y):
+        """Score each calibration row by the model that did not see it (its ``predictions``)."""
         scores, model = [], []
-        for k, (fitted, test) in enumerate(zip(estimators, tests)):
-            pred = np.asarray(fitted.predict(_rows(X, test)), dtype=np.float64)
+        for k, (test, pred) in enumerate(zip(tests, predictions)):
             pred = pred.reshape(y[test].shape)
             scores.append(np.abs(y[test] - pred))
             model.append(np.full(len(test), k, dtype=np.intp))
@@ -629,7 +633,9 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("the cross-validation must put each of the rows of X, y in exactly "
                              "one test fold")
         model = cls(clone(estimators[0]), confidence=confidence, method="cv+", cv=len(tests))
-        return model._conformalize(estimators, tests, X, y)
+        predictions = [np.asarray(fitted.predict(take_rows(X, test)), dtype=np.float64)
+                       for fitted, test in zip(estimators, tests)]
+        return model._conformalize(estimators, tests, predictions, y)
 
     def _model_predictions(self, X):
         check_is_fitted(self, "estimators_")

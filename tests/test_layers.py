@@ -129,6 +129,7 @@ def test_the_import_graph_is_read():
     assert "bmdkit.persistence" in AT_LOAD["bmdkit.estimators"]
     assert "bmdkit.estimators" in AT_LOAD["bmdkit.scaleout"]
     assert "bmdkit.estimators" in EVERY["bmdkit.uncertainty"] - AT_LOAD["bmdkit.uncertainty"]
+    assert {"bmdkit.folds"} <= AT_LOAD["bmdkit.uncertainty"] & AT_LOAD["bmdkit.evaluation"]
 
 
 @pytest.mark.parametrize("layer, forbidden", FORBIDDEN, ids=[layer for layer, _ in FORBIDDEN])

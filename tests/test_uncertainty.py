@@ -74,6 +74,18 @@ def test_cv_plus_matches_the_definition():
     assert sorted(np.bincount(model.score_model_)) == [6] * 5
 
 
+def test_cv_plus_folds_in_worker_processes_equal_one_process():
+    """n_jobs=2 (two joblib processes, through bmdkit.folds.run_folds) changes nothing."""
+    X, y = cohort(80, seed=3)
+    y = pd.DataFrame({"femoral_neck": y, "total_hip": y + 0.1})  # rows taken by position
+    one, two = (ConformalBMDRegressor(Ridge(), cv=4, random_state=0, n_jobs=n_jobs).fit(X, y)
+                for n_jobs in (None, 2))
+    np.testing.assert_array_equal(two.calibration_scores_, one.calibration_scores_)
+    np.testing.assert_array_equal(two.calibration_rows_, one.calibration_rows_)
+    np.testing.assert_array_equal(two.predict_interval(X), one.predict_interval(X))
+    assert one.calibration_scores_.shape == (80, 2) and len(two.estimators_) == 4
+
+
 def test_conformal_interval_checks_its_input():
     with pytest.raises(ValueError, match="confidence"):
         conformal_interval([1.0], [0.1, 0.2], 1.5)
