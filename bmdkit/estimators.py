@@ -25,7 +25,6 @@ from bmdkit.nn.frozen import FrozenFeatureDataset
 from bmdkit.persistence import load, register_estimator, save
 from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame
 from bmdkit.rng import FitRandomness
-from bmdkit.schedules import WarmupSchedule
 
 __all__ = [
     "BMDRegressor", "XAttnBMDRegressor", "ConcatBMDRegressor", "DAFTBMDRegressor",
@@ -148,12 +147,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     max_epochs : int, default=20
     batch_size : int, default=16
     lr : float, default=1e-3
-        AdamW learning rate of every layer but the backbone's.
-    backbone_lr : float or None, default=None
-        Learning rate of the image backbone (its own optimizer parameter
-        group); ``None`` uses ``lr``. A pretrained backbone usually wants less.
-    warmup_epochs : int, default=0
-        Epochs of linear learning-rate warm-up before the schedule.
+        AdamW learning rate of every layer (a separate, lower rate for the
+        backbone and a warm-up did not help: docs/model.md).
     weight_decay : float, default=1e-4
     lr_schedule : {"cosine", None}, default="cosine"
         ``"cosine"`` anneals the learning rate to 0 over ``max_epochs``
@@ -221,7 +216,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
                  loss="smooth_l1", smooth_l1_beta=1.0, lds_bins=20, lds_sigma=2.0,
                  lds_power=0.5, max_weight_ratio=3.0,
                  low_bmd_threshold=LUNAR_T_MINUS_1_FEMORAL_NECK, low_bmd_weight=1.5,
-                 max_epochs=20, batch_size=16, lr=1e-3, backbone_lr=None, warmup_epochs=0,
+                 max_epochs=20, batch_size=16, lr=1e-3,
                  weight_decay=1e-4, lr_schedule="cosine",
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
                  callbacks=None, random_state=None, device="cpu", n_threads=None, verbose=0):
@@ -256,8 +251,6 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
-        self.backbone_lr = backbone_lr
-        self.warmup_epochs = warmup_epochs
         self.weight_decay = weight_decay
         self.lr_schedule = lr_schedule
         self.early_stopping = early_stopping
@@ -289,9 +282,6 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"lds_power must be in [0, 1], got {self.lds_power!r}")
         if not self.max_weight_ratio >= 1:
             raise ValueError(f"max_weight_ratio must be >= 1, got {self.max_weight_ratio!r}")
-        if not isinstance(self.warmup_epochs, numbers.Integral) or self.warmup_epochs < 0:
-            raise ValueError(
-                f"warmup_epochs must be a non-negative integer, got {self.warmup_epochs!r}")
         if self.embed_dim % self.n_heads:
             raise ValueError(
                 f"embed_dim ({self.embed_dim}) must be divisible by n_heads ({self.n_heads})"
@@ -425,7 +415,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             module=BMDNet, **{f"module__{name}": value for name, value in module.items()},
             **criterion,
             optimizer=torch.optim.AdamW, optimizer__weight_decay=self.weight_decay,
-            optimizer__param_groups=self._param_groups(), lr=self.lr,
+            lr=self.lr,
             max_epochs=self.max_epochs, batch_size=self.batch_size, compile=self.compile,
             device=self.device, verbose=self.verbose,
         )
@@ -453,18 +443,11 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         """The skorch net to train (:mod:`bmdkit.scaleout` swaps in an accelerated one)."""
         return NeuralNetRegressor(**params)
 
-    def _param_groups(self):
-        """skorch parameter groups: the backbone's own learning rate, when it has one."""
-        if self.backbone_lr is None or not fusion_class(self.fusion).uses_image:
-            return []
-        return [("image_encoder.backbone.*", {"lr": self.backbone_lr})]
-
     def _callbacks(self):
         callbacks = list(self.callbacks or [])
-        if self.lr_schedule is not None or self.warmup_epochs:
+        if self.lr_schedule == "cosine":
             callbacks.append(("lr_schedule", LRScheduler(
-                policy=torch.optim.lr_scheduler.LambdaLR,
-                lr_lambda=WarmupSchedule(self.warmup_epochs, self.max_epochs, self.lr_schedule))))
+                policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=self.max_epochs)))
         if self.early_stopping:
             callbacks.append(
                 ("early_stopping", EarlyStopping(patience=self.n_iter_no_change, load_best=True))

@@ -45,16 +45,13 @@ def test_named_models_differ_only_in_fusion(cls):
     assert BMDRegressor(fusion=cls.fusion).fusion == cls().fusion
 
 
-def test_the_backbone_gets_its_own_learning_rate_and_a_warm_up(small):
+def test_the_learning_rate_anneals_on_a_cosine_to_zero(small):
     X, y = small
-    model = ConcatBMDRegressor(**{**TINY, "max_epochs": 3}, lr=1e-3, backbone_lr=1e-4,
-                               warmup_epochs=1).fit(X, y)
-    groups = model.net_.optimizer_.param_groups
-    backbone = {id(p) for p in model.net_.module_.image_encoder.backbone.parameters()}
-    assert {id(p) for p in groups[0]["params"]} == backbone
-    assert [g["initial_lr"] for g in groups] == [1e-4, 1e-3]
-    # the first group's (backbone's) rate: warm-up at half the rate, then cosine annealing
-    assert model.net_.history[:, "event_lr"] == pytest.approx([5e-5, 1e-4, 5e-5])
+    model = ConcatBMDRegressor(**{**TINY, "max_epochs": 4}, lr=1e-3).fit(X, y)
+    assert model.net_.history[:, "event_lr"] == pytest.approx(
+        [1e-3 * (1 + np.cos(np.pi * epoch / 4)) / 2 for epoch in range(4)])
+    constant = ConcatBMDRegressor(**{**TINY, "max_epochs": 2}, lr=1e-3, lr_schedule=None).fit(X, y)
+    assert "event_lr" not in constant.net_.history[-1]
 
 
 def test_params_are_stored_unchanged_and_validated_in_fit(small):
@@ -75,7 +72,6 @@ def test_params_are_stored_unchanged_and_validated_in_fit(small):
     ("lds_sigma", -1.0, "lds_sigma must be > 0, got -1.0"),
     ("lds_power", 1.5, r"lds_power must be in \[0, 1\], got 1.5"),
     ("max_weight_ratio", 0.5, "max_weight_ratio must be >= 1, got 0.5"),
-    ("warmup_epochs", -1, "warmup_epochs must be a non-negative integer, got -1"),
 ])
 def test_bad_numeric_settings_are_named_at_fit(small, param, value, message):
     X, y = small
