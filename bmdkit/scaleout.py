@@ -77,7 +77,7 @@ def dask_predict(client, model, X, *, partitions=None, chunk_size=None):
     system). Partitions are whole numbers of the model's batches, so the
     predictions equal ``model.predict``'s. Results come back in ``X``'s order,
     a partition at a time, while later partitions are still computing: write
-    each to one output as it arrives (``bmdkit.cli.write_results``).
+    each to one output as it arrives (:func:`bmdkit.archive.write_results`).
 
     Parameters
     ----------

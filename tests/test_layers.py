@@ -120,6 +120,8 @@ FORBIDDEN = [
     # the fold runner lies below every layer that fits folds
     ("bmdkit.folds", ["bmdkit.evaluation", "bmdkit.uncertainty", "bmdkit.tuning", "bmdkit.nn",
                       "bmdkit.estimators", "bmdkit.report", "bmdkit.cli"]),
+    ("bmdkit.benchmarks", ["bmdkit.cli"]),  # the command imports the bench, not back
+    ("bmdkit.archive", ["bmdkit.cli", "bmdkit.benchmarks"]),
 ]
 
 

@@ -44,15 +44,19 @@ def _saved_predict_model(params, out_dir):
 
 
 def _run_predict_command(X, model_dir, workdir, workers, device):
-    """Seconds of ``bmdkit predict`` over the rows of ``X`` (written to a CSV first)."""
-    from bmdkit.cli import main
+    """Seconds of ``bmdkit predict`` (:func:`bmdkit.archive.predict_archive`, what the
+    command runs) over the rows of ``X`` (written to a CSV first), CSV in, CSV out."""
+    from bmdkit.archive import predict_archive
 
     csv, out = Path(workdir) / "rows.csv", Path(workdir) / "predictions.csv"
     X.to_csv(csv, index=False)
     start = time.perf_counter()
-    main(["predict", "--csv", str(csv), "--model", str(model_dir), "--out", str(out),
-          "--workers", str(workers), "--device", str(device)])
-    return time.perf_counter() - start
+    run = predict_archive(model_dir, out, csv=csv, workers=workers, device=device)
+    seconds = time.perf_counter() - start
+    if run.n_written != len(X):
+        raise RuntimeError(f"bmdkit predict wrote {run.n_written} of {len(X)} predictions; "
+                           f"the others are listed in {run.errors}")
+    return seconds
 
 
 def predict_floors(X, model_dir, workdir, *, workers, device):
