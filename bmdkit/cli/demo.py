@@ -10,7 +10,7 @@ from bmdkit.cli.cv import add_cv_options, run_comparison
 #: ``bmdkit demo`` settings: (--quick, full). Both run on the whole demo cohort.
 DEMO_SETTINGS = {
     "folds": (3, 10),
-    "epochs": (8, 20),
+    "epochs": (10, 20),
     "image_size": (64, 64),
     "backbone": ("resnet10t", "resnet10t"),
 }
