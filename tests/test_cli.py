@@ -237,9 +237,9 @@ def test_demo_help_shows_the_demo_settings(capsys):
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert "None" not in text and "see below" not in text
     assert "(default: resnet10t)" in text and "(default: 64)" in text
-    assert "(default: 20; 10 with --quick)" in text and "(default: 10; 5 with --quick)" in text
+    assert "(default: 20; 10 with --quick)" in text and "(default: 10; 3 with --quick)" in text
     assert "(default: 233, the whole cohort)" in text
-    assert "(5 folds, 10 epochs;" in text and "(10 folds, 20 epochs;" in text
+    assert "(3 folds, 10 epochs;" in text and "(10 folds, 20 epochs;" in text
     assert "--densitometer {hologic,lunar,norland}" in text
 
 
