@@ -104,3 +104,17 @@ def test_smoke_predict_bench_reports_floors_efficiency_and_memory(tmp_path, caps
     assert "predict_efficiency=" in format_predict_table(figures).splitlines()[-1]
     # every row predicted (else RuntimeError), as the progress bar of bmdkit predict shows
     assert "240/240" in capsys.readouterr().err
+
+
+def test_the_bench_silences_only_the_imputation_it_causes_on_purpose():
+    import warnings
+
+    from bmdkit.benchmarks.measure import imputation_expected
+    from bmdkit.checks import ImputationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with imputation_expected():
+            warnings.warn("imputed 3 missing metadata values", ImputationWarning, stacklevel=1)
+            with pytest.raises(UserWarning, match="other"):
+                warnings.warn("other", UserWarning, stacklevel=1)

@@ -10,9 +10,12 @@ import platform
 import resource
 import sys
 import threading
+import warnings
 from contextlib import contextmanager
 
 import torch
+
+from bmdkit.checks import ImputationWarning
 
 __all__ = ["MODES", "PeakMemory", "environment", "machine_info", "mode_settings", "sync"]
 
@@ -113,6 +116,15 @@ class PeakMemory:
         else:
             high = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self.peak = high
+
+
+@contextmanager
+def imputation_expected():
+    """Silence :class:`~bmdkit.checks.ImputationWarning`: the bench's synthetic cohorts
+    miss metadata values on purpose, which is not news once per fit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImputationWarning)
+        yield
 
 
 @contextmanager

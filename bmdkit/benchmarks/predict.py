@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,13 @@ import torch
 
 from bmdkit.batching import torch_threads
 from bmdkit.benchmarks.data import DISTINCT_FILES, radiograph_cohort
-from bmdkit.benchmarks.measure import PeakMemory, machine_info, mode_settings, sync
-from bmdkit.checks import ImputationWarning
+from bmdkit.benchmarks.measure import (
+    PeakMemory,
+    imputation_expected,
+    machine_info,
+    mode_settings,
+    sync,
+)
 
 __all__ = ["PREDICT_SETTINGS", "predict_floors", "predict_memory", "run_predict_benchmarks"]
 
@@ -140,9 +144,7 @@ def run_predict_benchmarks(mode="quick", *, device="cpu", n_threads=None, worker
               "machine": machine_info(device)}
     formats = {}
     with tempfile.TemporaryDirectory(prefix="bmdkit-bench-", dir=workdir) as tmp, \
-            torch_threads(n_threads), warnings.catch_warnings():
-        # the synthetic metadata's missing values are imputed on purpose: not news per run
-        warnings.simplefilter("ignore", ImputationWarning)
+            torch_threads(n_threads), imputation_expected():
         log(f"fitting a {params['backbone']} model at {params['image_size']} px (1 epoch)")
         model_dir = _saved_predict_model(params, tmp)
         for file_format in ("png", "dicom"):
