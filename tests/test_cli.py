@@ -190,6 +190,8 @@ def test_n_jobs_default_is_every_core_on_the_cpu_and_one_process_on_a_gpu():
     parse = cli.build_parser().parse_args
     assert n_jobs(parse(["demo"])) == -1  # the demo above ran its fits in two processes
     assert n_jobs(parse(["demo", "--device", "cuda"])) == 1
+    assert n_jobs(parse(["demo", "--device", "cuda:1"])) == 1
+    assert n_jobs(parse(["demo", "--device", "cpu:0"])) == -1
     assert n_jobs(parse(["demo", "--device", "cuda", "--n-jobs", "3"])) == 3
     assert n_jobs(parse(["ablation", "--n-jobs", "1"])) == 1
 

@@ -182,11 +182,12 @@ def n_jobs(args):
     """``--n-jobs``, or its default: every CPU core on the CPU, one process on a GPU.
 
     On 2 CPU cores two one-thread fits ran 1.33x faster than one two-thread fit
-    (docs/performance.md); processes sharing one GPU would compete for its memory.
+    (docs/demo.md); processes sharing one GPU would compete for its memory.
     """
     if args.n_jobs is not None:
         return args.n_jobs
-    return -1 if (getattr(args, "device", None) or "cpu") == "cpu" else 1
+    device = getattr(args, "device", None) or "cpu"
+    return -1 if device.partition(":")[0] == "cpu" else 1
 
 
 def pop_groups(X, args):
