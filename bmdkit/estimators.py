@@ -507,14 +507,16 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         dict of ndarray
             ``image_to_metadata`` ``(n, L, N_img, N_meta)``: how much each image
             token attends to each metadata field, per layer (head-averaged);
-            ``metadata_to_image`` ``(n, L, N_meta, N_img)``; ``layer_weights``
+            ``metadata_to_image`` ``(n, L, N_meta, N_img)``; ``image_pooling``
+            ``(n, N_img)``: the weight the metadata give each image token's
+            position when the image tokens are pooled; ``layer_weights``
             ``(L,)``; ``metadata_fields``: field names in token order.
         """
         check_is_fitted(self, "net_")
         if not fusion_class(self.fusion).has_attention:
             raise ValueError(
                 f"attention weights exist only for fusion='xattn', not {self.fusion!r}")
-        parts = {"image_to_metadata": [], "metadata_to_image": []}
+        parts = {"image_to_metadata": [], "metadata_to_image": [], "image_pooling": []}
         self.net_.module_.eval()
         with torch_threads(self.n_threads), torch.no_grad():
             dataset = self.net_.get_dataset(self._predict_inputs(X))

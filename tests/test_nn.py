@@ -36,16 +36,44 @@ def test_xattn_starts_as_exactly_the_concat_features():
     fusion = create_fusion("xattn", embed_dim=16, n_numeric=2, cardinalities=[2], dropout=0.0,
                            n_heads=2, n_layers=2).eval()
     inputs = batch()
-    tokens = torch.randn(3, 5, 16)
+    tokens, positions = torch.randn(3, 5, 16), torch.randn(5, 16)
     concat = torch.cat([tokens.mean(1), fusion.metadata_mlp(inputs["numeric"],
                                                             inputs["categorical"])], dim=1)
-    assert torch.allclose(fusion(tokens, inputs["numeric"], inputs["categorical"]), concat,
-                          atol=1e-6)
+
+    def fused():
+        return fusion(tokens, inputs["numeric"], inputs["categorical"], positions)
+
+    assert torch.allclose(fused(), concat, atol=1e-6)
     with torch.no_grad():  # once the gates open, attention changes the features
         for block in fusion.cross_attention.image_from_metadata:
             block.attention_gate.fill_(1.0)
-    assert not torch.allclose(fusion(tokens, inputs["numeric"], inputs["categorical"]), concat,
-                              atol=1e-3)
+    assert not torch.allclose(fused(), concat, atol=1e-3)
+
+
+def test_the_metadata_learn_where_to_look():
+    """Metadata-position pooling learns to take the token at the place a metadata field names."""
+    from bmdkit.nn import MetadataPositionPooling
+
+    torch.manual_seed(0)
+    n, d = 256, 16
+    side = torch.randint(0, 2, (n,))
+    metadata = torch.nn.functional.one_hot(side, d).float()  # the field naming the place
+    positions = torch.randn(2, d)
+    tokens = torch.randn(n, 2, d)
+    target = tokens[torch.arange(n), side, 0]  # what the image shows at that place
+    pooling = MetadataPositionPooling(d)
+    readout = torch.nn.Linear(d, 1)
+    optimizer = torch.optim.Adam([*pooling.parameters(), *readout.parameters()], lr=0.05)
+    _, before = pooling(tokens, metadata, positions)
+    assert torch.allclose(before, torch.full_like(before, 0.5))  # starts as the plain mean
+    for _ in range(200):
+        optimizer.zero_grad()
+        pooled, weights = pooling(tokens, metadata, positions)
+        loss = torch.nn.functional.mse_loss(readout(pooled)[:, 0], target)
+        loss.backward()
+        optimizer.step()
+    chosen = weights.detach()[torch.arange(n), side]
+    assert chosen.mean() > 0.9 and loss.item() < 0.1 * target.var().item()
 
 
 def test_field_tokens_start_with_comparable_norms_and_a_zero_missing_row():
@@ -66,6 +94,8 @@ def test_xattn_returns_attention_and_layer_weights():
     assert att["image_to_metadata"].shape[:2] == (3, 2) and att["image_to_metadata"].shape[-1] == 3
     assert att["metadata_to_image"].shape[2] == 3
     assert torch.allclose(att["layer_weights"].sum(), torch.tensor(1.0))
+    assert att["image_pooling"].shape == (3, 1) and torch.allclose(  # 32 px: one 1x1 token
+        att["image_pooling"].sum(1), torch.ones(3))
 
 
 def test_metadata_tokens_attend_to_updated_image_tokens():

@@ -6,6 +6,7 @@ from bmdkit.nn.fusions import (
     BidirectionalCrossAttention,
     CrossAttentionBlock,
     Fusion,
+    MetadataPositionPooling,
     create_fusion,
     fusion_class,
     fusion_names,
@@ -17,7 +18,7 @@ from bmdkit.nn.tokenizers import MetadataMLP, MetadataTokenizer
 
 __all__ = [
     "BMDNet", "BidirectionalCrossAttention", "CrossAttentionBlock", "Fusion", "ImageEncoder",
-    "MetadataMLP", "MetadataTokenizer", "ModalityDropout", "PRECISIONS", "RadiographAugment",
+    "MetadataMLP", "MetadataPositionPooling", "MetadataTokenizer", "ModalityDropout", "PRECISIONS", "RadiographAugment",
     "RegressionHead",
     "create_backbone", "create_fusion", "fusion_class", "fusion_names", "register_fusion",
 ]

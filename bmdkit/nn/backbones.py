@@ -117,16 +117,22 @@ class ImageEncoder(nn.Module):
         """The backbone's last feature map of ``image`` ``(B, 1, H, W)`` in [0, 1]."""
         return self.backbone.forward_features((image - self.input_mean) / self.input_std)
 
-    def forward(self, image=None, features=None):
-        """Tokens of ``image`` ``(B, 1, H, W)``, or of precomputed backbone ``features``."""
+    def forward(self, image=None, features=None, return_positions=False):
+        """Tokens of ``image`` ``(B, 1, H, W)``, or of precomputed backbone ``features``.
+
+        With ``return_positions=True`` also the position code of every token,
+        ``(N, embed_dim)``: the 2-D code added to the tokens of a feature map,
+        or a code of the token order for a backbone that returns tokens.
+        """
         if features is None:
             features = self.backbone_features(image)
         if features.ndim == 4:
-            b, c, h, w = features.shape
-            tokens = features.flatten(2).transpose(1, 2)
-            tokens = self.proj(tokens) + sinusoidal_positions_2d(
-                h, w, self.embed_dim, features.device, tokens.dtype
-            )
+            _, _, h, w = features.shape
+            tokens = self.proj(features.flatten(2).transpose(1, 2))
+            positions = sinusoidal_positions_2d(h, w, self.embed_dim, features.device, tokens.dtype)
+            tokens = tokens + positions
         else:
             tokens = self.proj(features)
-        return tokens
+            positions = sinusoidal_positions_2d(1, tokens.shape[1], self.embed_dim,
+                                                features.device, tokens.dtype)
+        return (tokens, positions) if return_positions else tokens

@@ -105,17 +105,21 @@ class BMDNet(nn.Module):
             raise ValueError(
                 f"attention weights exist only for fusion='xattn', not {self.fusion.name!r}")
         with self._autocast():
-            image_tokens = None
+            image_tokens, extra = None, {}
             if self.fusion.uses_image:
-                image_tokens = (self.image_encoder(self._prepare(self.augment(image)))
-                                if image_features is None
-                                else self.image_encoder(features=image_features))
+                image_tokens, positions = (
+                    self.image_encoder(self._prepare(self.augment(image)), return_positions=True)
+                    if image_features is None
+                    else self.image_encoder(features=image_features, return_positions=True))
+                if self.fusion.uses_positions:
+                    extra["image_positions"] = positions
                 if hasattr(self, "modality_dropout"):
                     image_missing = self.modality_dropout(image_missing, len(image_tokens),
                                                           image_tokens.device)
                 if image_missing is not None:
                     image_tokens = self.fusion.mask_image(image_tokens, image_missing)
-            extra = {"return_attention": True} if return_attention else {}
+            if return_attention:
+                extra["return_attention"] = True
             fused = self.fusion(image_tokens, numeric, categorical, **extra)
             if return_attention:
                 fused, attention = fused

@@ -33,11 +33,13 @@ from bmdkit.nn.fusions.single import ImageOnlyFusion, MetadataOnlyFusion
 from bmdkit.nn.fusions.xattn import (
     BidirectionalCrossAttention,
     CrossAttentionBlock,
+    MetadataPositionPooling,
     XAttnFusion,
 )
 
 __all__ = [
     "BidirectionalCrossAttention", "ConcatFusion", "CrossAttentionBlock", "DAFTFusion", "Fusion",
-    "GatedFusion", "ImageOnlyFusion", "LateFusion", "MetadataOnlyFusion", "XAttnFusion",
+    "GatedFusion", "ImageOnlyFusion", "LateFusion", "MetadataOnlyFusion", "MetadataPositionPooling",
+    "XAttnFusion",
     "create_fusion", "fusion_class", "fusion_names", "register_fusion",
 ]

@@ -34,12 +34,17 @@ class Fusion(nn.Module):
         Which modalities the fusion reads; the estimator drops the other.
     has_attention : bool
         ``forward(..., return_attention=True)`` also returns attention maps.
+    uses_positions : bool
+        ``forward`` takes ``image_positions=``, the position code of every
+        image token ``(N, embed_dim)``
+        (:meth:`bmdkit.nn.backbones.ImageEncoder.forward`).
     """
 
     name: str = ""
     uses_image = True
     uses_metadata = True
     has_attention = False
+    uses_positions = False
     out_features: int
 
     def __init__(self, *, embed_dim, n_numeric=0, cardinalities=(), dropout=0.1, n_outputs=1,

@@ -11,17 +11,23 @@ branch scaled by a learned per-channel gate :math:`\gamma` that starts at 0
         \;\; I^{l} \leftarrow I^{l} + \gamma^{l}_{2} \odot \mathrm{FFN}(I^{l}) \\
     M^{l} &= M^{l-1} + \gamma^{l}_{3} \odot \mathrm{MHA}(q = M^{l-1}, k = v = I^{l}),
         \;\; M^{l} \leftarrow M^{l} + \gamma^{l}_{4} \odot \mathrm{FFN}(M^{l}) \\
-    z &= \Big[\, \textstyle\sum_l a_l \overline{I^{l}} \;;\;
-        \mathrm{MLP}(x) + W_o \textstyle\sum_l a_l \overline{M^{l}} \,\Big],
-        \qquad a = \operatorname{softmax}(\alpha)
+    \tilde I &= \textstyle\sum_l a_l I^{l}, \qquad \tilde M = \textstyle\sum_l a_l M^{l},
+        \qquad a = \operatorname{softmax}(\alpha) \\
+    w &= \operatorname{softmax}_j\big((W_q\,\mathrm{MLP}(x)) \cdot (W_k\,p_j) / \sqrt{d}\big) \\
+    z &= \Big[\, \textstyle\sum_j w_j \tilde I_j \;;\;
+        \mathrm{MLP}(x) + W_o \overline{\tilde M} \,\Big]
 
 Metadata tokens attend to the image tokens *already updated* in the same
 layer (the key-value updater); :math:`\alpha` are the learned layer-wise
 fusion weights, the bar is a mean over tokens and :math:`\mathrm{MLP}(x)` is
-the concat baseline's metadata embedding. With every gate and :math:`W_o` at
-zero, as initialised, :math:`z` is exactly what
+the concat baseline's metadata embedding. The image tokens are pooled with
+weights :math:`w` that the metadata give to their positions :math:`p_j` (the
+position codes of :class:`~bmdkit.nn.backbones.ImageEncoder`): the metadata
+say *where* to look, e.g. at the hip that DXA measured on a view of both
+(docs/model.md measures it). With every gate, :math:`W_q` and :math:`W_o` at
+zero, as initialised, :math:`w` is uniform and :math:`z` is exactly what
 :class:`~bmdkit.nn.fusions.ConcatFusion` computes: cross-attention can only
-add to the baseline, and the gates learn how much.
+add to the baseline, and training learns how much.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from torch import nn
 from bmdkit.nn.fusions.base import Fusion, register_fusion
 from bmdkit.nn.tokenizers import MetadataMLP, MetadataTokenizer
 
-__all__ = ["BidirectionalCrossAttention", "CrossAttentionBlock", "XAttnFusion"]
+__all__ = ["BidirectionalCrossAttention", "CrossAttentionBlock", "MetadataPositionPooling",
+           "XAttnFusion"]
 
 
 class CrossAttentionBlock(nn.Module):
@@ -65,11 +72,11 @@ class CrossAttentionBlock(nn.Module):
 class BidirectionalCrossAttention(nn.Module):
     """L layers of image↔metadata cross-attention with layer-wise fusion weights.
 
-    The forward pass returns the layer-weighted mean image token and mean
-    metadata token, ``(B, embed_dim)`` each, and with ``return_attention=True``
-    a dict with ``image_to_metadata`` ``(B, L, N_img, N_meta)``,
-    ``metadata_to_image`` ``(B, L, N_meta, N_img)`` (averaged over heads) and
-    ``layer_weights`` ``(L,)``.
+    The forward pass returns the layer-weighted image tokens ``(B, N_img,
+    embed_dim)`` and metadata tokens ``(B, N_meta, embed_dim)``, and with
+    ``return_attention=True`` a dict with ``image_to_metadata`` ``(B, L,
+    N_img, N_meta)``, ``metadata_to_image`` ``(B, L, N_meta, N_img)``
+    (averaged over heads) and ``layer_weights`` ``(L,)``.
     """
 
     def __init__(self, embed_dim, *, n_heads=4, n_layers=3, dropout=0.1):
@@ -83,17 +90,17 @@ class BidirectionalCrossAttention(nn.Module):
         self.layer_logits = nn.Parameter(torch.zeros(n_layers))
 
     def forward(self, image_tokens, metadata_tokens, return_attention=False):
-        image_pooled, metadata_pooled, img_attn, meta_attn = [], [], [], []
+        image_layers, metadata_layers, img_attn, meta_attn = [], [], [], []
         for to_image, to_metadata in zip(self.image_from_metadata, self.metadata_from_image):
             image_tokens, a_im = to_image(image_tokens, metadata_tokens, return_attention)
             metadata_tokens, a_mi = to_metadata(metadata_tokens, image_tokens, return_attention)
-            image_pooled.append(image_tokens.mean(1))
-            metadata_pooled.append(metadata_tokens.mean(1))
+            image_layers.append(image_tokens)
+            metadata_layers.append(metadata_tokens)
             img_attn.append(a_im)
             meta_attn.append(a_mi)
         layer_weights = torch.softmax(self.layer_logits, dim=0)
-        image = torch.einsum("l,lbd->bd", layer_weights, torch.stack(image_pooled))
-        metadata = torch.einsum("l,lbd->bd", layer_weights, torch.stack(metadata_pooled))
+        image = torch.einsum("l,lbnd->bnd", layer_weights, torch.stack(image_layers))
+        metadata = torch.einsum("l,lbnd->bnd", layer_weights, torch.stack(metadata_layers))
         if not return_attention:
             return image, metadata
         return image, metadata, {
@@ -103,11 +110,36 @@ class BidirectionalCrossAttention(nn.Module):
         }
 
 
+class MetadataPositionPooling(nn.Module):
+    """Pool image tokens with weights the metadata give to their positions.
+
+    ``w = softmax_j((W_q m) · (W_k p_j) / sqrt(d))`` for the metadata
+    embedding ``m`` ``(B, d)`` and the token positions ``p`` ``(N, d)``;
+    returns ``Σ_j w_j tokens_j`` ``(B, d)`` and ``w`` ``(B, N)``. The keys
+    are the positions alone, not the token contents: the metadata choose a
+    place, whatever the image shows there. ``W_q`` starts at zero, so the
+    pooling starts as the plain mean.
+    """
+
+    def __init__(self, embed_dim):
+        super().__init__()
+        self.query = nn.Linear(embed_dim, embed_dim)
+        self.key = nn.Linear(embed_dim, embed_dim)
+        nn.init.zeros_(self.query.weight)
+        nn.init.zeros_(self.query.bias)
+
+    def forward(self, tokens, metadata, positions):
+        logits = self.query(metadata) @ self.key(positions).T / self.key.out_features ** 0.5
+        weights = logits.softmax(dim=-1)
+        return torch.einsum("bn,bnd->bd", weights, tokens), weights
+
+
 @register_fusion("xattn")
 class XAttnFusion(Fusion):
     """XAttn-BMD: the concat path plus gated bidirectional cross-attention (``2 * embed_dim``)."""
 
     has_attention = True
+    uses_positions = True
 
     def __init__(self, *, embed_dim, n_numeric=0, cardinalities=(), dropout=0.1, n_heads=4,
                  n_layers=3, **sizes):
@@ -118,15 +150,19 @@ class XAttnFusion(Fusion):
                                            n_heads=n_heads, dropout=dropout)
         self.cross_attention = BidirectionalCrossAttention(
             embed_dim, n_heads=n_heads, n_layers=n_layers, dropout=dropout)
+        self.image_pooling = MetadataPositionPooling(embed_dim)
         self.metadata_out = nn.Linear(embed_dim, embed_dim)
         nn.init.zeros_(self.metadata_out.weight)
         nn.init.zeros_(self.metadata_out.bias)
         self.out_features = 2 * embed_dim
 
-    def forward(self, image_tokens, numeric, categorical, return_attention=False):
+    def forward(self, image_tokens, numeric, categorical, image_positions, return_attention=False):
         out = self.cross_attention(image_tokens, self.tokenizer(numeric, categorical),
                                    return_attention=return_attention)
-        image, metadata = out[:2]
-        fused = torch.cat(
-            [image, self.metadata_mlp(numeric, categorical) + self.metadata_out(metadata)], dim=1)
-        return (fused, out[2]) if return_attention else fused
+        image_tokens, metadata_tokens = out[:2]
+        metadata = self.metadata_mlp(numeric, categorical)
+        image, pooling = self.image_pooling(image_tokens, metadata, image_positions)
+        fused = torch.cat([image, metadata + self.metadata_out(metadata_tokens.mean(1))], dim=1)
+        if not return_attention:
+            return fused
+        return fused, {**out[2], "image_pooling": pooling}
