@@ -507,7 +507,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         dict of ndarray
             ``image_to_metadata`` ``(n, L, N_img, N_meta)``: how much each image
             token attends to each metadata field, per layer (head-averaged);
-            ``metadata_to_image`` ``(n, L, N_meta, N_img)``; ``image_pooling``
+            ``metadata_to_image`` ``(n, L - 1, N_meta, N_img)`` (the metadata
+            tokens read the image in every layer but the last); ``image_pooling``
             ``(n, N_img)``: the weight the metadata give each image token's
             position when the image tokens are pooled; ``layer_weights``
             ``(L,)``; ``metadata_fields``: field names in token order.

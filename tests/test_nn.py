@@ -103,7 +103,7 @@ def test_metadata_tokens_attend_to_updated_image_tokens():
     from bmdkit.nn import BidirectionalCrossAttention
 
     torch.manual_seed(0)
-    fuse = BidirectionalCrossAttention(16, n_heads=2, n_layers=1, dropout=0.0).eval()
+    fuse = BidirectionalCrossAttention(16, n_heads=2, n_layers=2, dropout=0.0).eval()
     with torch.no_grad():  # open the zero-initialised gates
         for parameter in fuse.parameters():
             if parameter.ndim == 1 and not parameter.any():

@@ -10,24 +10,25 @@ branch scaled by a learned per-channel gate :math:`\gamma` that starts at 0
     I^{l} &= I^{l-1} + \gamma^{l}_{1} \odot \mathrm{MHA}(q = I^{l-1}, k = v = M^{l-1}),
         \;\; I^{l} \leftarrow I^{l} + \gamma^{l}_{2} \odot \mathrm{FFN}(I^{l}) \\
     M^{l} &= M^{l-1} + \gamma^{l}_{3} \odot \mathrm{MHA}(q = M^{l-1}, k = v = I^{l}),
-        \;\; M^{l} \leftarrow M^{l} + \gamma^{l}_{4} \odot \mathrm{FFN}(M^{l}) \\
-    \tilde I &= \textstyle\sum_l a_l I^{l}, \qquad \tilde M = \textstyle\sum_l a_l M^{l},
-        \qquad a = \operatorname{softmax}(\alpha) \\
+        \;\; M^{l} \leftarrow M^{l} + \gamma^{l}_{4} \odot \mathrm{FFN}(M^{l})
+        \qquad (l < L) \\
+    \tilde I &= \textstyle\sum_l a_l I^{l}, \qquad a = \operatorname{softmax}(\alpha) \\
     w &= \operatorname{softmax}_j\big((W_q\,\mathrm{MLP}(x)) \cdot (W_k\,p_j) / \sqrt{d}\big) \\
-    z &= \Big[\, \textstyle\sum_j w_j \tilde I_j \;;\;
-        \mathrm{MLP}(x) + W_o \overline{\tilde M} \,\Big]
+    z &= \Big[\, \textstyle\sum_j w_j \tilde I_j \;;\; \mathrm{MLP}(x) \,\Big]
 
 Metadata tokens attend to the image tokens *already updated* in the same
-layer (the key-value updater); :math:`\alpha` are the learned layer-wise
-fusion weights, the bar is a mean over tokens and :math:`\mathrm{MLP}(x)` is
-the concat baseline's metadata embedding. The image tokens are pooled with
-weights :math:`w` that the metadata give to their positions :math:`p_j` (the
+layer (the key-value updater) and carry what they read to the next layer's
+image tokens; the metadata reach the head through :math:`\mathrm{MLP}(x)`,
+the concat baseline's metadata embedding (a pooled-metadata-token path
+beside it overfitted, docs/model.md). :math:`\alpha` are the learned
+layer-wise fusion weights. The image tokens are pooled with weights
+:math:`w` that the metadata give to their positions :math:`p_j` (the
 position codes of :class:`~bmdkit.nn.backbones.ImageEncoder`): the metadata
-say *where* to look, e.g. at the hip that DXA measured on a view of both
-(docs/model.md measures it). With every gate, :math:`W_q` and :math:`W_o` at
-zero, as initialised, :math:`w` is uniform and :math:`z` is exactly what
-:class:`~bmdkit.nn.fusions.ConcatFusion` computes: cross-attention can only
-add to the baseline, and training learns how much.
+say *where* to look, e.g. at the hip that DXA measured on a view of both.
+With every gate and :math:`W_q` at zero, as initialised, :math:`w` is
+uniform and :math:`z` is exactly what :class:`~bmdkit.nn.fusions.ConcatFusion`
+computes: cross-attention can only add to the baseline, and training learns
+how much.
 """
 
 from __future__ import annotations
@@ -72,11 +73,13 @@ class CrossAttentionBlock(nn.Module):
 class BidirectionalCrossAttention(nn.Module):
     """L layers of image↔metadata cross-attention with layer-wise fusion weights.
 
-    The forward pass returns the layer-weighted image tokens ``(B, N_img,
-    embed_dim)`` and metadata tokens ``(B, N_meta, embed_dim)``, and with
-    ``return_attention=True`` a dict with ``image_to_metadata`` ``(B, L,
-    N_img, N_meta)``, ``metadata_to_image`` ``(B, L, N_meta, N_img)``
-    (averaged over heads) and ``layer_weights`` ``(L,)``.
+    In every layer the image tokens attend to the metadata tokens; in every
+    layer but the last the metadata tokens then attend to the updated image
+    tokens, for the next layer. The forward pass returns the layer-weighted
+    image tokens ``(B, N_img, embed_dim)``, and with ``return_attention=True``
+    also a dict with ``image_to_metadata`` ``(B, L, N_img, N_meta)``,
+    ``metadata_to_image`` ``(B, L - 1, N_meta, N_img)`` (averaged over heads)
+    and ``layer_weights`` ``(L,)``.
     """
 
     def __init__(self, embed_dim, *, n_heads=4, n_layers=3, dropout=0.1):
@@ -85,27 +88,29 @@ class BidirectionalCrossAttention(nn.Module):
             CrossAttentionBlock(embed_dim, n_heads, dropout) for _ in range(n_layers)
         )
         self.metadata_from_image = nn.ModuleList(
-            CrossAttentionBlock(embed_dim, n_heads, dropout) for _ in range(n_layers)
+            CrossAttentionBlock(embed_dim, n_heads, dropout) for _ in range(n_layers - 1)
         )
         self.layer_logits = nn.Parameter(torch.zeros(n_layers))
 
     def forward(self, image_tokens, metadata_tokens, return_attention=False):
-        image_layers, metadata_layers, img_attn, meta_attn = [], [], [], []
-        for to_image, to_metadata in zip(self.image_from_metadata, self.metadata_from_image):
-            image_tokens, a_im = to_image(image_tokens, metadata_tokens, return_attention)
-            metadata_tokens, a_mi = to_metadata(metadata_tokens, image_tokens, return_attention)
+        image_layers, img_attn, meta_attn = [], [], []
+        for layer, to_image in enumerate(self.image_from_metadata):
+            image_tokens, weights = to_image(image_tokens, metadata_tokens, return_attention)
             image_layers.append(image_tokens)
-            metadata_layers.append(metadata_tokens)
-            img_attn.append(a_im)
-            meta_attn.append(a_mi)
+            img_attn.append(weights)
+            if layer < len(self.metadata_from_image):
+                metadata_tokens, weights = self.metadata_from_image[layer](
+                    metadata_tokens, image_tokens, return_attention)
+                meta_attn.append(weights)
         layer_weights = torch.softmax(self.layer_logits, dim=0)
         image = torch.einsum("l,lbnd->bnd", layer_weights, torch.stack(image_layers))
-        metadata = torch.einsum("l,lbnd->bnd", layer_weights, torch.stack(metadata_layers))
         if not return_attention:
-            return image, metadata
-        return image, metadata, {
+            return image
+        b, n_image, n_metadata = img_attn[0].shape
+        return image, {
             "image_to_metadata": torch.stack(img_attn, dim=1),
-            "metadata_to_image": torch.stack(meta_attn, dim=1),
+            "metadata_to_image": (torch.stack(meta_attn, dim=1) if meta_attn
+                                  else img_attn[0].new_zeros(b, 0, n_metadata, n_image)),
             "layer_weights": layer_weights,
         }
 
@@ -151,18 +156,15 @@ class XAttnFusion(Fusion):
         self.cross_attention = BidirectionalCrossAttention(
             embed_dim, n_heads=n_heads, n_layers=n_layers, dropout=dropout)
         self.image_pooling = MetadataPositionPooling(embed_dim)
-        self.metadata_out = nn.Linear(embed_dim, embed_dim)
-        nn.init.zeros_(self.metadata_out.weight)
-        nn.init.zeros_(self.metadata_out.bias)
         self.out_features = 2 * embed_dim
 
     def forward(self, image_tokens, numeric, categorical, image_positions, return_attention=False):
         out = self.cross_attention(image_tokens, self.tokenizer(numeric, categorical),
                                    return_attention=return_attention)
-        image_tokens, metadata_tokens = out[:2]
+        image_tokens = out[0] if return_attention else out
         metadata = self.metadata_mlp(numeric, categorical)
         image, pooling = self.image_pooling(image_tokens, metadata, image_positions)
-        fused = torch.cat([image, metadata + self.metadata_out(metadata_tokens.mean(1))], dim=1)
+        fused = torch.cat([image, metadata], dim=1)
         if not return_attention:
             return fused
-        return fused, {**out[2], "image_pooling": pooling}
+        return fused, {**out[1], "image_pooling": pooling}
