@@ -38,7 +38,7 @@ def test_xattn_looks_where_the_metadata_say(bilateral_signal_cohort):
     """
     X, y = bilateral_signal_cohort
     train, test = np.arange(120), np.arange(120, len(y))
-    settings = dict(TINY, image_size=64, max_epochs=20)
+    settings = dict(TINY, image_size=64)
     xattn = XAttnBMDRegressor(loss="smooth_l1", **settings).fit(X.iloc[train], y[train])
     concat = ConcatBMDRegressor(**settings).fit(X.iloc[train], y[train])
     r2 = {name: model.score(X.iloc[test], y[test])
