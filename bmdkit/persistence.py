@@ -489,9 +489,13 @@ def load(path, *, device=None):
         state = load_tensors(data)  # onto the CPU
         net.module_.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, TypeError) as err:
+        hint = ("; its layers are not the ones this bmdkit builds for these settings (a "
+                "fusion's design changed, e.g. XAttn's metadata-position pooling after "
+                "bmdkit commit ddb5d4a): refit the model with this bmdkit"
+                if "Missing key(s)" in str(err) or "Unexpected key(s)" in str(err) else "")
         raise ValueError(
             f"could not rebuild the network of {path} (saved with {saved_versions}, this "
-            f"installation has {here}): {err}") from err
+            f"installation has {here}): {err}{hint}") from err
     net.module_.eval()
     model.net_ = net
     return model

@@ -100,6 +100,23 @@ def _edit_meta(folder, edit):
     path.write_text(json.dumps(meta))
 
 
+def test_a_model_of_an_older_xattn_design_is_told_to_refit(saved):
+    """Weights whose layers this bmdkit no longer builds (XAttn before its pooling) name the fix."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    weights = saved / "weights.safetensors"
+    state = load_file(str(weights))
+    state.pop("fusion.image_pooling.query.weight")
+    state["fusion.metadata_out.weight"] = torch.zeros(16, 16)  # the previous design's layer
+    save_file(state, str(weights))
+    _edit_meta(saved, lambda m: m["weights"].update(
+        sha256=hashlib.sha256(weights.read_bytes()).hexdigest()))
+    with pytest.raises(ValueError, match="(?s)could not rebuild.*metadata_out.*refit the model"):
+        bmdkit.load(saved)
+
+
 def test_other_versions_and_formats(fitted, saved, cohort):
     X, _ = cohort
     _edit_meta(saved, lambda m: m["versions"].update(torch="1.0.0", bmdkit="0.0.1"))

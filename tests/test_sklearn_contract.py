@@ -196,8 +196,10 @@ def test_attention_weights_are_returned_on_request(small):
     att = model.attention(X.head(5))
     n_img = att["image_to_metadata"].shape[2]
     assert att["image_to_metadata"].shape == (5, 2, n_img, 2)
-    assert att["metadata_to_image"].shape == (5, 2, 2, n_img)
+    assert att["metadata_to_image"].shape == (5, 1, 2, n_img)  # every layer but the last
+    assert att["image_pooling"].shape == (5, n_img)
     np.testing.assert_allclose(att["image_to_metadata"].sum(-1), 1, atol=1e-5)
+    np.testing.assert_allclose(att["image_pooling"].sum(-1), 1, atol=1e-5)
     assert att["layer_weights"].sum() == pytest.approx(1)
     assert att["metadata_fields"] == ["age", "sex"]
     with pytest.raises(ValueError, match="only for fusion='xattn'"):

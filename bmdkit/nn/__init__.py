@@ -18,7 +18,8 @@ from bmdkit.nn.tokenizers import MetadataMLP, MetadataTokenizer
 
 __all__ = [
     "BMDNet", "BidirectionalCrossAttention", "CrossAttentionBlock", "Fusion", "ImageEncoder",
-    "MetadataMLP", "MetadataPositionPooling", "MetadataTokenizer", "ModalityDropout", "PRECISIONS", "RadiographAugment",
+    "MetadataMLP", "MetadataPositionPooling", "MetadataTokenizer", "ModalityDropout",
+    "PRECISIONS", "RadiographAugment",
     "RegressionHead",
     "create_backbone", "create_fusion", "fusion_class", "fusion_names", "register_fusion",
 ]

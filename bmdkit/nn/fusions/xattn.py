@@ -75,7 +75,8 @@ class BidirectionalCrossAttention(nn.Module):
 
     In every layer the image tokens attend to the metadata tokens; in every
     layer but the last the metadata tokens then attend to the updated image
-    tokens, for the next layer. The forward pass returns the layer-weighted
+    tokens, for the next layer (with ``n_layers=1`` only the image tokens
+    attend). The forward pass returns the layer-weighted
     image tokens ``(B, N_img, embed_dim)``, and with ``return_attention=True``
     also a dict with ``image_to_metadata`` ``(B, L, N_img, N_meta)``,
     ``metadata_to_image`` ``(B, L - 1, N_meta, N_img)`` (averaged over heads)
