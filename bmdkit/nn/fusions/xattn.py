@@ -77,8 +77,8 @@ class BidirectionalCrossAttention(nn.Module):
     layer but the last the metadata tokens then attend to the updated image
     tokens, for the next layer (with ``n_layers=1`` only the image tokens
     attend). The forward pass returns the layer-weighted
-    image tokens ``(B, N_img, embed_dim)``, and with ``return_attention=True``
-    also a dict with ``image_to_metadata`` ``(B, L, N_img, N_meta)``,
+    image tokens ``(B, N_img, embed_dim)`` and, with ``return_attention=True``
+    (else None), a dict with ``image_to_metadata`` ``(B, L, N_img, N_meta)``,
     ``metadata_to_image`` ``(B, L - 1, N_meta, N_img)`` (averaged over heads)
     and ``layer_weights`` ``(L,)``.
     """
@@ -106,7 +106,7 @@ class BidirectionalCrossAttention(nn.Module):
         layer_weights = torch.softmax(self.layer_logits, dim=0)
         image = torch.einsum("l,lbnd->bnd", layer_weights, torch.stack(image_layers))
         if not return_attention:
-            return image
+            return image, None
         b, n_image, n_metadata = img_attn[0].shape
         return image, {
             "image_to_metadata": torch.stack(img_attn, dim=1),
@@ -160,12 +160,11 @@ class XAttnFusion(Fusion):
         self.out_features = 2 * embed_dim
 
     def forward(self, image_tokens, numeric, categorical, image_positions, return_attention=False):
-        out = self.cross_attention(image_tokens, self.tokenizer(numeric, categorical),
-                                   return_attention=return_attention)
-        image_tokens = out[0] if return_attention else out
+        image_tokens, attention = self.cross_attention(
+            image_tokens, self.tokenizer(numeric, categorical), return_attention=return_attention)
         metadata = self.metadata_mlp(numeric, categorical)
         image, pooling = self.image_pooling(image_tokens, metadata, image_positions)
         fused = torch.cat([image, metadata], dim=1)
         if not return_attention:
             return fused
-        return fused, {**out[1], "image_pooling": pooling}
+        return fused, {**attention, "image_pooling": pooling}
