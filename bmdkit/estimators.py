@@ -21,6 +21,7 @@ from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.inference import MISSING_IMAGE_POLICIES, predict_cached
 from bmdkit.losses import LOSSES, TargetDensityWeights, make_criterion
 from bmdkit.nn import PRECISIONS, BMDNet, fusion_class
+from bmdkit.nn.backbones import check_tiles
 from bmdkit.nn.frozen import FrozenFeatureDataset
 from bmdkit.persistence import load, register_estimator, save
 from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame
@@ -40,7 +41,8 @@ LR_SCHEDULES = ("cosine", None)
 #: Estimator parameters that are :class:`~bmdkit.nn.BMDNet`'s too: passed to it as skorch
 #: ``module__<name>``.
 MODULE_PARAMS = ("fusion", "backbone", "pretrained", "embed_dim", "n_heads", "n_layers", "dropout",
-                 "augment", "freeze_backbone", "precision", "channels_last", "modality_dropout")
+                 "augment", "freeze_backbone", "precision", "channels_last", "modality_dropout",
+                 "image_tiles")
 #: skorch settings that cut batches out of contiguous arrays (bmdkit.batching).
 FAST_DATA_PATH = dict(dataset=ArrayDataset, iterator_train=BatchIterator,
                       iterator_valid=BatchIterator)
@@ -84,6 +86,14 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         cohort within minutes on 2 CPU cores (docs/performance.md); real
         radiographs keep more bone detail at 128 px and more, which needs
         more epochs (resnet18 had not converged after 10 epochs at 128 px).
+    image_tiles : (int, int), default=(1, 1)
+        Cut each image into this grid of tiles (rows, cols) and encode every
+        tile on its own (:class:`~bmdkit.nn.backbones.ImageEncoder`), so
+        that each image token sees one tile. ``(1, 2)`` for AP pelvis views
+        showing both hips: XAttn's metadata-position pooling can then pick
+        the hip that ``dxa_side`` names, where a plain mean mixes both
+        (docs/model.md, bilateral cohort). ``image_size`` must be divisible
+        by both.
     embed_dim, n_heads, n_layers : int, default=64, 4, 3
         Token width, attention heads and cross-attention layers.
     dropout : float, default=0.1
@@ -209,7 +219,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(self, fusion="xattn", *, image_col="image_path", numeric_cols=None,
                  categorical_cols=None, backbone="resnet10t", pretrained=False, image_size=64,
-                 embed_dim=64, n_heads=4, n_layers=3, dropout=0.1, augment=True,
+                 image_tiles=(1, 1), embed_dim=64, n_heads=4, n_layers=3, dropout=0.1, augment=True,
                  modality_dropout=0.0, missing_image="error",
                  freeze_backbone=False, precision="float32", channels_last=False, compile=False,
                  contrast="percentile", cache_dir=None,
@@ -227,6 +237,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.backbone = backbone
         self.pretrained = pretrained
         self.image_size = image_size
+        self.image_tiles = image_tiles
         self.embed_dim = embed_dim
         self.n_heads = n_heads
         self.n_layers = n_layers
@@ -282,6 +293,10 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"lds_power must be in [0, 1], got {self.lds_power!r}")
         if not self.max_weight_ratio >= 1:
             raise ValueError(f"max_weight_ratio must be >= 1, got {self.max_weight_ratio!r}")
+        rows, cols = check_tiles(self.image_tiles)
+        if self.image_size % rows or self.image_size % cols:
+            raise ValueError(f"image_size ({self.image_size}) must be divisible by the rows and "
+                             f"the columns of image_tiles {self.image_tiles!r}")
         if self.embed_dim % self.n_heads:
             raise ValueError(
                 f"embed_dim ({self.embed_dim}) must be divisible by n_heads ({self.n_heads})"

@@ -37,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from bmdkit.batching import torch_threads
 from bmdkit.nn import fusion_class
+from bmdkit.nn.backbones import join_tiles
 
 SALIENCY_METHODS = ("integrated_gradients", "gradcam")
 
@@ -191,8 +192,8 @@ def _saliency_method(module, output, method, layer, n_steps):
         with torch.enable_grad():
             cam = grad_cam.attribute(image, additional_forward_args=(
                 batch["numeric"], batch["categorical"]), relu_attributions=True)
-        cam = LayerAttribution.interpolate(cam.detach().float(), tuple(image.shape[-2:]),
-                                           "bilinear")
+        cam = join_tiles(cam.detach().float(), module.image_encoder.tiles)
+        cam = LayerAttribution.interpolate(cam, tuple(image.shape[-2:]), "bilinear")
         return cam[:, 0].cpu().numpy()
 
     return saliency

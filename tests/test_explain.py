@@ -71,6 +71,14 @@ def test_saliency_mass_sits_on_the_signal_quadrant(fitted):
     assert np.median(quadrants[0]) > max(np.median(q) for q in quadrants[1:])
 
 
+def test_gradcam_of_a_tiled_model_maps_each_tile_where_it_lies(fitted):
+    """With image_tiles=(1, 2), Grad-CAM's tile maps are laid side by side, not batched."""
+    model, X, y = fitted
+    tiled = ConcatBMDRegressor(**{**model.get_params(), "image_tiles": (1, 2), "max_epochs": 1})
+    e = tiled.fit(X, y).explain(X.iloc[:3], saliency="gradcam", n_samples=2)
+    assert e.saliency.shape == (3, SIZE, SIZE) and np.isfinite(e.saliency).all()
+
+
 def test_field_attributions_rank_age_over_noise_and_add_up(fitted):
     model, X, _ = fitted
     e = model.explain(X, n_steps=2, n_samples=8)

@@ -158,3 +158,32 @@ def test_a_pretrained_backbone_sees_the_input_normalisation_of_its_weights(tmp_p
 def test_missing_pretrained_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.safetensors"):
         create_backbone("resnet10t", pretrained=tmp_path / "nothing.safetensors")
+
+
+def test_each_tile_is_encoded_on_its_own():
+    """With image_tiles=(1, 2) the tokens of one half never see the other half."""
+    from bmdkit.nn import ImageEncoder
+
+    torch.manual_seed(0)
+    image = torch.rand(2, 1, 64, 64)
+    other_right_half = image.clone()
+    other_right_half[..., 32:] = torch.rand(2, 1, 64, 32)
+    tiled = ImageEncoder("resnet10t", embed_dim=8, tiles=(1, 2)).eval()
+    tokens, changed = tiled(image), tiled(other_right_half)
+    assert tokens.shape == (2, 4, 8)  # a 2 × 1 map per 64 × 32 tile, laid side by side
+    left, right = [0, 2], [1, 3]  # row-major tokens of the joined 2 × 2 map
+    assert torch.equal(tokens[:, left], changed[:, left])
+    assert not torch.allclose(tokens[:, right], changed[:, right], atol=1e-4)
+    whole = ImageEncoder("resnet10t", embed_dim=8).eval()  # untiled, every token sees both halves
+    assert not torch.allclose(whole(image)[:, left], whole(other_right_half)[:, left], atol=1e-5)
+    # each tile is what the backbone makes of it alone
+    expected = tiled.backbone.forward_features(image[..., :32])
+    assert torch.allclose(tiled.backbone_features(image)[..., :1], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("tiles", [(0, 2), (1,), "1x2", (1.5, 2), None])
+def test_bad_tiles_are_named(tiles):
+    from bmdkit.nn import ImageEncoder
+
+    with pytest.raises(ValueError, match="image_tiles must be a pair"):
+        ImageEncoder("resnet10t", embed_dim=8, tiles=tiles)

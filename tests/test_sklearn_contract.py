@@ -72,6 +72,10 @@ def test_params_are_stored_unchanged_and_validated_in_fit(small):
     ("lds_sigma", -1.0, "lds_sigma must be > 0, got -1.0"),
     ("lds_power", 1.5, r"lds_power must be in \[0, 1\], got 1.5"),
     ("max_weight_ratio", 0.5, "max_weight_ratio must be >= 1, got 0.5"),
+    ("image_tiles", (2, 0), r"image_tiles must be a pair \(rows, cols\) of positive integers, "
+                            r"got \(2, 0\)"),
+    ("image_tiles", (1, 3), r"image_size \(64\) must be divisible by the rows and the columns "
+                            r"of image_tiles \(1, 3\)"),
 ])
 def test_bad_numeric_settings_are_named_at_fit(small, param, value, message):
     X, y = small

@@ -48,6 +48,22 @@ def test_features_are_computed_once_across_folds(signal_cohort):
     assert info.memory_bytes > 0
 
 
+def test_cached_features_are_those_of_the_tiles_asked_for():
+    """One backbone's weights, two tilings: the same feature-map shape, other features."""
+    images = np.random.default_rng(0).random((2, 1, 64, 64), dtype=np.float32)
+    feature_cache_clear()
+    features = {}
+    for tiles in ((1, 1), (1, 2)):
+        torch.manual_seed(0)
+        net = BMDNet("image", backbone="resnet10t", freeze_backbone=True, image_tiles=tiles)
+        features[tiles] = bmdkit.nn.frozen.backbone_features(net, images)
+        assert np.allclose(features[tiles],
+                           net.backbone_features(torch.from_numpy(images)).numpy(), atol=1e-6)
+    assert features[1, 1].shape == features[1, 2].shape
+    assert not np.allclose(features[1, 1], features[1, 2], atol=1e-3)
+    assert feature_cache_info().hits == 0
+
+
 def test_a_frozen_backbone_never_changes(signal_cohort):
     X, y = signal_cohort
     digests = set()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 
 import timm
 import torch
 from torch import nn
 
-__all__ = ["create_backbone", "ImageEncoder"]
+__all__ = ["check_tiles", "create_backbone", "ImageEncoder", "join_tiles", "split_tiles"]
 
 
 def create_backbone(name="resnet18", *, pretrained=False, in_chans=1):
@@ -75,6 +76,62 @@ def sinusoidal_positions_2d(h, w, dim, device=None, dtype=torch.float32):
     return codes.to(dtype)
 
 
+def check_tiles(tiles):
+    """``tiles`` as a ``(rows, cols)`` tuple of positive integers, or a ValueError naming it."""
+    try:
+        rows, cols = tiles
+    except (TypeError, ValueError):
+        rows = cols = None
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in (rows, cols)):
+        raise ValueError(f"image_tiles must be a pair (rows, cols) of positive integers, "
+                         f"got {tiles!r}")
+    return int(rows), int(cols)
+
+
+def split_tiles(images, tiles):
+    """Cut ``(B, C, H, W)`` images into a ``rows × cols`` grid: ``(rows * cols * B, C, H / rows, W / cols)``.
+
+    The tiles come tile by tile (row-major), each a batch of ``B``;
+    :func:`join_tiles` puts their feature maps back in place.
+
+    Examples
+    --------
+    >>> images = torch.arange(16.0).reshape(1, 1, 4, 4)
+    >>> split_tiles(images, (1, 2))[:, 0, 0].tolist()
+    [[0.0, 1.0], [2.0, 3.0]]
+    >>> torch.equal(join_tiles(split_tiles(images, (2, 2)), (2, 2)), images)
+    True
+    """
+    rows, cols = tiles
+    if (rows, cols) == (1, 1):
+        return images
+    b, c, h, w = images.shape
+    if h % rows or w % cols:
+        raise ValueError(f"an image of {h}×{w} pixels cannot be cut into {rows}×{cols} equal "
+                         "tiles: choose image_size divisible by both")
+    return (images.reshape(b, c, rows, h // rows, cols, w // cols)
+            .permute(2, 4, 0, 1, 3, 5).reshape(rows * cols * b, c, h // rows, w // cols))
+
+
+def join_tiles(features, tiles):
+    """The tiles' outputs of :func:`split_tiles` back as one per image.
+
+    Feature maps ``(rows * cols * B, C, h, w)`` are laid side by side as
+    the tiles were, ``(B, C, rows * h, cols * w)``; token sequences
+    ``(rows * cols * B, N, C)`` follow each other, ``(B, rows * cols * N, C)``.
+    """
+    rows, cols = tiles
+    if (rows, cols) == (1, 1):
+        return features
+    b = features.shape[0] // (rows * cols)
+    if features.ndim == 3:
+        _, n, c = features.shape
+        return features.reshape(rows * cols, b, n, c).transpose(0, 1).reshape(b, rows * cols * n, c)
+    _, c, h, w = features.shape
+    return (features.reshape(rows, cols, b, c, h, w)
+            .permute(2, 3, 0, 4, 1, 5).reshape(b, c, rows * h, cols * w))
+
+
 class ImageEncoder(nn.Module):
     """Backbone feature map → ``(B, N, embed_dim)`` tokens.
 
@@ -87,11 +144,19 @@ class ImageEncoder(nn.Module):
     ``freeze_backbone=True`` the backbone's weights get no gradient and it
     stays in eval mode (batch-norm statistics fixed), so its features of an
     image never change and can be computed once (:mod:`bmdkit.nn.frozen`).
+
+    With ``tiles=(rows, cols)`` the image is cut into that grid of tiles
+    and the backbone encodes each tile on its own (:func:`split_tiles`), its
+    feature maps laid side by side as the tiles were: a token then sees one
+    tile only. For an AP pelvis view, ``(1, 2)`` gives each hip its own
+    tokens, which a fusion that pools by position can choose between
+    (docs/model.md, bilateral cohort).
     """
 
     def __init__(self, backbone="resnet18", *, pretrained=False, embed_dim=64,
-                 freeze_backbone=False):
+                 freeze_backbone=False, tiles=(1, 1)):
         super().__init__()
+        self.tiles = check_tiles(tiles)
         self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=1)
         mean, std = 0.0, 1.0
         if pretrained not in (False, None):
@@ -114,8 +179,9 @@ class ImageEncoder(nn.Module):
         return self
 
     def backbone_features(self, image):
-        """The backbone's last feature map of ``image`` ``(B, 1, H, W)`` in [0, 1]."""
-        return self.backbone.forward_features((image - self.input_mean) / self.input_std)
+        """The backbone's last feature map of ``image`` ``(B, 1, H, W)`` in [0, 1] (its tiles')."""
+        tiles = split_tiles((image - self.input_mean) / self.input_std, self.tiles)
+        return join_tiles(self.backbone.forward_features(tiles), self.tiles)
 
     def forward(self, image=None, features=None, return_positions=False):
         """Tokens of ``image`` ``(B, 1, H, W)``, or of precomputed backbone ``features``.

@@ -1,7 +1,7 @@
 """Features of a frozen backbone, computed once per image and reused across fits.
 
 With ``freeze_backbone=True`` a backbone never changes during a fit, so its
-output for an image depends only on the backbone's weights, the image, the
+output for an image depends only on the backbone's weights, the image, its tiles, the
 precision, the memory format and the device type. :func:`backbone_features`
 computes it once (eval mode, no gradient) and keeps it in an in-process
 least-recently-used cache; it and the image cache together hold at most
@@ -110,7 +110,7 @@ def backbone_features(network, images, *, batch_size=64):
         raise ValueError("backbone_features caches a frozen backbone's output; build the network "
                          "with freeze_backbone=True")
     device = next(encoder.backbone.parameters()).device
-    prefix = (weights_digest(encoder.backbone), device.type, network.precision,
+    prefix = (weights_digest(encoder.backbone), encoder.tiles, device.type, network.precision,
               network.channels_last)
     keys = [prefix + (hashlib.sha1(np.ascontiguousarray(image)).hexdigest(),) for image in images]
     found = [_FEATURES.get(key) for key in keys]

@@ -41,6 +41,9 @@ class BMDNet(nn.Module):
     channels_last : bool, default=False
         Keep the backbone's weights and the images in channels-last memory
         format (faster convolutions on some GPUs and CPUs).
+    image_tiles : (int, int), default=(1, 1)
+        Encode each image as this grid of tiles (rows, cols), each tile on
+        its own (see :class:`~bmdkit.nn.backbones.ImageEncoder`).
     n_outputs : int, default=1
         Targets predicted per row.
     modality_dropout : float in [0, 1), default=0.0
@@ -62,7 +65,7 @@ class BMDNet(nn.Module):
     def __init__(self, fusion="xattn", n_numeric=0, cardinalities=(), *, backbone="resnet18",
                  pretrained=False, embed_dim=64, n_heads=4, n_layers=3, dropout=0.1,
                  augment=True, freeze_backbone=False, precision="float32", channels_last=False,
-                 n_outputs=1, modality_dropout=0.0):
+                 n_outputs=1, modality_dropout=0.0, image_tiles=(1, 1)):
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -72,7 +75,7 @@ class BMDNet(nn.Module):
         self.augment = RadiographAugment() if (augment and uses_image) else nn.Identity()
         if uses_image:
             self.image_encoder = ImageEncoder(backbone, pretrained=pretrained, embed_dim=embed_dim,
-                                              freeze_backbone=freeze_backbone)
+                                              freeze_backbone=freeze_backbone, tiles=image_tiles)
             if channels_last:
                 self.image_encoder.backbone.to(memory_format=torch.channels_last)
         self.fusion = create_fusion(
