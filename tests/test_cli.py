@@ -226,8 +226,10 @@ def test_ablation_runs_fusions_by_losses_and_quotes_the_paper(monkeypatch, bilat
     cli.main(["ablation", "--cohort", "bilateral", "--n", "30", "--folds", "2",
               "--fusions", "xattn", "concat", "--losses", "smooth_l1", "weighted_smooth_l1",
               "--n-jobs", "1", "--out", str(tmp_path), *TINY])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert seen == {"bilateral": True, "n": 30}
+    assert "image_tiles (1, 2)" in captured.err  # the bilateral preset encodes each hip alone
     for name in ("XAttn", "Concat", "XAttn +wSL1", "Concat +wSL1", "XAttn vs Concat", "-16.7"):
         assert name in out
     assert "SYNTHETIC" in (tmp_path / "report.html").read_text().upper()

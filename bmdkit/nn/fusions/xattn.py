@@ -13,7 +13,7 @@ branch scaled by a learned per-channel gate :math:`\gamma` that starts at 0
         \;\; M^{l} \leftarrow M^{l} + \gamma^{l}_{4} \odot \mathrm{FFN}(M^{l})
         \qquad (l < L) \\
     \tilde I &= \textstyle\sum_l a_l I^{l}, \qquad a = \operatorname{softmax}(\alpha) \\
-    w &= \operatorname{softmax}_j\big((W_q\,\mathrm{MLP}(x)) \cdot (W_k\,p_j) / \sqrt{d}\big) \\
+    w &= \operatorname{softmax}_j\big((W_q\,\mathrm{MLP}(x)) \cdot (W_k\,p_j)\big) \\
     z &= \Big[\, \textstyle\sum_j w_j \tilde I_j \;;\; \mathrm{MLP}(x) \,\Big]
 
 Metadata tokens attend to the image tokens *already updated* in the same
@@ -119,12 +119,15 @@ class BidirectionalCrossAttention(nn.Module):
 class MetadataPositionPooling(nn.Module):
     """Pool image tokens with weights the metadata give to their positions.
 
-    ``w = softmax_j((W_q m) · (W_k p_j) / sqrt(d))`` for the metadata
+    ``w = softmax_j((W_q m) · (W_k p_j))`` for the metadata
     embedding ``m`` ``(B, d)`` and the token positions ``p`` ``(N, d)``;
     returns ``Σ_j w_j tokens_j`` ``(B, d)`` and ``w`` ``(B, N)``. The keys
     are the positions alone, not the token contents: the metadata choose a
     place, whatever the image shows there. ``W_q`` starts at zero, so the
-    pooling starts as the plain mean.
+    pooling starts as the plain mean. The logits are not divided by
+    ``sqrt(d)``: starting at zero, they need no taming at initialisation, and
+    their scale sets how fast the weights can sharpen on the named place
+    (docs/model.md, bilateral cohort).
     """
 
     def __init__(self, embed_dim):
@@ -135,7 +138,7 @@ class MetadataPositionPooling(nn.Module):
         nn.init.zeros_(self.query.bias)
 
     def forward(self, tokens, metadata, positions):
-        logits = self.query(metadata) @ self.key(positions).T / self.key.out_features ** 0.5
+        logits = self.query(metadata) @ self.key(positions).T
         weights = logits.softmax(dim=-1)
         return torch.einsum("bn,bnd->bd", weights, tokens), weights
 
