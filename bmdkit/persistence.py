@@ -140,8 +140,10 @@ def _to_json(value):
         return value
     if isinstance(value, (int, float, np.integer, np.floating)):
         return value.item() if isinstance(value, np.generic) else value
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list):
         return [_to_json(v) for v in value]
+    if isinstance(value, tuple):  # kept a tuple, so that get_params() is as it was
+        return {"__tuple__": [_to_json(v) for v in value]}
     if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
         return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
     if isinstance(value, type):
@@ -156,6 +158,8 @@ def _to_json(value):
 def _from_json(value):
     if isinstance(value, list):
         return [_from_json(v) for v in value]
+    if isinstance(value, dict) and "__tuple__" in value:
+        return tuple(_from_json(v) for v in value["__tuple__"])
     if isinstance(value, dict) and "__ndarray__" in value:
         return np.asarray(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
     if isinstance(value, dict) and "__class__" in value:

@@ -108,13 +108,23 @@ def test_a_model_of_an_older_xattn_design_is_told_to_refit(saved):
 
     weights = saved / "weights.safetensors"
     state = load_file(str(weights))
-    state.pop("fusion.image_pooling.query.weight")
-    state["fusion.metadata_out.weight"] = torch.zeros(16, 16)  # the previous design's layer
+    state.pop("fusion.image_pooling.logit_scale")  # pooling logits divided by sqrt(d)
+    state["fusion.metadata_out.weight"] = torch.zeros(16, 16)  # the W_o path
     save_file(state, str(weights))
     _edit_meta(saved, lambda m: m["weights"].update(
         sha256=hashlib.sha256(weights.read_bytes()).hexdigest()))
-    with pytest.raises(ValueError, match="(?s)could not rebuild.*metadata_out.*refit the model"):
+    with pytest.raises(ValueError, match="(?s)could not rebuild.*logit_scale.*metadata_out.*"
+                                         "refit the model"):
         bmdkit.load(saved)
+
+
+def test_a_tiled_model_round_trips(cohort, tmp_path):
+    X, y = cohort
+    model = XAttnBMDRegressor(image_size=32, image_tiles=(1, 2), embed_dim=16, n_heads=2,
+                              n_layers=1, max_epochs=1, random_state=0).fit(X, y)
+    loaded = bmdkit.load(model.save(tmp_path / "tiled"))
+    assert loaded.image_tiles == (1, 2) and loaded.net_.module_.image_encoder.tiles == (1, 2)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
 def test_other_versions_and_formats(fitted, saved, cohort):

@@ -136,9 +136,11 @@ class MetadataPositionPooling(nn.Module):
         self.key = nn.Linear(embed_dim, embed_dim)
         nn.init.zeros_(self.query.weight)
         nn.init.zeros_(self.query.bias)
+        # a buffer, so that weights trained with another scale (1/sqrt(d) before) fail to load
+        self.register_buffer("logit_scale", torch.tensor(1.0))
 
     def forward(self, tokens, metadata, positions):
-        logits = self.query(metadata) @ self.key(positions).T
+        logits = self.query(metadata) @ self.key(positions).T * self.logit_scale
         weights = logits.softmax(dim=-1)
         return torch.einsum("bn,bnd->bd", weights, tokens), weights
 
