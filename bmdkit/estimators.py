@@ -89,11 +89,11 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     image_tiles : (int, int), default=(1, 1)
         Cut each image into this grid of tiles (rows, cols) and encode every
         tile on its own (:class:`~bmdkit.nn.backbones.ImageEncoder`), so
-        that each image token sees one tile. ``(1, 2)`` for AP pelvis views
+        that the backbone features of each image token come from one tile. ``(1, 2)`` for AP pelvis views
         showing both hips: XAttn's metadata-position pooling can then pick
         the hip that ``dxa_side`` names, where a plain mean mixes both
         (docs/model.md, bilateral cohort). ``image_size`` must be divisible
-        by both.
+        by both. On the command line: ``--param image_tiles=[1,2]``.
     embed_dim, n_heads, n_layers : int, default=64, 4, 3
         Token width, attention heads and cross-attention layers.
     dropout : float, default=0.1

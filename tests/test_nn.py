@@ -187,3 +187,31 @@ def test_bad_tiles_are_named(tiles):
 
     with pytest.raises(ValueError, match="image_tiles must be a pair"):
         ImageEncoder("resnet10t", embed_dim=8, tiles=tiles)
+
+
+def test_tiles_come_back_where_they_were_cut():
+    """join_tiles undoes split_tiles on any grid, for feature maps and for token sequences."""
+    from bmdkit.nn.backbones import join_tiles, split_tiles
+
+    images = torch.arange(2 * 6 * 12, dtype=torch.float32).reshape(2, 1, 6, 12)
+    tiles = split_tiles(images, (2, 3))
+    assert tiles.shape == (12, 1, 3, 4)
+    assert torch.equal(tiles[5 * 2 + 1], images[1, :, 3:, 8:])  # tile (row 1, col 2) of image 1
+    assert torch.equal(join_tiles(tiles, (2, 3)), images)
+    tokens = torch.arange(12.0)[:, None, None].expand(12, 2, 1)  # 2 tokens per row: its index
+    joined = join_tiles(tokens, (2, 3))
+    assert joined.shape == (2, 12, 1)
+    assert joined[1, :, 0].tolist() == [t for tile in range(1, 12, 2) for t in (tile, tile)]
+
+
+def test_the_pooling_logits_are_not_scaled():
+    """softmax(q · k) with no 1/sqrt(d): the scale sets how fast the pooling can sharpen."""
+    from bmdkit.nn import MetadataPositionPooling
+
+    torch.manual_seed(0)
+    pooling = MetadataPositionPooling(16)
+    torch.nn.init.normal_(pooling.query.weight)
+    metadata, positions, tokens = torch.randn(3, 16), torch.randn(4, 16), torch.randn(3, 4, 16)
+    _, weights = pooling(tokens, metadata, positions)
+    expected = (pooling.query(metadata) @ pooling.key(positions).T).softmax(-1)
+    assert torch.allclose(weights, expected, atol=1e-6)

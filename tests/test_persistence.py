@@ -108,14 +108,31 @@ def test_a_model_of_an_older_xattn_design_is_told_to_refit(saved):
 
     weights = saved / "weights.safetensors"
     state = load_file(str(weights))
-    state.pop("fusion.image_pooling.logit_scale")  # pooling logits divided by sqrt(d)
-    state["fusion.metadata_out.weight"] = torch.zeros(16, 16)  # the W_o path
+    state.pop("fusion.image_pooling.query.weight")
+    state["fusion.metadata_out.weight"] = torch.zeros(16, 16)  # the previous design's layer
     save_file(state, str(weights))
     _edit_meta(saved, lambda m: m["weights"].update(
         sha256=hashlib.sha256(weights.read_bytes()).hexdigest()))
-    with pytest.raises(ValueError, match="(?s)could not rebuild.*logit_scale.*metadata_out.*"
-                                         "refit the model"):
+    with pytest.raises(ValueError, match="(?s)could not rebuild.*metadata_out.*refit the model"):
         bmdkit.load(saved)
+
+
+def test_weights_of_the_scaled_pooling_load_with_their_scale(fitted, saved, cohort):
+    """Saved before the pooling's logit scale was a buffer: they keep the 1/sqrt(d) of their fit."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    X, _ = cohort
+    weights = saved / "weights.safetensors"
+    state = load_file(str(weights))
+    state.pop("fusion.image_pooling.logit_scale")
+    save_file(state, str(weights))
+    _edit_meta(saved, lambda m: m["weights"].update(
+        sha256=hashlib.sha256(weights.read_bytes()).hexdigest()))
+    pooling = bmdkit.load(saved).net_.module_.fusion.image_pooling
+    assert float(pooling.logit_scale) == pytest.approx(16 ** -0.5)  # embed_dim 16
+    assert float(fitted.net_.module_.fusion.image_pooling.logit_scale) == 1.0
 
 
 def test_a_tiled_model_round_trips(cohort, tmp_path):

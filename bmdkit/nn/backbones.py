@@ -147,10 +147,12 @@ class ImageEncoder(nn.Module):
 
     With ``tiles=(rows, cols)`` the image is cut into that grid of tiles
     and the backbone encodes each tile on its own (:func:`split_tiles`), its
-    feature maps laid side by side as the tiles were: a token then sees one
-    tile only. For an AP pelvis view, ``(1, 2)`` gives each hip its own
-    tokens, which a fusion that pools by position can choose between
-    (docs/model.md, bilateral cohort).
+    feature maps laid side by side as the tiles were: the features of a
+    token then come from one tile only. For an AP pelvis view, ``(1, 2)``
+    gives each hip its own tokens, which a fusion that pools by position can
+    choose between (docs/model.md, bilateral cohort). Backbones that return
+    tokens (ViT-style) get their tiles' tokens one after the other, with
+    position codes of that order only, and must accept the tiles' size.
     """
 
     def __init__(self, backbone="resnet18", *, pretrained=False, embed_dim=64,

@@ -7,7 +7,7 @@ computes it once (eval mode, no gradient) and keeps it in an in-process
 least-recently-used cache; it and the image cache together hold at most
 ``BMDKIT_CACHE_MEMORY_MB`` megabytes (default 1024; one budget per process). Entries are
 keyed by SHA-1 digests of the backbone's weights and of each preprocessed
-image, so every fit whose backbone starts from the same weights (a local
+image (and by the tiles), so every fit whose backbone starts from the same weights (a local
 pretrained file, or the same ``random_state``) shares them: the epochs of a
 fit, the folds of a cross-validation, the candidates of a grid search and the
 trials of an Optuna study run in one process. :class:`FrozenFeatureDataset`
