@@ -89,11 +89,12 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     image_tiles : (int, int), default=(1, 1)
         Cut each image into this grid of tiles (rows, cols) and encode every
         tile on its own (:class:`~bmdkit.nn.backbones.ImageEncoder`), so
-        that the backbone features of each image token come from one tile. ``(1, 2)`` for AP pelvis views
-        showing both hips: XAttn's metadata-position pooling can then pick
-        the hip that ``dxa_side`` names, where a plain mean mixes both
-        (docs/model.md, bilateral cohort). ``image_size`` must be divisible
-        by both. On the command line: ``--param image_tiles=[1,2]``.
+        that the backbone features of each image token come from one tile.
+        ``(1, 2)`` for AP pelvis views showing both hips: XAttn's
+        metadata-position pooling can then pick the hip that ``dxa_side``
+        names, where a plain mean mixes both (docs/model.md, bilateral
+        cohort). ``image_size`` must be divisible by both. On the command
+        line: ``--param image_tiles=[1,2]``.
     embed_dim, n_heads, n_layers : int, default=64, 4, 3
         Token width, attention heads and cross-attention layers.
     dropout : float, default=0.1
@@ -219,8 +220,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(self, fusion="xattn", *, image_col="image_path", numeric_cols=None,
                  categorical_cols=None, backbone="resnet10t", pretrained=False, image_size=64,
-                 image_tiles=(1, 1), embed_dim=64, n_heads=4, n_layers=3, dropout=0.1, augment=True,
-                 modality_dropout=0.0, missing_image="error",
+                 image_tiles=(1, 1), embed_dim=64, n_heads=4, n_layers=3, dropout=0.1,
+                 augment=True, modality_dropout=0.0, missing_image="error",
                  freeze_backbone=False, precision="float32", channels_last=False, compile=False,
                  contrast="percentile", cache_dir=None,
                  loss="smooth_l1", smooth_l1_beta=1.0, lds_bins=20, lds_sigma=2.0,

@@ -82,16 +82,18 @@ def check_tiles(tiles):
         rows, cols = tiles
     except (TypeError, ValueError):
         rows = cols = None
-    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in (rows, cols)):
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1
+               for n in (rows, cols)):
         raise ValueError(f"image_tiles must be a pair (rows, cols) of positive integers, "
                          f"got {tiles!r}")
     return int(rows), int(cols)
 
 
 def split_tiles(images, tiles):
-    """Cut ``(B, C, H, W)`` images into a ``rows × cols`` grid: ``(rows * cols * B, C, H / rows, W / cols)``.
+    """Cut ``(B, C, H, W)`` images into a ``rows × cols`` grid of tiles.
 
-    The tiles come tile by tile (row-major), each a batch of ``B``;
+    Returns ``(rows * cols * B, C, H / rows, W / cols)``: the tiles come
+    tile by tile (row-major), each a batch of ``B``;
     :func:`join_tiles` puts their feature maps back in place.
 
     Examples
