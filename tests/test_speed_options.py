@@ -95,6 +95,16 @@ def test_a_frozen_model_saves_and_loads_exactly(signal_cohort, tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
+def test_adamw_steps_with_the_fused_kernel_on_cpu(signal_cohort, tmp_path):
+    X, y = signal_cohort
+    model = ConcatBMDRegressor(**SMALL, max_epochs=1).fit(X, y)
+    assert model.net_.optimizer_.defaults["fused"]
+    loaded = bmdkit.load(model.save(tmp_path / "model"))  # the loading device decides
+    assert loaded.net_.optimizer_.defaults["fused"]
+    frozen = ConcatBMDRegressor(**SMALL, max_epochs=1, freeze_backbone=True).fit(X, y)
+    assert frozen.net_.optimizer_.defaults["fused"] and np.isfinite(frozen.predict(X)).all()
+
+
 def _same_weights(**options):
     torch.manual_seed(0)
     reference = BMDNet("xattn", n_numeric=2, cardinalities=[2], backbone="resnet10t",
