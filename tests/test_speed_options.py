@@ -95,14 +95,35 @@ def test_a_frozen_model_saves_and_loads_exactly(signal_cohort, tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
-def test_adamw_steps_with_the_fused_kernel_on_cpu(signal_cohort, tmp_path):
+def test_adamw_steps_with_the_fused_kernel_on_cpu(signal_cohort, tmp_path, monkeypatch):
     X, y = signal_cohort
     model = ConcatBMDRegressor(**SMALL, max_epochs=1).fit(X, y)
     assert model.net_.optimizer_.defaults["fused"]
-    loaded = bmdkit.load(model.save(tmp_path / "model"))  # the loading device decides
-    assert loaded.net_.optimizer_.defaults["fused"]
+    path = model.save(tmp_path / "model")
+    assert bmdkit.load(path).net_.optimizer_.defaults["fused"]
+    # the device a model is loaded on decides, not what the file says
+    monkeypatch.setattr("bmdkit.estimators.FUSED_ADAMW_DEVICES", ())
+    assert not bmdkit.load(path).net_.optimizer_.defaults["fused"]
+    monkeypatch.undo()
     frozen = ConcatBMDRegressor(**SMALL, max_epochs=1, freeze_backbone=True).fit(X, y)
     assert frozen.net_.optimizer_.defaults["fused"] and np.isfinite(frozen.predict(X)).all()
+
+
+def test_the_fused_adamw_step_is_the_per_tensor_step():
+    torch.manual_seed(0)
+    weights = [torch.randn(64, 32), torch.randn(32)]
+    grads = [torch.randn_like(w) for w in weights]
+    stepped = []
+    for fused in (False, True):
+        params = [torch.nn.Parameter(w.clone()) for w in weights]
+        optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4, fused=fused)
+        for _ in range(3):
+            for param, grad in zip(params, grads):
+                param.grad = grad.clone()
+            optimizer.step()
+        stepped.append(params)
+    for per_tensor, fused in zip(*stepped):
+        torch.testing.assert_close(fused, per_tensor, rtol=1e-6, atol=1e-7)
 
 
 def _same_weights(**options):
