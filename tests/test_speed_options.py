@@ -1,4 +1,5 @@
-"""The optional speed-ups: frozen backbone with cached features, bfloat16, channels-last, compile."""
+"""The speed-ups: fused AdamW (the default), and the options frozen backbone with cached
+features, bfloat16, channels-last and compile."""
 
 from __future__ import annotations
 
