@@ -100,36 +100,34 @@ def _edit_meta(folder, edit):
     path.write_text(json.dumps(meta))
 
 
-def test_a_model_of_an_older_xattn_design_is_told_to_refit(saved):
-    """Weights whose layers this bmdkit no longer builds (XAttn before its pooling) name the fix."""
+def _edit_weights(folder, edit):
+    """Change the saved weights with ``edit(state)`` and record the new file's checksum."""
     import hashlib
 
     from safetensors.torch import load_file, save_file
 
-    weights = saved / "weights.safetensors"
+    weights = folder / "weights.safetensors"
     state = load_file(str(weights))
-    state.pop("fusion.image_pooling.query.weight")
-    state["fusion.metadata_out.weight"] = torch.zeros(16, 16)  # the previous design's layer
+    edit(state)
     save_file(state, str(weights))
-    _edit_meta(saved, lambda m: m["weights"].update(
+    _edit_meta(folder, lambda m: m["weights"].update(
         sha256=hashlib.sha256(weights.read_bytes()).hexdigest()))
+
+
+def test_a_model_of_an_older_xattn_design_is_told_to_refit(saved):
+    """Weights whose layers this bmdkit no longer builds (XAttn before its pooling) name the fix."""
+    def previous_design(state):
+        state.pop("fusion.image_pooling.query.weight")
+        state["fusion.metadata_out.weight"] = torch.zeros(16, 16)  # the previous design's layer
+
+    _edit_weights(saved, previous_design)
     with pytest.raises(ValueError, match="(?s)could not rebuild.*metadata_out.*refit the model"):
         bmdkit.load(saved)
 
 
-def test_weights_of_the_scaled_pooling_load_with_their_scale(fitted, saved, cohort):
+def test_weights_of_the_scaled_pooling_load_with_their_scale(fitted, saved):
     """Saved before the pooling's logit scale was a buffer: they keep the 1/sqrt(d) of their fit."""
-    import hashlib
-
-    from safetensors.torch import load_file, save_file
-
-    X, _ = cohort
-    weights = saved / "weights.safetensors"
-    state = load_file(str(weights))
-    state.pop("fusion.image_pooling.logit_scale")
-    save_file(state, str(weights))
-    _edit_meta(saved, lambda m: m["weights"].update(
-        sha256=hashlib.sha256(weights.read_bytes()).hexdigest()))
+    _edit_weights(saved, lambda state: state.pop("fusion.image_pooling.logit_scale"))
     pooling = bmdkit.load(saved).net_.module_.fusion.image_pooling
     assert float(pooling.logit_scale) == pytest.approx(16 ** -0.5)  # embed_dim 16
     assert float(fitted.net_.module_.fusion.image_pooling.logit_scale) == 1.0

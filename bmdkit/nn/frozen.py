@@ -3,16 +3,16 @@
 With ``freeze_backbone=True`` a backbone never changes during a fit, so its
 output for an image depends only on the backbone's weights, the image, its
 tiles, the precision, the memory format and the device type.
-:func:`backbone_features`
-computes it once (eval mode, no gradient) and keeps it in an in-process
-least-recently-used cache; it and the image cache together hold at most
-``BMDKIT_CACHE_MEMORY_MB`` megabytes (default 1024; one budget per process). Entries are
-keyed by SHA-1 digests of the backbone's weights and of each preprocessed
-image (and by the tiles), so every fit whose backbone starts from the same
-weights (a local pretrained file, or the same ``random_state``) shares them: the epochs of a
-fit, the folds of a cross-validation, the candidates of a grid search and the
-trials of an Optuna study run in one process. :class:`FrozenFeatureDataset`
-puts the features in place of the images on the estimators' data path (skorch
+:func:`backbone_features` computes it once (eval mode, no gradient) and
+keeps it in an in-process least-recently-used cache; it and the image cache
+together hold at most ``BMDKIT_CACHE_MEMORY_MB`` megabytes (default 1024;
+one budget per process). Entries are keyed by SHA-1 digests of the
+backbone's weights and of each preprocessed image (and by the tiles), so
+every fit whose backbone starts from the same weights (a local pretrained
+file, or the same ``random_state``) shares them: the epochs of a fit, the
+folds of a cross-validation, the candidates of a grid search and the trials
+of an Optuna study run in one process. :class:`FrozenFeatureDataset` puts
+the features in place of the images on the estimators' data path (skorch
 ``dataset=``), so a fit and a predict of a frozen model pass features, not
 images, to the network.
 """
