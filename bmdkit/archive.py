@@ -18,7 +18,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ArchiveRun", "predict_archive", "prediction_columns", "write_results"]
+__all__ = ["ArchiveRun", "load_model", "predict_archive", "prediction_columns", "result_columns",
+           "write_results"]
 
 
 def prediction_columns(bmd, densitometer="lunar", sites=None):
@@ -30,13 +31,24 @@ def prediction_columns(bmd, densitometer="lunar", sites=None):
     return prediction_frame(bmd, sites=sites, device=densitometer)
 
 
-def _result_columns(model, predictions, confidence, densitometer):
+def result_columns(model, predictions, confidence, densitometer):
     """Result columns of one chunk: :func:`prediction_columns`, or for a conformal model
     (``predictions`` of each of its models) the intervals and referral flag too."""
     if hasattr(model, "referral_from_predictions"):
         return model.referral_from_predictions(predictions, confidence=confidence,
                                                device=densitometer)
     return prediction_columns(predictions, densitometer, model.sites_)
+
+
+def load_model(path, *, device=None):
+    """``(model, conformal)``: the model saved in the folder ``path`` by ``bmdkit fit``
+    (a :class:`~bmdkit.uncertainty.ConformalBMDRegressor` when it has intervals)."""
+    import bmdkit
+    from bmdkit.uncertainty import CONFORMAL_FILE
+    from bmdkit.uncertainty import load as load_conformal
+
+    conformal = (Path(path) / CONFORMAL_FILE).is_file()
+    return (load_conformal if conformal else bmdkit.load)(path, device=device), conformal
 
 
 def write_results(path, rows, results):
@@ -168,7 +180,7 @@ class ArchiveRun:
 def predict_archive(model, out, *, csv=None, dicom_dir=None, metadata=None, key=None,
                     image_col="image_path", drop=(), target=None, errors=None, workers=None,
                     chunk_size=None, resume=False, densitometer=None, device=None,
-                    confidence=None, missing_image=None, progress=True):
+                    confidence=None, missing_image=None, reports=None, progress=True):
     """Predict the model saved in the folder ``model`` for every row of ``csv`` or every
     DICOM file under ``dicom_dir``, appending the rows with the result columns to ``out``.
 
@@ -176,7 +188,10 @@ def predict_archive(model, out, *, csv=None, dicom_dir=None, metadata=None, key=
     (``bmdkit predict --help`` and docs/archive.md describe each);
     ``workers=None`` is one decoding process per CPU core, ``errors=None``
     is ``out`` with ``.errors.csv`` for its suffix, ``progress`` shows a
-    progress bar.
+    progress bar. ``reports`` (e.g. a
+    :class:`bmdkit.dicomnode.outputs.ReportWriter`, for ``--sr-dir``) is
+    given every chunk of predicted rows: ``reports.check(paths)`` first, then
+    ``reports.write_rows(model, X, results)`` per chunk.
 
     Returns
     -------
@@ -186,12 +201,9 @@ def predict_archive(model, out, *, csv=None, dicom_dir=None, metadata=None, key=
     import pandas as pd
     from tqdm.auto import tqdm
 
-    import bmdkit
     from bmdkit.inference import stream_predict
     from bmdkit.io.results import read_rows, remove_rows
     from bmdkit.nn import fusion_class
-    from bmdkit.uncertainty import CONFORMAL_FILE
-    from bmdkit.uncertainty import load as load_conformal
 
     if (csv is None) == (dicom_dir is None):
         raise ValueError("give either --csv or --dicom-dir")
@@ -199,11 +211,10 @@ def predict_archive(model, out, *, csv=None, dicom_dir=None, metadata=None, key=
     if workers < 0:
         raise ValueError(f"--workers must be 0 or more, got {workers}")
     out = Path(out)
-    conformal = (Path(model) / CONFORMAL_FILE).is_file()
+    path, (model, conformal) = model, load_model(model, device=device)
     if confidence is not None and not conformal:
-        raise ValueError(f"--confidence needs a model fitted with --conformal; {model} "
+        raise ValueError(f"--confidence needs a model fitted with --conformal; {path} "
                          "has no intervals")
-    path, model = model, (load_conformal if conformal else bmdkit.load)(model, device=device)
     member = model.estimators_[0] if conformal else model  # how images and metadata are read
     members = model.estimators_ if conformal else [model]
     if missing_image is not None:
@@ -224,6 +235,8 @@ def predict_archive(model, out, *, csv=None, dicom_dir=None, metadata=None, key=
                                        image_col=image_col, target=target, drop=drop, key=key)
     else:
         rows, X, key, skip = _dicom_rows(dicom_dir, member, metadata=metadata, key=key)
+    if reports is not None:
+        reports.check(X[member.image_col])
     errors = Path(errors) if errors else out.with_name(out.stem + ".errors.csv")
     if not resume:
         remove_rows(out)
@@ -251,10 +264,12 @@ def predict_archive(model, out, *, csv=None, dicom_dir=None, metadata=None, key=
         for chunk in stream_predict(model, X.iloc[todo], chunk_size=chunk_size, workers=workers):
             n_written += len(chunk.positions)
             if len(chunk.positions):
-                results = _result_columns(model, chunk.predictions, confidence, densitometer)
+                results = result_columns(model, chunk.predictions, confidence, densitometer)
                 if flag_missing:
                     results = results.assign(image_missing=chunk.image_missing)
                 write_results(out, rows.iloc[todo[chunk.positions]], results)
+                if reports is not None:
+                    reports.write_rows(member, X.iloc[todo[chunk.positions]], results)
             if chunk.failures:
                 report(todo[list(chunk.failures)], list(chunk.failures.values()))
                 n_failed += len(chunk.failures)

@@ -82,6 +82,18 @@ def add_parser(subparsers):
                              "--param modality_dropout=0.3 or so); a path to a missing or "
                              "unreadable file is an error either way (default: the model's "
                              "missing_image, 'error' unless set when fitting)")
+    dicom = parser.add_argument_group(
+        "clinical outputs", "per predicted DICOM image, named after its SOP Instance UID "
+                            "(needs the dicom-node extra; docs/clinical-integration.md)")
+    dicom.add_argument("--sr-dir", type=Path, metavar="DIR",
+                       help="write a DICOM Structured Report (TID 1500 measurement report: "
+                            "BMD, interval, T-score, WHO category, referral, model, source "
+                            "image reference) per image to DIR")
+    dicom.add_argument("--overlay", action="store_true",
+                       help="with --sr-dir: also a Secondary Capture of the saliency map over "
+                            "the film")
+    dicom.add_argument("--fhir-dir", type=Path, metavar="DIR",
+                       help="write a FHIR Observation (JSON) per image to DIR")
     parser.set_defaults(func=run_predict)
     return parser
 
@@ -92,12 +104,18 @@ def run_predict(args):
     from bmdkit.metrics import compute_metrics
     from bmdkit.uncertainty import interval_metrics
 
+    reports = None
+    if args.sr_dir is not None or args.fhir_dir is not None or args.overlay:
+        from bmdkit.dicomnode.outputs import ReportWriter
+
+        reports = ReportWriter(args.model, sr_dir=args.sr_dir, fhir_dir=args.fhir_dir,
+                               overlay=args.overlay)
     run = predict_archive(
         args.model, args.out, csv=args.csv, dicom_dir=args.dicom_dir, metadata=args.metadata,
         key=args.key, image_col=args.image_col, drop=args.drop, target=args.target,
         errors=args.errors, workers=args.workers, chunk_size=args.chunk_size,
         resume=args.resume, densitometer=args.densitometer, device=args.device,
-        confidence=args.confidence, missing_image=args.missing_image)
+        confidence=args.confidence, missing_image=args.missing_image, reports=reports)
     print(f"wrote {run.n_written} predictions to {run.out}"
           + (f" ({run.n_before} rows were done before)" if args.resume else "")
           + (f"; {run.n_failed} rows not predicted, listed in {run.errors}"
