@@ -13,7 +13,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-__all__ = ["DICOM_FIELDS", "dicom_metadata_problems", "read_dicom_metadata"]
+__all__ = ["DICOM_FIELDS", "dicom_metadata_problems", "header_metadata", "read_dicom_metadata"]
 
 #: Field -> default column name (the synthetic cohort's names) of what headers give.
 DICOM_FIELDS = {"age": "age_at_xray", "sex": "sex", "height": "height_cm", "weight": "weight_kg"}
@@ -85,6 +85,21 @@ def read_dicom_metadata(paths, *, index=None):
         {"age_at_xray": float, "sex": object, "height_cm": float, "weight_kg": float})
     frame.attrs["unreadable"] = unreadable
     return frame
+
+
+def header_metadata(ds):
+    """Age, sex, height and weight of one header (a pydicom Dataset), read as
+    :func:`read_dicom_metadata` reads files: ``{column: value or None/NaN}``.
+
+    Examples
+    --------
+    >>> from pydicom.dataset import Dataset
+    >>> ds = Dataset()
+    >>> ds.PatientAge, ds.PatientSex, ds.PatientSize = "076Y", "F", 1.62
+    >>> header_metadata(ds)
+    {'age_at_xray': 76.0, 'sex': 'F', 'height_cm': 162.0, 'weight_kg': None}
+    """
+    return dict(zip(DICOM_FIELDS.values(), _fields(ds)))
 
 
 def dicom_metadata_problems(metadata, fields=tuple(DICOM_FIELDS)):

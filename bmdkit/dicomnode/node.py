@@ -1,0 +1,354 @@
+"""``bmdkit serve``: a DICOM Storage SCP that answers every hip radiograph with a Structured Report.
+
+:class:`DicomNode` (pynetdicom) accepts C-STORE of any storage SOP class and
+decides at once whether it can use the object: a CR or DX image, of the hip
+or pelvis when the header names a body part, with pixel data (and, with
+``require_metadata``, age, sex, height and weight in the header or the
+metadata table). Anything else gets a failure status (0xC000, the reason in
+the Error Comment and the log), and the node keeps serving.
+
+A usable object is written whole to the disk queue (``<queue>/incoming``)
+*before* the C-STORE is acknowledged, so an acknowledged image is never
+lost: a crashed or stopped node resumes its queue when it starts again. One
+worker thread takes the queue in batches, predicts (the metadata from the
+header, fields it lacks from the metadata table, else imputed as in training
+and named in the report and the log), writes the reports (``sr_dir``,
+``fhir_dir``), sends each Structured Report to ``forward`` by C-STORE, and
+only then removes the images from the queue. A report's SOP Instance UID is
+determined by the image and the model, so an image answered again after a
+crash replaces its report in the PACS instead of adding a second one: every
+image is answered exactly once. Objects that turn out unreadable are moved
+to ``<queue>/failed`` with the reason. The log has a line per study answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["ACCEPTED_SOP_CLASSES", "DicomNode", "Forward", "HIP_BODY_PARTS"]
+
+log = logging.getLogger("bmdkit.serve")
+
+#: SOP classes the node predicts on: CR, DX for presentation, DX for processing.
+ACCEPTED_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.1": "CR Image",
+    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image - For Presentation",
+    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image - For Processing",
+}
+#: BodyPartExamined values of a hip radiograph (an empty or absent tag is accepted too).
+HIP_BODY_PARTS = {"HIP", "PELVIS", "FEMUR", "LEG", "LOWEREXTREMITY", "LOWER EXTREMITY"}
+_FAILURE = 0xC000  # "Cannot understand": the object is not one the node can use
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Where reports go by C-STORE: ``Forward.parse("HOST:PORT:AET")``."""
+
+    host: str
+    port: int
+    ae_title: str
+
+    @classmethod
+    def parse(cls, text):
+        """``"127.0.0.1:4242:ORTHANC"`` -> Forward; an error naming the bad part.
+
+        Examples
+        --------
+        >>> Forward.parse("pacs.local:104:PACS")
+        Forward(host='pacs.local', port=104, ae_title='PACS')
+        """
+        host, port, aet = (text.rsplit(":", 2) + ["", ""])[:3] if text.count(":") >= 2 \
+            else ("", "", "")
+        if not host or not port.isdigit() or not aet or len(aet) > 16:
+            raise ValueError(f"--forward must be HOST:PORT:AET (AET up to 16 characters), "
+                             f"got {text!r}")
+        return cls(host, int(port), aet)
+
+
+class DicomNode:
+    """A Storage SCP that predicts BMD for every hip radiograph it receives.
+
+    Parameters
+    ----------
+    model_dir : path
+        A model saved by ``bmdkit fit`` (with ``--conformal``: intervals and referral).
+    queue_dir : path
+        The disk queue (created if needed); resumed on start.
+    ae_title : str
+    port : int
+        0 picks a free port (see :attr:`port` once started).
+    host : str
+        Address to listen on.
+    forward : Forward or str or None
+        Where each Structured Report is sent by C-STORE.
+    sr_dir, fhir_dir : path or None
+        Also write the reports / FHIR Observations there.
+    metadata : path or None
+        CSV of model inputs for films whose header lacks them, with a
+        ``PatientID`` or ``AccessionNumber`` column (AccessionNumber is tried first).
+    require_metadata : bool
+        Refuse films lacking any of the model's metadata instead of imputing.
+    batch_size : int
+        Queued images predicted together.
+    device : str or None
+        Torch device (default: the saved one).
+    """
+
+    def __init__(self, model_dir, *, queue_dir, ae_title="BMDKIT", port=11112,
+                 host="127.0.0.1", forward=None, sr_dir=None, fhir_dir=None, metadata=None,
+                 require_metadata=False, batch_size=16, device=None, retry_seconds=5.0):
+        from bmdkit.archive import load_model
+        from bmdkit.dicomnode.outputs import ReportWriter
+
+        if not 1 <= len(ae_title) <= 16:
+            raise ValueError(f"--ae-title must have 1 to 16 characters, got {ae_title!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be 1 or more, got {batch_size}")
+        self.forward = Forward.parse(forward) if isinstance(forward, str) else forward
+        self.writer = ReportWriter(model_dir, sr_dir=sr_dir, fhir_dir=fhir_dir)
+        self.model, _ = load_model(model_dir, device=device)
+        self.member = getattr(self.model, "estimators_", [self.model])[0]
+        self.densitometer = getattr(self.member, "densitometer_", "lunar")
+        pre = self.member.preprocessor_
+        self.fields = [*pre.numeric_cols_, *pre.categorical_cols_]
+        self.metadata = _metadata_table(metadata, self.fields) if metadata else None
+        self.ae_title, self.host, self.port = ae_title, host, port
+        self.require_metadata, self.batch_size = require_metadata, batch_size
+        self.retry_seconds = retry_seconds
+        self.queue = Path(queue_dir) / "incoming"
+        self.failed = Path(queue_dir) / "failed"
+        self.queue.mkdir(parents=True, exist_ok=True)
+        self.failed.mkdir(parents=True, exist_ok=True)
+        self.n_answered = 0
+        self._wake, self._stopping = threading.Event(), threading.Event()
+        self._server = self._worker = None
+
+    # -- receiving ------------------------------------------------------------------------
+    def start(self):
+        """Listen, and start the worker (which first answers what the queue holds)."""
+        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+        from pynetdicom.sop_class import Verification
+
+        ae = AE(ae_title=self.ae_title)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification)
+        self._ae = ae
+        self._server = ae.start_server((self.host, self.port), block=False,
+                                       evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+        self.port = self._server.server_address[1]
+        waiting = len(self._pending())
+        log.info("listening as %s on %s:%d%s; %d object(s) in the queue %s", self.ae_title,
+                 self.host, self.port,
+                 f", forwarding reports to {self.forward.ae_title}@{self.forward.host}:"
+                 f"{self.forward.port}" if self.forward else "", waiting, self.queue)
+        self._worker = threading.Thread(target=self._work, name="bmdkit-serve-worker",
+                                        daemon=True)
+        self._worker.start()
+        return self
+
+    def stop(self, timeout=None):
+        """Stop listening, answer what the queue holds, and return (SIGTERM does this)."""
+        if self._server is not None:
+            self._server.shutdown()
+        self._stopping.set()
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
+        left = len(self._pending())
+        log.info("stopped after answering %d image(s)%s", self.n_answered,
+                 f"; {left} left in the queue for the next start" if left else "")
+
+    def _on_store(self, event):
+        from pydicom.dataset import Dataset
+
+        from bmdkit.files import atomic_path
+
+        try:
+            ds = event.dataset
+            ds.file_meta = event.file_meta
+            reason = self._unusable(ds)
+        except Exception as err:  # noqa: BLE001 - any undecodable object is refused
+            ds, reason = None, f"unreadable object ({err})"
+        uid = str(getattr(ds, "SOPInstanceUID", "?"))
+        if reason:
+            log.warning("refused %s from %s: %s", uid,
+                        event.assoc.requestor.ae_title, reason)
+            status = Dataset()
+            status.Status, status.ErrorComment = _FAILURE, reason[:64]
+            return status
+        with atomic_path(self.queue / f"{uid}.dcm") as tmp:  # queued before acknowledging
+            tmp.write_bytes(event.encoded_dataset(include_meta=True))
+        self._wake.set()
+        return 0x0000
+
+    def _unusable(self, ds):
+        """Why the node cannot use ``ds`` (a sentence), or None."""
+        sop_class = str(ds.get("SOPClassUID", ""))
+        if sop_class not in ACCEPTED_SOP_CLASSES:
+            return (f"not a CR/DX image (SOP class {sop_class or 'missing'}, modality "
+                    f"{ds.get('Modality', 'missing')})")
+        if "PixelData" not in ds:
+            return "no pixel data"
+        part = str(ds.get("BodyPartExamined", "") or "").strip().upper()
+        if part and part not in HIP_BODY_PARTS:
+            return f"body part {part} is not a hip or pelvis"
+        if self.require_metadata:
+            missing = self._imputed(self._inputs(ds))
+            if missing:
+                return f"no {', '.join(missing)} in header or metadata"
+        return None
+
+    # -- the inputs of one image ---------------------------------------------------------
+    def _inputs(self, ds):
+        """The model's metadata of ``ds``: the header's, missing fields from the table."""
+        from bmdkit.io.dicom_metadata import header_metadata
+
+        row = header_metadata(ds)
+        if self.metadata is not None:
+            for key in ("AccessionNumber", "PatientID"):
+                value = str(ds.get(key, "") or "")
+                if key in self.metadata and value in self.metadata[key]:
+                    extra = self.metadata[key][value]
+                    row.update({c: extra[c] for c in extra
+                                if c in self.fields and pd.isna(row.get(c))})
+                    break
+        return row
+
+    def _imputed(self, row):
+        return [c for c in self.fields if pd.isna(row.get(c))]
+
+    # -- answering the queue -------------------------------------------------------------
+    def _pending(self):
+        return sorted(self.queue.glob("*.dcm"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+    def _work(self):
+        while True:
+            batch = self._pending()[:self.batch_size]
+            if not batch:
+                if self._stopping.is_set():
+                    return
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            try:
+                self._answer(batch)
+            except ForwardError as err:
+                log.error("%s; %d image(s) stay in the queue", err, len(self._pending()))
+                if self._stopping.is_set():
+                    return  # draining cannot finish: the queue is resumed at the next start
+                self._stopping.wait(self.retry_seconds)
+            except Exception:  # noqa: BLE001 - the node keeps serving; the queue keeps them
+                log.exception("could not answer %d queued image(s); retrying", len(batch))
+                self._stopping.wait(self.retry_seconds)
+
+    def _answer(self, paths):
+        import pydicom
+
+        from bmdkit.archive import result_columns
+        from bmdkit.inference import stream_predict
+
+        sources, rows, kept = [], [], []
+        for path in paths:
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            except Exception as err:  # noqa: BLE001
+                self._fail(path, f"unreadable DICOM file ({err})")
+                continue
+            sources.append(ds)
+            rows.append({self.member.image_col: str(path), **self._inputs(ds)})
+            kept.append(path)
+        if not kept:
+            return
+        X = pd.DataFrame(rows)
+        predictions, done = [], []
+        for chunk in stream_predict(self.model, X, chunk_size=len(X), workers=0):
+            for position, why in chunk.failures.items():
+                self._fail(kept[position], why)
+            if len(chunk.positions):
+                predictions.append(chunk.predictions)
+                done.extend(chunk.positions)
+        if not done:
+            return
+        axis = 1 if hasattr(self.model, "estimators_") else 0
+        results = result_columns(self.model, np.concatenate(predictions, axis=axis), None,
+                                 self.densitometer)
+        sources = [sources[i] for i in done]
+        imputed = [self._imputed(rows[i]) for i in done]
+        for ds, gone in zip(sources, imputed):
+            if gone:
+                log.warning("%s: header lacks %s; imputed as in training (named in the report)",
+                            ds.SOPInstanceUID, ", ".join(gone))
+        reports = self.writer.write(sources, results, sites=self.member.sites_ or (),
+                                    imputed=imputed)
+        if self.forward is not None:
+            self._send(reports)
+        for i in done:
+            kept[i].unlink(missing_ok=True)
+        self.n_answered += len(done)
+        self._log_studies(sources, results)
+
+    def _send(self, reports):
+        from pynetdicom import AE
+        from pynetdicom.sop_class import Comprehensive3DSRStorage
+
+        ae = AE(ae_title=self.ae_title)
+        ae.add_requested_context(Comprehensive3DSRStorage)
+        target = f"{self.forward.ae_title}@{self.forward.host}:{self.forward.port}"
+        assoc = ae.associate(self.forward.host, self.forward.port,
+                             ae_title=self.forward.ae_title)
+        if not assoc.is_established:
+            raise ForwardError(f"could not associate with {target}")
+        try:
+            for report in reports:
+                status = assoc.send_c_store(report)
+                code = getattr(status, "Status", None)
+                if code is None or code not in (0x0000, 0xB000, 0xB007, 0xB006):
+                    raise ForwardError(f"{target} answered the report "
+                                       f"{report.SOPInstanceUID} with status "
+                                       f"{'none' if code is None else hex(code)}")
+        finally:
+            assoc.release()
+
+    def _fail(self, path, why):
+        log.warning("could not use %s: %s (moved to %s)", path.name, why, self.failed)
+        (self.failed / f"{path.stem}.reason.txt").write_text(why + "\n", encoding="utf-8")
+        path.replace(self.failed / path.name)
+
+    def _log_studies(self, sources, results):
+        bmd = results.filter(like="predicted_bmd").iloc[:, 0].to_numpy()
+        studies = {}
+        for ds, value in zip(sources, bmd):
+            studies.setdefault((str(ds.StudyInstanceUID), str(ds.get("PatientID", ""))),
+                               []).append(value)
+        waiting = len(self._pending())
+        for (study, patient), values in studies.items():
+            log.info("study %s (patient %s): %d image(s) answered, BMD %s g/cm2; "
+                     "%d answered in all, %d waiting", study, patient, len(values),
+                     ", ".join(f"{v:.3f}" for v in values), self.n_answered, waiting)
+
+
+class ForwardError(RuntimeError):
+    """The reports could not be sent to the forward destination."""
+
+
+def _metadata_table(path, fields):
+    """``{key column: {value: {field: value}}}`` of a metadata CSV keyed by
+    AccessionNumber and/or PatientID."""
+    table = pd.read_csv(path, encoding="utf-8-sig", dtype={"PatientID": str,
+                                                           "AccessionNumber": str})
+    keys = [k for k in ("AccessionNumber", "PatientID") if k in table.columns]
+    if not keys:
+        raise ValueError(f"--metadata {path} needs a PatientID or AccessionNumber column")
+    useful = [c for c in fields if c in table.columns]
+    if not useful:
+        raise ValueError(f"--metadata {path} has none of the model's columns {fields}")
+    return {key: {str(value): row for value, row in
+                  zip(table[key], table[useful].to_dict(orient="records"))}
+            for key in keys}
