@@ -6,6 +6,8 @@ extra                     brings, for
 ``tune``                  optuna, optuna-integration: :mod:`bmdkit.tuning`, ``bmdkit tune``
 ``archive``               pyarrow: Parquet output of ``bmdkit predict``
 ``distributed``           Dask, psycopg, Accelerate: :mod:`bmdkit.scaleout`
+``dicom-node``            highdicom, pynetdicom, fhir.resources: :mod:`bmdkit.dicomnode`,
+                          ``bmdkit serve``, ``bmdkit predict --sr-dir/--fhir-dir``
 ========================  ==============================================================
 
 The compressed-DICOM codecs (python-gdcm, pylibjpeg) are not an extra: reading

@@ -12,14 +12,20 @@ instead of appearing twice.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["ModelCard", "derived_uid"]
 
 
+#: Namespace of the name-based (version 5) UUIDs behind the report UIDs.
+_NAMESPACE = uuid.UUID("6f1b9f0e-4f5e-5b8a-9a57-b3d6a1c0b7e1")
+
+
 def derived_uid(*parts):
-    """A UID (``2.25.<int>``) determined by ``parts``: the same parts, the same UID.
+    """A UID determined by ``parts``: ``2.25.`` and the integer of a name-based UUID
+    (version 5, RFC 4122; DICOM PS3.5 B.2): the same parts, the same UID.
 
     Examples
     --------
@@ -28,9 +34,7 @@ def derived_uid(*parts):
     >>> derived_uid("1.2.3", "abc") == derived_uid("1.2.4", "abc")
     False
     """
-    from pydicom.uid import generate_uid
-
-    return generate_uid(prefix=None, entropy_srcs=[str(p) for p in parts])
+    return f"2.25.{uuid.uuid5(_NAMESPACE, '|'.join(str(p) for p in parts)).int}"
 
 
 @dataclass(frozen=True)

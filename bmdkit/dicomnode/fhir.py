@@ -90,10 +90,11 @@ def build_observation(source, result, card, *, sites=(), imputed=()):
             code=_concept(_LOCAL, f"BMD-{site}", f"{site.replace('_', ' ')} BMD estimate"),
             valueQuantity=_g_cm2(other["predicted_bmd"])))
     ranges = []
-    if "bmd_lower" in values:
+    if "bmd_lower" in values or "bmd_upper" in values:  # an infinite bound is left out
         level = f"{card.conformal['confidence']:.0%} " if card.conformal else ""
         ranges.append(ObservationReferenceRange(
-            low=_g_cm2(values["bmd_lower"]), high=_g_cm2(values["bmd_upper"]),
+            low=_g_cm2(values["bmd_lower"]) if "bmd_lower" in values else None,
+            high=_g_cm2(values["bmd_upper"]) if "bmd_upper" in values else None,
             text=f"{level}conformal prediction interval of the estimate (not a normal range)"))
     notes = [RESEARCH_STATEMENT,
              f"Model: {card.name} {card.version}; " + "; ".join(card.summary)]

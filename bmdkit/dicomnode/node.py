@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,6 +253,7 @@ class DicomNode:
         import pydicom
 
         from bmdkit.archive import result_columns
+        from bmdkit.checks import ImputationWarning
         from bmdkit.inference import stream_predict
 
         sources, rows, kept = [], [], []
@@ -268,12 +270,14 @@ class DicomNode:
             return
         X = pd.DataFrame(rows)
         predictions, done = [], []
-        for chunk in stream_predict(self.model, X, chunk_size=len(X), workers=0):
-            for position, why in chunk.failures.items():
-                self._fail(kept[position], why)
-            if len(chunk.positions):
-                predictions.append(chunk.predictions)
-                done.extend(chunk.positions)
+        with warnings.catch_warnings():  # imputed fields are logged per image below
+            warnings.simplefilter("ignore", ImputationWarning)
+            for chunk in stream_predict(self.model, X, chunk_size=len(X), workers=0):
+                for position, why in chunk.failures.items():
+                    self._fail(kept[position], why)
+                if len(chunk.positions):
+                    predictions.append(chunk.predictions)
+                    done.extend(chunk.positions)
         if not done:
             return
         axis = 1 if hasattr(self.model, "estimators_") else 0

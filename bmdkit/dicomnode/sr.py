@@ -21,6 +21,8 @@ Codes that no standard vocabulary offers use the local scheme ``99BMDKIT``.
 
 from __future__ import annotations
 
+import math
+
 __all__ = ["SITE_CODES", "build_report", "site_values"]
 
 #: Per site: (LOINC BMD code, meaning), (LOINC T-score code, meaning), SNOMED CT finding site.
@@ -47,19 +49,27 @@ def _local(value, meaning):
 
 
 def site_values(result, sites):
-    """``{site: {column: value}}`` from one row of ``bmdkit predict``'s result columns.
+    """``{site: {column: value}}`` from one row of ``bmdkit predict``'s result columns
+    (infinite interval bounds left out).
 
     Examples
     --------
-    >>> site_values({"predicted_bmd": 0.8, "t_score": -1.2}, [])
+    >>> site_values({"predicted_bmd": 0.8, "t_score": -1.2, "bmd_lower": float("-inf")}, [])
     {'femoral_neck': {'predicted_bmd': 0.8, 't_score': -1.2}}
     >>> site_values({"total_hip/predicted_bmd": 0.9, "refer": False}, ["total_hip"])
     {'total_hip': {'predicted_bmd': 0.9}}
     """
     if not sites:
-        return {"femoral_neck": dict(result)}
-    return {site: {column.partition("/")[2]: value for column, value in result.items()
-                   if column.startswith(f"{site}/")} for site in sites}
+        return {"femoral_neck": _finite(result)}
+    return {site: _finite({column.partition("/")[2]: value for column, value in result.items()
+                           if column.startswith(f"{site}/")}) for site in sites}
+
+
+def _finite(values):
+    """``values`` without infinite bounds (a conformal interval too wide for its calibration
+    rows is unbounded): such a bound is left out of the report."""
+    return {k: v for k, v in values.items()
+            if not (isinstance(v, float) and math.isinf(v))}
 
 
 def _measurement(name, value, unit, source, method):

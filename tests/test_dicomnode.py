@@ -1,0 +1,220 @@
+"""Structured Reports, FHIR Observations and the DICOM node, on SYNTHETIC CR DICOM phantoms.
+
+The PACS round trip (Orthanc) is in test_pacs.py; these tests use the public
+commands and pynetdicom directly, with a tiny conformal model fitted once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+from dicom_cohort import write_cr_dicoms
+from pydicom.uid import generate_uid
+from system_packages import ensure_debian_package
+
+from bmdkit import ConcatBMDRegressor, cli
+from bmdkit.datasets import make_synthetic_cohort
+from bmdkit.uncertainty import ConformalBMDRegressor
+
+pytest.importorskip("highdicom")
+pytest.importorskip("pynetdicom")
+pytest.importorskip("fhir.resources")
+
+COLUMNS = ["image_path", "age_at_xray", "sex", "height_cm", "weight_kg"]
+
+
+@pytest.fixture(scope="module")
+def node_setup(tmp_path_factory):
+    """(model folder, folder of 6 CR DICOMs): a split-conformal Concat model on 32 px phantoms."""
+    root = tmp_path_factory.mktemp("dicomnode")
+    X, y = make_synthetic_cohort(n=60, image_size=32, random_state=0, out_dir=root / "png")
+    model = ConformalBMDRegressor(
+        ConcatBMDRegressor(image_size=32, max_epochs=2, n_threads=1, random_state=0),
+        method="split").fit(X[COLUMNS], y)
+    model.save(root / "model")
+    write_cr_dicoms(X.head(6), root / "dicom")
+    return root / "model", root / "dicom"
+
+
+def dciodvfy_errors(path):
+    """The lines of dciodvfy's report on ``path`` that are errors."""
+    dciodvfy = ensure_debian_package("dicom3tools", provides="dciodvfy")
+    out = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True)
+    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+
+
+def report_values(report):
+    """{concept meaning: value} of the NUM and CODE items of a report's measurement groups,
+    and the SOP Instance UIDs its IMAGE items reference."""
+    values, images = {}, set()
+
+    def walk(items):
+        for item in items:
+            meaning = item.ConceptNameCodeSequence[0].CodeMeaning
+            if item.ValueType == "NUM":
+                values[meaning] = float(item.MeasuredValueSequence[0].NumericValue)
+            elif item.ValueType == "CODE":
+                values.setdefault(meaning, item.ConceptCodeSequence[0].CodeMeaning)
+            elif item.ValueType == "TEXT":
+                values.setdefault(meaning, item.TextValue)
+            elif item.ValueType == "IMAGE":
+                images.add(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+            walk(item.get("ContentSequence", []))
+
+    walk(report.ContentSequence)
+    return values, images
+
+
+def test_predict_writes_a_valid_report_observation_and_overlay_per_image(node_setup, tmp_path):
+    model, dicoms = node_setup
+    cli.main(["predict", "--dicom-dir", str(dicoms), "--model", str(model), "--out",
+              str(tmp_path / "out.csv"), "--workers", "0", "--sr-dir", str(tmp_path / "sr"),
+              "--fhir-dir", str(tmp_path / "fhir"), "--overlay"])
+    table = pd.read_csv(tmp_path / "out.csv")
+    assert len(table) == 6
+    for row in table.itertuples():
+        source = pydicom.dcmread(dicoms / row.image_path, stop_before_pixels=True)
+        uid = source.SOPInstanceUID
+        report = pydicom.dcmread(tmp_path / "sr" / f"{uid}.sr.dcm")
+        assert (report.PatientID, report.StudyInstanceUID) == (source.PatientID,
+                                                                source.StudyInstanceUID)
+        evidence = report.CurrentRequestedProcedureEvidenceSequence[0]
+        assert evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0] \
+            .ReferencedSOPInstanceUID == uid
+        values, images = report_values(report)
+        assert images == {uid}  # the content tree references the source image
+        assert values["Femur DXA Bone density"] == pytest.approx(row.predicted_bmd, abs=1e-9)
+        assert values["Lower bound, 90% prediction interval, BMD"] == pytest.approx(
+            row.bmd_lower, abs=1e-9)
+        assert values["DXA Femur [T-score] Bone density"] == pytest.approx(row.t_score,
+                                                                           abs=1e-9)
+        assert values["WHO category of estimated T-score"].lower() == row.who_category
+        assert values["Referral to DXA: interval contains a screening threshold"] == \
+            ("Yes" if row.refer else "No")
+        assert "NOT A MEDICAL DEVICE" in values["Research use statement"]
+        assert "ConcatBMDRegressor" in values["Algorithm Name"]
+        observation = pd.read_json(tmp_path / "fhir" / f"{uid}.observation.json",
+                                   typ="series")
+        assert observation["code"]["coding"][0]["system"] == "http://loinc.org"
+        assert observation["valueQuantity"]["value"] == pytest.approx(row.predicted_bmd)
+        assert observation["referenceRange"][0]["high"]["value"] == pytest.approx(
+            row.bmd_upper)
+        assert any("radiograph" in note["text"] for note in observation["note"])
+        capture = pydicom.dcmread(tmp_path / "sr" / f"{uid}.sc.dcm")
+        assert capture.pixel_array.shape[-1] == 3 and capture.PatientID == source.PatientID
+    first = next((tmp_path / "sr").glob("*.sr.dcm"))
+    assert dciodvfy_errors(first) == []
+    assert dciodvfy_errors(next((tmp_path / "sr").glob("*.sc.dcm"))) == []
+
+
+def test_several_sites_give_one_measurement_group_each_and_stable_uids(node_setup):
+    from bmdkit.dicomnode.card import ModelCard
+    from bmdkit.dicomnode.sr import build_report
+
+    model, dicoms = node_setup
+    source = pydicom.dcmread(next(dicoms.glob("*.dcm")), stop_before_pixels=True)
+    card = ModelCard.from_folder(model)
+    result = {"femoral_neck/predicted_bmd": 0.71, "femoral_neck/t_score": -2.3,
+              "femoral_neck/who_category": "osteopenia", "lumbar_spine/predicted_bmd": 0.95,
+              "lumbar_spine/t_score": -1.9, "lumbar_spine/who_category": "osteopenia"}
+    report = build_report(source, result, card, sites=["femoral_neck", "lumbar_spine"],
+                          imputed=["weight_kg"])
+    measurements = report.ContentSequence[-2]  # Imaging Measurements, then the statements
+    groups = [item for item in measurements.ContentSequence if item.ValueType == "CONTAINER"]
+    assert len(groups) == 2
+    values, _ = report_values(report)
+    assert values["DXA Lumbar spine [Mass/Area] Bone density"] == pytest.approx(0.95)
+    assert "weight_kg" in values["Imputed metadata fields"]
+    again = build_report(source, result, card, sites=["femoral_neck", "lumbar_spine"])
+    assert again.SOPInstanceUID == report.SOPInstanceUID  # a resent report replaces itself
+
+
+def test_sr_dir_without_the_extra_names_it(node_setup, tmp_path, monkeypatch, capsys):
+    model, dicoms = node_setup
+    monkeypatch.setitem(sys.modules, "pynetdicom", None)  # as when not installed
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["predict", "--dicom-dir", str(dicoms), "--model", str(model), "--out",
+                  str(tmp_path / "out.csv"), "--sr-dir", str(tmp_path / "sr")])
+    assert exit.value.code == 2
+    assert 'pip install "bmdkit[dicom-node]"' in capsys.readouterr().err
+
+
+def _store(port, datasets):
+    """C-STORE ``datasets`` to the node on ``port``; their statuses."""
+    from pynetdicom import AE, StoragePresentationContexts
+
+    ae = AE(ae_title="MODALITY")
+    ae.requested_contexts = StoragePresentationContexts[:120]
+    assoc = ae.associate("127.0.0.1", port, ae_title="BMDKIT")
+    assert assoc.is_established
+    try:
+        return [assoc.send_c_store(ds) for ds in datasets]
+    finally:
+        assoc.release()
+
+
+def test_node_refuses_what_it_cannot_use_imputes_and_names_missing_fields(node_setup,
+                                                                          tmp_path, caplog):
+    from bmdkit.dicomnode.node import DicomNode
+
+    model, dicoms = node_setup
+    files = sorted(dicoms.glob("*.dcm"))
+    text_sr = pydicom.dcmread(files[0])
+    text_sr.SOPClassUID, text_sr.Modality = "1.2.840.10008.5.1.4.1.1.88.11", "SR"
+    text_sr.SOPInstanceUID = generate_uid()
+    del text_sr.PixelData
+    anonymised, refused = pydicom.dcmread(files[1]), pydicom.dcmread(files[2])
+    for ds in (anonymised, refused):
+        ds.SOPInstanceUID = generate_uid()
+        del ds.PatientWeight, ds.PatientAge
+    refused.AccessionNumber = "NOT-IN-TABLE"
+    anonymised.AccessionNumber = "ACC-1"
+    pd.DataFrame({"AccessionNumber": ["ACC-1"], "age_at_xray": [77.0]}).to_csv(
+        tmp_path / "meta.csv", index=False)
+    node = DicomNode(model, queue_dir=tmp_path / "queue", port=0, sr_dir=tmp_path / "sr",
+                     metadata=tmp_path / "meta.csv").start()
+    try:
+        statuses = _store(node.port, [text_sr, pydicom.dcmread(files[3]), anonymised])
+    finally:
+        node.stop()
+    assert [s.Status for s in statuses] == [0xC000, 0x0000, 0x0000]
+    assert "not a CR/DX image" in statuses[0].ErrorComment
+    assert "not a CR/DX image" in caplog.text
+    values, _ = report_values(pydicom.dcmread(tmp_path / "sr"
+                                              / f"{anonymised.SOPInstanceUID}.sr.dcm"))
+    assert values["Imputed metadata fields"].endswith("weight_kg")  # age came from the table
+    assert "header lacks weight_kg; imputed" in caplog.text
+    assert list((tmp_path / "queue" / "incoming").iterdir()) == []
+    strict = DicomNode(model, queue_dir=tmp_path / "queue2", port=0, sr_dir=tmp_path / "sr2",
+                       require_metadata=True).start()
+    try:
+        status, = _store(strict.port, [refused])
+    finally:
+        strict.stop()
+    assert status.Status == 0xC000 and "age_at_xray" in status.ErrorComment
+    assert not (tmp_path / "sr2").exists() or not list((tmp_path / "sr2").iterdir())
+
+
+def test_node_answers_the_queue_left_by_a_previous_run(node_setup, tmp_path):
+    from bmdkit.dicomnode.node import DicomNode
+
+    model, dicoms = node_setup
+    queue = tmp_path / "queue" / "incoming"
+    queue.mkdir(parents=True)
+    files = sorted(dicoms.glob("*.dcm"))[:3]
+    for path in files:  # what a killed node leaves: objects acknowledged, not yet answered
+        shutil.copy(path, queue / f"{pydicom.dcmread(path).SOPInstanceUID}.dcm")
+    node = DicomNode(model, queue_dir=tmp_path / "queue", port=0, sr_dir=tmp_path / "sr")
+    node.start()
+    node.stop()
+    assert node.n_answered == 3 and list(queue.iterdir()) == []
+    answered = {p.name.removesuffix(".sr.dcm") for p in (tmp_path / "sr").iterdir()}
+    assert answered == {pydicom.dcmread(p).SOPInstanceUID for p in files}
+    assert np.isfinite([report_values(pydicom.dcmread(p))[0]["Femur DXA Bone density"]
+                        for p in (tmp_path / "sr").iterdir()]).all()
