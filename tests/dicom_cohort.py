@@ -18,6 +18,46 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 CR_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
+#: The model inputs of the tiny test model (what CR headers carry).
+COLUMNS = ["image_path", "age_at_xray", "sex", "height_cm", "weight_kg"]
+
+
+def tiny_model_and_dicoms(root, n_dicoms=6):
+    """(model folder, DICOM folder) under ``root``: a split-conformal Concat model fitted on
+    60 SYNTHETIC 32 px phantoms (seconds on one thread), and ``n_dicoms`` of them as CR files."""
+    from bmdkit import ConcatBMDRegressor
+    from bmdkit.datasets import make_synthetic_cohort
+    from bmdkit.uncertainty import ConformalBMDRegressor
+
+    root = Path(root)
+    X, y = make_synthetic_cohort(n=max(60, n_dicoms), image_size=32, random_state=0,
+                                 out_dir=root / "png")
+    model = ConformalBMDRegressor(
+        ConcatBMDRegressor(image_size=32, max_epochs=2, n_threads=1, random_state=0),
+        method="split").fit(X[COLUMNS], y)
+    model.save(root / "model")
+    write_cr_dicoms(X.head(n_dicoms), root / "dicom")
+    return root / "model", root / "dicom"
+
+
+def non_image_object(like, path):
+    """A DICOM object that is no image (an Encapsulated PDF) in the patient of ``like``."""
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    source = pydicom.dcmread(like, stop_before_pixels=True)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    for keyword in ("PatientName", "PatientID", "StudyInstanceUID"):
+        setattr(ds, keyword, getattr(source, keyword))
+    ds.SeriesInstanceUID, ds.Modality, ds.InstanceNumber = generate_uid(), "DOC", 1
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = b"%PDF-1.4\n%%EOF\n"
+    ds.save_as(path, enforce_file_format=True)
+    return Path(path)
 
 
 def write_cr_dicoms(X, folder):

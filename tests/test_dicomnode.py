@@ -14,32 +14,21 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from dicom_cohort import write_cr_dicoms
+from dicom_cohort import tiny_model_and_dicoms
 from pydicom.uid import generate_uid
 from system_packages import ensure_debian_package
 
-from bmdkit import ConcatBMDRegressor, cli
-from bmdkit.datasets import make_synthetic_cohort
-from bmdkit.uncertainty import ConformalBMDRegressor
+from bmdkit import cli
 
 pytest.importorskip("highdicom")
 pytest.importorskip("pynetdicom")
 pytest.importorskip("fhir.resources")
 
-COLUMNS = ["image_path", "age_at_xray", "sex", "height_cm", "weight_kg"]
-
 
 @pytest.fixture(scope="module")
 def node_setup(tmp_path_factory):
     """(model folder, folder of 6 CR DICOMs): a split-conformal Concat model on 32 px phantoms."""
-    root = tmp_path_factory.mktemp("dicomnode")
-    X, y = make_synthetic_cohort(n=60, image_size=32, random_state=0, out_dir=root / "png")
-    model = ConformalBMDRegressor(
-        ConcatBMDRegressor(image_size=32, max_epochs=2, n_threads=1, random_state=0),
-        method="split").fit(X[COLUMNS], y)
-    model.save(root / "model")
-    write_cr_dicoms(X.head(6), root / "dicom")
-    return root / "model", root / "dicom"
+    return tiny_model_and_dicoms(tmp_path_factory.mktemp("dicomnode"))
 
 
 def dciodvfy_errors(path):
