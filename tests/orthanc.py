@@ -100,6 +100,7 @@ class Node:
     def __init__(self, model, queue, log, *, port, forward, extra=()):
         env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
         self.log_path = Path(log)
+        self.offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bmdkit.cli", "serve", "--model", str(model), "--port",
@@ -108,12 +109,18 @@ class Node:
             env=env, cwd=ROOT)
         self.wait_for("listening as BMDKIT", timeout=120)
 
+    def text(self):
+        """What this node logged (the log file may hold earlier nodes' lines before)."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self.offset)
+            return log.read().decode("utf-8", "replace")
+
     def wait_for(self, text, *, timeout=60, count=1):
         deadline = time.monotonic() + timeout
-        while self.log_path.read_text().count(text) < count:
+        while self.text().count(text) < count:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"bmdkit serve never logged {text!r}: "
-                                   + self.log_path.read_text()[-3000:])
+                                   + self.text()[-3000:])
             time.sleep(0.1)
 
     def stop(self, sig=signal.SIGTERM):
