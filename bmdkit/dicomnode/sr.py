@@ -73,10 +73,9 @@ def _finite(values):
 
 
 def _measurement(name, value, unit, source, method):
-    from highdicom.sr import Measurement, SourceImageForMeasurement
+    from highdicom.sr import Measurement
 
-    return Measurement(name=name, value=float(value), unit=unit, method=method,
-                       referenced_images=[SourceImageForMeasurement.from_source_image(source)])
+    return Measurement(name=name, value=float(value), unit=unit, method=method)
 
 
 def _group(source, site, values, card, confidence, tracking):
