@@ -50,6 +50,8 @@ ACCEPTED_SOP_CLASSES = {
 #: BodyPartExamined values of a hip radiograph (an empty or absent tag is accepted too).
 HIP_BODY_PARTS = {"HIP", "PELVIS", "FEMUR", "LEG", "LOWEREXTREMITY", "LOWER EXTREMITY"}
 _FAILURE = 0xC000  # "Cannot understand": the object is not one the node can use
+#: Threads sending reports, each over its own association: a PACS stores while the other sends.
+SENDERS = 2
 
 
 @dataclass(frozen=True)
@@ -174,8 +176,10 @@ class DicomNode:
                  self.host, self.port,
                  f", forwarding reports to {self.forward.ae_title}@{self.forward.host}:"
                  f"{self.forward.port}" if self.forward else "", waiting, self.queue)
+        roles = [("predict", self._work)] + [(f"send-{k}", self._send_loop)
+                                             for k in range(SENDERS)]
         self._threads = [threading.Thread(target=target, name=f"bmdkit-serve-{name}", daemon=True)
-                         for name, target in (("predict", self._work), ("send", self._send_loop))]
+                         for name, target in roles]
         for thread in self._threads:
             thread.start()
         return self
@@ -266,7 +270,8 @@ class DicomNode:
             batch = [p for p in self._pending() if p not in busy][:self.batch_size]
             if not batch:
                 if self._stopping.is_set() and (not busy or self._gave_up.is_set()):
-                    self._outbox.put(None)  # the sending thread ends after what it holds
+                    for _ in range(SENDERS):
+                        self._outbox.put(None)  # each sending thread ends after its batch
                     return
                 self._wake.wait(0.5)
                 self._wake.clear()
@@ -280,7 +285,7 @@ class DicomNode:
                 self._outbox.put((answer, self._submit(answer)))  # blocks when 2 are waiting
 
     def _send_loop(self):
-        """The sending thread: deliver each predicted batch, in order."""
+        """A sending thread: deliver predicted batches (each over its own association)."""
         while (item := self._outbox.get()) is not None:
             answer, future = item
             delivered = (not self._gave_up.is_set()
@@ -435,9 +440,26 @@ class _Answer:
 
 
 def _import_builders():
-    """Import what the report processes build with once, when they start."""
-    import highdicom  # noqa: F401
-    from fhir.resources import observation  # noqa: F401
+    """Build one report on a made-up header when a report process starts: highdicom and
+    pydicom load their code dictionaries and templates on first use (~2 s)."""
+    from pydicom.dataset import Dataset
+
+    from bmdkit.dicomnode.card import ModelCard, derived_uid
+    from bmdkit.dicomnode.sr import build_report
+
+    header = Dataset()
+    header.SOPClassUID = next(iter(ACCEPTED_SOP_CLASSES))
+    header.SOPInstanceUID, header.StudyInstanceUID, header.SeriesInstanceUID = (
+        derived_uid("warm-up", k) for k in range(3))
+    header.PatientID, header.PatientName, header.Modality = "WARMUP", "WARM^UP", "CR"
+    header.Rows = header.Columns = header.SamplesPerPixel = 1
+    header.BitsAllocated, header.PhotometricInterpretation = 16, "MONOCHROME2"
+    for keyword in ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                    "ReferringPhysicianName", "StudyID", "AccessionNumber"):
+        setattr(header, keyword, "")
+    card = ModelCard("warm-up", "0", (), "0" * 64, {"confidence": 0.9})
+    build_report(header, {"predicted_bmd": 0.8, "bmd_lower": 0.7, "bmd_upper": 0.9,
+                          "t_score": -1.0, "who_category": "normal", "refer": False}, card)
 
 
 def _encoded_reports(writer, sources, results, sites, imputed):
