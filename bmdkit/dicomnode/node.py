@@ -9,12 +9,13 @@ the Error Comment and the log), and the node keeps serving.
 
 A usable object is written whole to the disk queue (``<queue>/incoming``)
 *before* the C-STORE is acknowledged, so an acknowledged image is never
-lost: a crashed or stopped node resumes its queue when it starts again. One
-worker thread takes the queue in batches, predicts (the metadata from the
-header, fields it lacks from the metadata table, else imputed as in training
-and named in the report and the log), writes the reports (``sr_dir``,
-``fhir_dir``), sends each Structured Report to ``forward`` by C-STORE, and
-only then removes the images from the queue. A report's SOP Instance UID is
+lost: a crashed or stopped node resumes its queue when it starts again. A
+predicting thread takes the queue in batches and predicts (the metadata from
+the header, fields it lacks from the metadata table, else imputed as in
+training and named in the report and the log); report processes build the
+Structured Reports (and write ``sr_dir``, ``fhir_dir``) meanwhile, and
+sending threads send each report to ``forward`` by C-STORE and only then
+remove its image from the queue. A report's SOP Instance UID is
 determined by the image and the model, so an image answered again after a
 crash replaces its report in the PACS instead of adding a second one: every
 image is answered exactly once. Objects that turn out unreadable are moved

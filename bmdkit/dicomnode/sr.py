@@ -185,6 +185,7 @@ def build_report(source, result, card, *, sites=(), imputed=(), series_number=95
         ObservationContext,
         ObserverContext,
     )
+    from pydicom.dataset import Dataset
     from pydicom.sr.codedict import codes
 
     from bmdkit.dicomnode import RESEARCH_STATEMENT
@@ -212,7 +213,7 @@ def build_report(source, result, card, *, sites=(), imputed=(), series_number=95
                       "not in the image header nor the metadata table, imputed as in "
                       f"training: {', '.join(imputed)}"))
     report[0].ContentSequence.append(_statements(texts))
-    return Comprehensive3DSR(
+    document = Comprehensive3DSR(
         evidence=[source], content=report[0],
         series_instance_uid=derived_uid(source.StudyInstanceUID, card.checksum, "sr-series"),
         series_number=series_number,
@@ -221,3 +222,8 @@ def build_report(source, result, card, *, sites=(), imputed=(), series_number=95
         manufacturer="bmdkit", manufacturer_model_name=card.name[:64],
         software_versions=card.version[:64],
         series_description="BMD estimate - RESEARCH USE ONLY", is_complete=True)
+    scheme = Dataset()  # the local coding scheme, declared (PS3.3 C.12.1.1.2)
+    scheme.CodingSchemeDesignator, scheme.CodingSchemeName = _LOCAL, "bmdkit local codes"
+    scheme.CodingSchemeResponsibleOrganization = "bmdkit"
+    document.CodingSchemeIdentificationSequence = [scheme]
+    return document
