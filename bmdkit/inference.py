@@ -34,6 +34,7 @@ archive, not a row without an image.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from collections import deque
@@ -249,11 +250,13 @@ def _decode_in_process(paths, bounds, image_size, contrast):
         yield images, {start + i: why for i, why in failures.items()}
 
 
-def _decode_in_workers(paths, bounds, image_size, contrast, workers):
+def _decode_in_workers(paths, bounds, image_size, contrast, workers, pool=None):
     """Per chunk (images, failures), decoded by ``workers`` processes ahead of the consumer.
 
     Each chunk is split into tasks of at most :data:`TASK_ROWS` files; tasks
     of the next two chunks are kept in flight while the current one is used.
+    ``pool``: a running executor of ``workers`` processes to use (kept open),
+    instead of starting one.
     """
     chunk = bounds[0][1] - bounds[0][0]
     task = max(1, min(TASK_ROWS, -(-chunk // workers)))
@@ -262,7 +265,8 @@ def _decode_in_workers(paths, bounds, image_size, contrast, workers):
     in_flight = 2 * -(-chunk // task) + workers
     # spawn: a clean interpreter (forking a process whose OpenMP threads run can hang)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with (contextlib.nullcontext(pool) if pool is not None
+          else ProcessPoolExecutor(workers, mp_context=context)) as pool:
         queue = deque()
 
         def submit():
@@ -285,7 +289,7 @@ def _decode_in_workers(paths, bounds, image_size, contrast, workers):
             yield np.concatenate(images), failures
 
 
-def stream_arrays(model, X, *, chunk_size=None, workers=0):
+def stream_arrays(model, X, *, chunk_size=None, workers=0, pool=None):
     """Yield ``(positions, arrays, failures)`` per chunk: the network's inputs, in order.
 
     Parameters
@@ -298,6 +302,10 @@ def stream_arrays(model, X, *, chunk_size=None, workers=0):
         Processes decoding images ahead of the consumer; 0 decodes in this
         process when the chunk is asked for (no overlap; for Dask tasks and
         small runs).
+    pool : concurrent.futures.ProcessPoolExecutor or None
+        Decode with this running pool of ``workers`` processes (left running,
+        for a caller that streams many small batches, e.g. ``bmdkit serve``)
+        instead of starting one per call.
 
     Yields
     ------
@@ -324,7 +332,7 @@ def stream_arrays(model, X, *, chunk_size=None, workers=0):
     paths = ["" if gone else os.fspath(p) if isinstance(p, os.PathLike) else p
              for p, gone in zip(X[pre.image_col], missing)]
     if workers:
-        decoded = _decode_in_workers(paths, bounds, pre.image_size, pre.contrast, workers)
+        decoded = _decode_in_workers(paths, bounds, pre.image_size, pre.contrast, workers, pool)
     else:
         decoded = _decode_in_process(paths, bounds, pre.image_size, pre.contrast)
     for (start, stop), (images, failures) in zip(bounds, decoded):
@@ -335,13 +343,14 @@ def stream_arrays(model, X, *, chunk_size=None, workers=0):
         yield positions, arrays, failures
 
 
-def stream_predict(model, X, *, chunk_size=None, workers=0):
+def stream_predict(model, X, *, chunk_size=None, workers=0, pool=None):
     """Yield a :class:`StreamChunk` of predictions per chunk of ``X``'s rows, in order.
 
     Memory is bounded by the chunk size and the number of workers, not by
     ``len(X)``; rows whose image cannot be read are reported in
     ``StreamChunk.failures`` and skipped. The predictions equal
-    ``model.predict`` on the same rows. Parameters as :func:`stream_arrays`.
+    ``model.predict`` on the same rows. Parameters as :func:`stream_arrays`
+    (``pool``: a running pool of ``workers`` decoding processes).
 
     ``model`` may also hold several fitted models in ``estimators_`` (a
     :class:`~bmdkit.uncertainty.ConformalBMDRegressor`): each image is then
@@ -366,7 +375,7 @@ def stream_predict(model, X, *, chunk_size=None, workers=0):
     members = getattr(model, "estimators_", None)
     if members is None:
         for positions, arrays, failures in stream_arrays(model, X, chunk_size=chunk_size,
-                                                         workers=workers):
+                                                         workers=workers, pool=pool):
             predictions = model._predict_arrays(arrays) if len(positions) else np.empty(0)
             yield StreamChunk(positions, predictions, failures, _image_missing(arrays, positions))
         return
@@ -381,7 +390,7 @@ def stream_predict(model, X, *, chunk_size=None, workers=0):
     # the first model's arrays come with the images; the others' metadata are encoded here
     metadata = [None] + [_metadata(m, X)[1] for m in members[1:]]
     for positions, arrays, failures in stream_arrays(first, X, chunk_size=chunk_size,
-                                                     workers=workers):
+                                                     workers=workers, pool=pool):
         predictions = np.empty((len(members), len(positions), *np.shape(first.y_mean_)))
         if len(positions):
             images = {k: v for k, v in arrays.items() if k in ("image", "image_missing")}

@@ -7,6 +7,7 @@ answering what its queue holds).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 __all__ = ["add_parser", "run_serve"]
@@ -50,6 +51,10 @@ def add_parser(subparsers):
                         help="disk queue of received objects (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=16,
                         help="queued images predicted together (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes decoding images and building reports while the "
+                             "network predicts; 0 does both in the node's predicting thread "
+                             "(default: one per core, %(default)s here)")
     parser.add_argument("--device", help="torch device, e.g. cuda (default: the saved one)")
     parser.set_defaults(func=run_serve)
     return parser
@@ -72,7 +77,7 @@ def run_serve(args):
                      host=args.host, forward=args.forward, sr_dir=args.sr_dir,
                      fhir_dir=args.fhir_dir, metadata=args.metadata,
                      require_metadata=args.require_metadata, batch_size=args.batch_size,
-                     device=args.device)
+                     workers=args.workers, device=args.device)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

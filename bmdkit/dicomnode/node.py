@@ -13,7 +13,8 @@ lost: a crashed or stopped node resumes its queue when it starts again. A
 predicting thread takes the queue in batches and predicts (the metadata from
 the header, fields it lacks from the metadata table, else imputed as in
 training and named in the report and the log); report processes build the
-Structured Reports (and write ``sr_dir``, ``fhir_dir``) meanwhile, and
+Structured Reports (and write ``sr_dir``, ``fhir_dir``) meanwhile (worker
+processes decode the images and build the reports), and
 sending threads send each report to ``forward`` by C-STORE and only then
 remove its image from the queue. A report's SOP Instance UID is
 determined by the image and the model, so an image answered again after a
@@ -105,17 +106,18 @@ class DicomNode:
         Refuse films lacking any of the model's metadata instead of imputing.
     batch_size : int
         Queued images predicted together.
-    report_workers : int or None
-        Processes building the reports while the next batch is predicted
-        (highdicom's builders are pure Python: ~50 ms a report); 0 builds
-        them in the worker thread; None: one per CPU core but one, at most 4.
+    workers : int or None
+        Processes decoding the images and building the reports while the
+        network predicts (highdicom's builders are pure Python: ~50 ms a
+        report); 0 does both in the predicting thread; None: one per CPU core,
+        as ``bmdkit predict``.
     device : str or None
         Torch device (default: the saved one).
     """
 
     def __init__(self, model_dir, *, queue_dir, ae_title="BMDKIT", port=11112,
                  host="127.0.0.1", forward=None, sr_dir=None, fhir_dir=None, metadata=None,
-                 require_metadata=False, batch_size=16, report_workers=None, device=None,
+                 require_metadata=False, batch_size=16, workers=None, device=None,
                  retry_seconds=5.0):
         from bmdkit.archive import load_model
         from bmdkit.dicomnode.outputs import ReportWriter
@@ -140,12 +142,11 @@ class DicomNode:
         self.queue.mkdir(parents=True, exist_ok=True)
         self.failed.mkdir(parents=True, exist_ok=True)
         self.n_answered = 0
-        if report_workers is None:
-            report_workers = min(4, max(1, (os.cpu_count() or 1) - 1))
-        if report_workers < 0:
-            raise ValueError(f"report_workers must be 0 or more, got {report_workers}")
-        self.report_workers = report_workers
-        self._reports = None
+        workers = (os.cpu_count() or 1) if workers is None else workers
+        if workers < 0:
+            raise ValueError(f"--workers must be 0 or more, got {workers}")
+        self.workers = workers
+        self._pool = None
         self._wake, self._stopping = threading.Event(), threading.Event()
         self._gave_up, self._lock, self._busy = threading.Event(), threading.Lock(), set()
         self._outbox = queue.Queue(maxsize=2)
@@ -162,12 +163,12 @@ class DicomNode:
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
-        if self.report_workers:
-            self._reports = ProcessPoolExecutor(
-                self.report_workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_import_builders)
-            for ready in [self._reports.submit(int) for _ in range(self.report_workers)]:
-                ready.result()  # ready to build reports before accepting images
+        if self.workers:
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_warm_up)
+            for ready in [self._pool.submit(int) for _ in range(self.workers)]:
+                ready.result()  # ready to decode and build before accepting images
         self._ae = ae
         self._server = ae.start_server((self.host, self.port), block=False,
                                        evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
@@ -193,8 +194,8 @@ class DicomNode:
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout)
-        if self._reports is not None:
-            self._reports.shutdown()
+        if self._pool is not None:
+            self._pool.shutdown()
         left = len(self._pending())
         log.info("stopped after answering %d image(s)%s", self.n_answered,
                  f"; {left} left in the queue for the next start" if left else "")
@@ -263,8 +264,8 @@ class DicomNode:
         return sorted(self.queue.glob("*.dcm"), key=lambda p: (p.stat().st_mtime_ns, p.name))
 
     def _work(self):
-        """The predicting thread: batches from the queue, predicted while the report
-        processes build the previous batch's reports and the sending thread delivers them."""
+        """The predicting thread: batches from the queue, predicted while the worker
+        processes build the previous batch's reports and the sending threads deliver them."""
         while True:
             with self._lock:
                 busy = set(self._busy)
@@ -335,7 +336,8 @@ class DicomNode:
         predictions, done = [], []
         with warnings.catch_warnings():  # imputed fields are logged per image below
             warnings.simplefilter("ignore", ImputationWarning)
-            for chunk in stream_predict(self.model, X, chunk_size=len(X), workers=0):
+            for chunk in stream_predict(self.model, X, chunk_size=len(X), workers=self.workers,
+                                        pool=self._pool):
                 for position, why in chunk.failures.items():
                     self._fail(kept[position], why)
                 if len(chunk.positions):
@@ -355,11 +357,11 @@ class DicomNode:
         return answer
 
     def _submit(self, answer):
-        """Future of the encoded reports of ``answer`` (built by the report process, if any)."""
+        """Future of the encoded reports of ``answer`` (built by a worker process, if any)."""
         arguments = (self.writer, answer.sources, answer.results, self.member.sites_ or (),
                      answer.imputed)
-        if self._reports is not None:
-            return self._reports.submit(_encoded_reports, *arguments)
+        if self._pool is not None:
+            return self._pool.submit(_encoded_reports, *arguments)
         future = Future()
         try:
             future.set_result(_encoded_reports(*arguments))
@@ -440,11 +442,13 @@ class _Answer:
     seconds: float
 
 
-def _import_builders():
-    """Build one report on a made-up header when a report process starts: highdicom and
-    pydicom load their code dictionaries and templates on first use (~2 s)."""
+def _warm_up():
+    """Import the decoders and build one report on a made-up header when a worker process
+    starts: highdicom and pydicom load their code dictionaries and templates on first use
+    (~2 s)."""
     from pydicom.dataset import Dataset
 
+    import bmdkit.inference  # noqa: F401 - decode_images
     from bmdkit.dicomnode.card import ModelCard, derived_uid
     from bmdkit.dicomnode.sr import build_report
 
