@@ -60,15 +60,21 @@ def non_image_object(like, path):
     return Path(path)
 
 
-def write_cr_dicoms(X, folder):
-    """Write each row of the synthetic cohort ``X`` as ``folder/<i>.dcm``; return the paths."""
+def write_cr_dicoms(X, folder, shape=None):
+    """Write each row of the synthetic cohort ``X`` as ``folder/<i>.dcm``; return the paths.
+
+    ``shape`` (rows, columns): resize the phantoms to it, e.g. a radiograph's 2048 x 1664.
+    """
     from pydicom.dataset import Dataset
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, row in enumerate(X.itertuples(index=False)):
-        pixels = np.asarray(Image.open(row.image_path)).astype(np.uint16)
+        image = Image.open(row.image_path)
+        if shape is not None:
+            image = image.resize(shape[::-1], Image.BILINEAR)
+        pixels = np.asarray(image).astype(np.uint16)
         ds = Dataset()
         ds.file_meta = FileMetaDataset()
         ds.file_meta.MediaStorageSOPClassUID = CR_STORAGE

@@ -11,7 +11,8 @@ What it does, on SYNTHETIC phantoms (not clinical images):
 2. starts Orthanc on loopback and ``bmdkit serve --forward`` to it, uploads
    the images and one non-image object (an Encapsulated PDF) to Orthanc, and
    has Orthanc send the first half of the images, then the bad object, then
-   the second half to the node (REST C-STORE, one request each);
+   the second half to the node (REST C-STORE, one request each; ``--shape``
+   resizes the films, e.g. to a CR film's 2048 x 1664);
 3. waits for every report in Orthanc, checks each with dciodvfy, checks that
    it references its image and carries the BMD ``bmdkit predict`` gives on the
    file (to 1e-6 g/cm2), and that the node still runs (then stops it: SIGTERM);
@@ -47,6 +48,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--shape", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
+                        help="resize the 256 px phantoms to this, e.g. 2048 1664 (a CR film)")
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="bmdkit-pacs-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +63,7 @@ def main(argv=None):
         ConcatBMDRegressor(image_size=64, max_epochs=3, n_threads=1, random_state=0),
         method="split").fit(X[COLUMNS].iloc[:120], y[:120])
     model.save(out / "model")
-    files = write_cr_dicoms(X.iloc[120:], out / "dicom")
+    files = write_cr_dicoms(X.iloc[120:], out / "dicom", shape=args.shape)
     uids = [pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in files]
     port = free_port()
     orthanc = Orthanc("/usr/sbin/Orthanc", out / "orthanc", node_port=port)
@@ -117,7 +120,7 @@ def main(argv=None):
                        and abs(reports[uid][0] - expected[path.name]) <= 1e-6)
                   for path, uid in zip(files, uids))
     summary = {
-        "images": len(files), "reports_in_orthanc": sum(map(len, reports.values())),
+        "images": len(files), "pixels": list(pydicom.dcmread(files[0]).pixel_array.shape), "reports_in_orthanc": sum(map(len, reports.values())),
         "reports_matching_predict_once_each": matches, "bad_object_refused": refused,
         "dciodvfy_errors": dciodvfy_errors, "node_running_after": still_running,
         "node_exit_on_sigterm": node_code,
