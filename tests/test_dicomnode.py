@@ -207,3 +207,17 @@ def test_node_answers_the_queue_left_by_a_previous_run(node_setup, tmp_path):
     assert answered == {pydicom.dcmread(p).SOPInstanceUID for p in files}
     assert np.isfinite([report_values(pydicom.dcmread(p))[0]["Femur DXA Bone density"]
                         for p in (tmp_path / "sr").iterdir()]).all()
+
+
+def test_sr_dir_with_a_csv_of_non_dicom_images_names_the_first(node_setup, tmp_path, capsys):
+    model, dicoms = node_setup
+    png = next((dicoms.parent / "png").rglob("*.png"))
+    pd.DataFrame({"image_path": [str(next(dicoms.glob("*.dcm"))), str(png)],
+                  "age_at_xray": [75.0, 76.0], "sex": ["F", "M"], "height_cm": [160.0, 170.0],
+                  "weight_kg": [60.0, 70.0]}).to_csv(tmp_path / "rows.csv", index=False)
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["predict", "--csv", str(tmp_path / "rows.csv"), "--model", str(model),
+                  "--out", str(tmp_path / "out.csv"), "--sr-dir", str(tmp_path / "sr")])
+    assert exit.value.code == 2
+    assert f"need DICOM images; 1 are not, e.g. {png}" in capsys.readouterr().err
+    assert not (tmp_path / "out.csv").exists()

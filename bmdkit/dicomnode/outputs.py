@@ -11,6 +11,7 @@ whole or not at all (:func:`bmdkit.files.atomic_path`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -68,19 +69,23 @@ class ReportWriter:
                 folder.mkdir(parents=True, exist_ok=True)
 
     def check(self, paths):
-        """An error naming the first of ``paths`` that is not a DICOM file."""
+        """An error naming the first of ``paths`` that is a file but not a DICOM file
+        (missing files are the prediction's errors)."""
         from pydicom.misc import is_dicom
 
-        bad = [str(p) for p in paths if not is_dicom(p)]
+        bad = [str(p) for p in paths if _is_file(p) and not is_dicom(p)]
         if bad:
             raise ValueError(f"--sr-dir/--fhir-dir need DICOM images; {len(bad)} are not, "
                              f"e.g. {bad[0]}")
 
     def write_rows(self, model, X, results):
         """:meth:`write` for the rows ``X`` (the model's inputs, DICOM image paths) that
-        ``model`` (a fitted BMDRegressor) predicted as ``results``."""
+        ``model`` (a fitted BMDRegressor) predicted as ``results``; rows predicted
+        without an image (``missing_image="metadata"``) get no report."""
         import pydicom
 
+        has_image = np.array([_is_file(p) for p in X[model.image_col]], dtype=bool)
+        X, results = X[has_image], results.reset_index(drop=True)[has_image]
         sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in X[model.image_col]]
         return self.write(sources, results, sites=model.sites_ or (),
                           imputed=imputed_fields(model, X), model=model, X=X)
@@ -131,6 +136,10 @@ class ReportWriter:
             capture = build_overlay(source, image, saliency, self.card)
             with atomic_path(self.sr_dir / f"{source.SOPInstanceUID}.sc.dcm") as tmp:
                 capture.save_as(tmp, enforce_file_format=True)
+
+
+def _is_file(path):
+    return isinstance(path, (str, os.PathLike)) and bool(str(path)) and os.path.isfile(path)
 
 
 def _rows(results):
