@@ -225,6 +225,10 @@ class DicomNode:
 
     def _unusable(self, ds):
         """Why the node cannot use ``ds`` (a sentence), or None."""
+        from pydicom.uid import UID
+
+        if not UID(str(ds.get("SOPInstanceUID", ""))).is_valid:
+            return f"invalid SOP Instance UID {str(ds.get('SOPInstanceUID', ''))[:40]!r}"
         sop_class = str(ds.get("SOPClassUID", ""))
         if sop_class not in ACCEPTED_SOP_CLASSES:
             return (f"not a CR/DX image (SOP class {sop_class or 'missing'}, modality "
@@ -261,7 +265,14 @@ class DicomNode:
 
     # -- answering the queue -------------------------------------------------------------
     def _pending(self):
-        return sorted(self.queue.glob("*.dcm"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+        """The queued files, oldest first (files leaving the queue meanwhile skipped)."""
+        found = []
+        for path in self.queue.glob("*.dcm"):
+            try:
+                found.append((path.stat().st_mtime_ns, path.name, path))
+            except FileNotFoundError:
+                continue
+        return [path for *_, path in sorted(found)]
 
     def _work(self):
         """The predicting thread: batches from the queue, predicted while the worker
