@@ -167,7 +167,7 @@ def test_node_refuses_what_it_cannot_use_imputes_and_names_missing_fields(node_s
     pd.DataFrame({"AccessionNumber": ["ACC-1"], "age_at_xray": [77.0]}).to_csv(
         tmp_path / "meta.csv", index=False)
     node = DicomNode(model, queue_dir=tmp_path / "queue", port=0, sr_dir=tmp_path / "sr",
-                     metadata=tmp_path / "meta.csv").start()
+                     metadata=tmp_path / "meta.csv", workers=0).start()  # all in-thread
     try:
         statuses = _store(node.port, [text_sr, pydicom.dcmread(files[3]), anonymised])
     finally:
@@ -181,7 +181,7 @@ def test_node_refuses_what_it_cannot_use_imputes_and_names_missing_fields(node_s
     assert "header lacks weight_kg; imputed" in caplog.text
     assert list((tmp_path / "queue" / "incoming").iterdir()) == []
     strict = DicomNode(model, queue_dir=tmp_path / "queue2", port=0, sr_dir=tmp_path / "sr2",
-                       require_metadata=True).start()
+                       require_metadata=True, workers=0).start()
     try:
         status, = _store(strict.port, [refused])
     finally:
@@ -199,7 +199,8 @@ def test_node_answers_the_queue_left_by_a_previous_run(node_setup, tmp_path):
     files = sorted(dicoms.glob("*.dcm"))[:3]
     for path in files:  # what a killed node leaves: objects acknowledged, not yet answered
         shutil.copy(path, queue / f"{pydicom.dcmread(path).SOPInstanceUID}.dcm")
-    node = DicomNode(model, queue_dir=tmp_path / "queue", port=0, sr_dir=tmp_path / "sr")
+    node = DicomNode(model, queue_dir=tmp_path / "queue", port=0, sr_dir=tmp_path / "sr",
+                     workers=1)  # decoding and reports in a worker process
     node.start()
     node.stop()
     assert node.n_answered == 3 and list(queue.iterdir()) == []
