@@ -222,3 +222,28 @@ def test_sr_dir_with_a_csv_of_non_dicom_images_names_the_first(node_setup, tmp_p
     assert exit.value.code == 2
     assert f"need DICOM images; 1 are not, e.g. {png}" in capsys.readouterr().err
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_node_serves_several_associations_at_once(node_setup, tmp_path):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import ComputedRadiographyImageStorage
+
+    from bmdkit.dicomnode.node import DicomNode
+
+    model, dicoms = node_setup
+    files = sorted(dicoms.glob("*.dcm"))[:4]
+    node = DicomNode(model, queue_dir=tmp_path / "queue", port=0, sr_dir=tmp_path / "sr",
+                     workers=0).start()
+    try:
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context(ComputedRadiographyImageStorage)
+        both = [ae.associate("127.0.0.1", node.port, ae_title="BMDKIT") for _ in range(2)]
+        assert all(assoc.is_established for assoc in both)  # open side by side
+        statuses = [both[k % 2].send_c_store(pydicom.dcmread(path))
+                    for k, path in enumerate(files)]
+        for assoc in both:
+            assoc.release()
+    finally:
+        node.stop()
+    assert [s.Status for s in statuses] == [0] * 4
+    assert len(list((tmp_path / "sr").glob("*.sr.dcm"))) == 4

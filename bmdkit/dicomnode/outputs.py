@@ -102,7 +102,7 @@ class ReportWriter:
         """Write the outputs of each source and row of ``results``; return the reports.
 
         ``model`` (a fitted BMDRegressor) and ``X`` (its input rows) are needed for
-        ``overlay``.
+        ``overlay`` (for a conformal model: its first model's saliency).
         """
         from bmdkit.dicomnode.fhir import build_observation
         from bmdkit.files import atomic_path, write_text
