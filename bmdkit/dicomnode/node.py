@@ -113,6 +113,8 @@ class DicomNode:
         as ``bmdkit predict``.
     device : str or None
         Torch device (default: the saved one).
+    retry_seconds : float
+        Wait before trying again when the reports could not be delivered.
     """
 
     def __init__(self, model_dir, *, queue_dir, ae_title="BMDKIT", port=11112,
@@ -155,7 +157,8 @@ class DicomNode:
 
     # -- receiving ------------------------------------------------------------------------
     def start(self):
-        """Listen, and start the worker (which first answers what the queue holds)."""
+        """Start the worker processes, listen, and start the predicting and sending threads
+        (which first answer what the queue holds); return the node."""
         from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
         from pynetdicom.sop_class import Verification
 
@@ -169,7 +172,6 @@ class DicomNode:
                 initializer=_warm_up)
             for ready in [self._pool.submit(int) for _ in range(self.workers)]:
                 ready.result()  # ready to decode and build before accepting images
-        self._ae = ae
         self._server = ae.start_server((self.host, self.port), block=False,
                                        evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
         self.port = self._server.server_address[1]
