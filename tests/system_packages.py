@@ -1,4 +1,5 @@
-"""Install Debian packages that some tests need (chromium, postgresql) on a fresh machine.
+"""Install Debian packages that some tests need (chromium, postgresql, orthanc, dicom3tools)
+on a fresh machine.
 
 CI machines start bare, so tests that need a real browser or database install
 it on first use. Parallel test workers serialise on a file lock; where
