@@ -158,6 +158,9 @@ def test_node_refuses_what_it_cannot_use_imputes_and_names_missing_fields(node_s
     text_sr.SOPClassUID, text_sr.Modality = "1.2.840.10008.5.1.4.1.1.88.11", "SR"
     text_sr.SOPInstanceUID = generate_uid()
     del text_sr.PixelData
+    no_pixels = pydicom.dcmread(files[4])
+    no_pixels.SOPInstanceUID = generate_uid()
+    del no_pixels.PixelData
     anonymised, refused = pydicom.dcmread(files[1]), pydicom.dcmread(files[2])
     for ds in (anonymised, refused):
         ds.SOPInstanceUID = generate_uid()
@@ -169,11 +172,13 @@ def test_node_refuses_what_it_cannot_use_imputes_and_names_missing_fields(node_s
     node = DicomNode(model, queue_dir=tmp_path / "queue", port=0, sr_dir=tmp_path / "sr",
                      metadata=tmp_path / "meta.csv", workers=0).start()  # all in-thread
     try:
-        statuses = _store(node.port, [text_sr, pydicom.dcmread(files[3]), anonymised])
+        statuses = _store(node.port, [text_sr, pydicom.dcmread(files[3]), no_pixels,
+                                      anonymised])
     finally:
         node.stop()
-    assert [s.Status for s in statuses] == [0xC000, 0x0000, 0x0000]
+    assert [s.Status for s in statuses] == [0xC000, 0x0000, 0xC000, 0x0000]
     assert "not a CR/DX image" in statuses[0].ErrorComment
+    assert statuses[2].ErrorComment == "no pixel data"
     assert "not a CR/DX image" in caplog.text
     values, _ = report_values(pydicom.dcmread(tmp_path / "sr"
                                               / f"{anonymised.SOPInstanceUID}.sr.dcm"))
