@@ -71,14 +71,14 @@ def test_orthanc_gets_one_valid_report_per_image_even_across_a_crash(pacs, tmp_p
     ids = [orthanc.upload(path) for path in files]
     bad = orthanc.upload(non_image_object(files[0], tmp_path / "note.dcm"))
     queue, log = tmp_path / "queue", tmp_path / "serve.log"
-    first = Node(model, queue, log, port=port,
+    first = Node(model, queue, log, port=port, extra=["--workers", "1"],
                  forward=f"127.0.0.1:{free_port()}:{orthanc.aet}")  # nothing listens there
     for instance in ids[:4]:
         orthanc.send_to_node(instance)  # acknowledged once on disk
     first.wait_for("stay in the queue")
     first.stop(signal.SIGKILL)
     assert len(list((queue / "incoming").glob("*.dcm"))) == 4
-    second = Node(model, queue, log, port=port,
+    second = Node(model, queue, log, port=port, extra=["--workers", "1"],
                   forward=f"127.0.0.1:{orthanc.dicom}:{orthanc.aet}")
     try:
         with pytest.raises(urllib.error.HTTPError):
