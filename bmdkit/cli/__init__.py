@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 from bmdkit.cli.common import (
     MODELS,
@@ -75,5 +76,7 @@ def main(argv=None):
     ``bmdkit COMMAND: error: MESSAGE`` on stderr (see
     :func:`bmdkit.cli.common.run_command`).
     """
-    run_command(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the command that resumes
+    run_command(args)
     return 0
