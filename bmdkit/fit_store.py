@@ -4,7 +4,7 @@
 repeat) as a file of its own, written whole or not at all as soon as the fit
 ends (in the worker process that ran it), and keyed by what determines it:
 the model's parameters, the fold's row positions and a fingerprint of the
-data. :func:`bmdkit.folds.run_folds` asks the store before it fits and skips
+data (:mod:`bmdkit.fingerprints`). :func:`bmdkit.folds.run_folds` asks the store before it fits and skips
 every fit it holds, so a comparison killed at any moment and run again with
 the same ``checkpoint_dir`` (:func:`bmdkit.evaluation.compare_models`,
 ``bmdkit cv | demo | ablation --resume``) refits only what was not finished
@@ -34,13 +34,11 @@ import joblib
 import numpy as np
 
 from bmdkit.files import atomic_path, write_text
+from bmdkit.fingerprints import data_fingerprint, model_key
 
-__all__ = ["IGNORED_PARAMS", "FitStore", "FitsInterrupted", "StoreMismatchError",
-           "data_fingerprint", "finished_fits", "model_key", "stop_on_signals"]
+__all__ = ["FitStore", "FitsInterrupted", "StoreMismatchError", "finished_fits",
+           "stop_on_signals"]
 
-#: Estimator parameters that do not change a fit's predictions: a fit stored with
-#: other values of these is reused.
-IGNORED_PARAMS = ("verbose", "cache_dir", "checkpoint_dir")
 #: Version of the store's layout; a store of another version is refused.
 STORE_VERSION = 1
 MANIFEST = "manifest.json"
@@ -103,48 +101,6 @@ def finished_fits(path):
     """How many finished fits the store at ``path`` holds (0 where there is none)."""
     fits = Path(path) / "fits"
     return sum(1 for _ in fits.glob("*.npz")) if fits.is_dir() else 0
-
-
-def data_fingerprint(X, y):
-    """A hex digest of the values, columns and row order of ``X`` and ``y``.
-
-    Images are identified by their paths in ``X``: an image file changed in
-    place is not seen.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> X = pd.DataFrame({"age": [70, 75]})
-    >>> data_fingerprint(X, [0.8, 0.9]) == data_fingerprint(X.copy(), [0.8, 0.9])
-    True
-    >>> data_fingerprint(X, [0.8, 0.9]) == data_fingerprint(X, [0.8, 0.91])
-    False
-    """
-    import pandas as pd
-
-    digest = hashlib.sha256()
-    for part in (X, y):
-        if isinstance(part, (pd.DataFrame, pd.Series)):
-            digest.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
-            names = part.columns if isinstance(part, pd.DataFrame) else [part.name]
-            digest.update(json.dumps([str(name) for name in names]).encode())
-        else:
-            digest.update(joblib.hash(np.asarray(part)).encode())
-    return digest.hexdigest()
-
-
-def model_key(model):
-    """A hex digest of ``model``'s class and parameters, :data:`IGNORED_PARAMS` left out.
-
-    Examples
-    --------
-    >>> from sklearn.linear_model import Ridge
-    >>> model_key(Ridge(alpha=1.0)) == model_key(Ridge()), model_key(Ridge(alpha=2.0)) == model_key(Ridge())
-    (True, False)
-    """
-    params = {name: value for name, value in model.get_params(deep=False).items()
-              if name not in IGNORED_PARAMS}
-    return joblib.hash((type(model).__module__, type(model).__qualname__, params))
 
 
 def _fold_key(train, test):

@@ -116,7 +116,7 @@ def test_cv_killed_and_resumed_equals_an_uninterrupted_run(cohort_csv, tmp_path,
     # a new run without --resume discards the fits it finds
     capsys.readouterr()
     cli.main(cv_args(cohort_csv, tmp_path / "whole", "--n-jobs", "1", "--models", "metadata"))
-    assert "discarding 6 finished fits" in capsys.readouterr().err
+    assert "discarding 6 finished fits of an earlier run" in capsys.readouterr().err
     assert len(list((tmp_path / "whole" / "checkpoint" / "fits").glob("*.npz"))) == 3
 
 
@@ -157,3 +157,66 @@ def test_resume_against_changed_data_is_refused(cohort_csv, tmp_path, capsys):
     with pytest.raises(SystemExit):  # other settings: other folds
         cli.main([*args, "--folds", "3", "--resume"])
     assert "other folds" in capsys.readouterr().err
+
+
+FIT_TINY = ["--epochs", "8", "--image-size", "32", "--batch-size", "16", "--param", "embed_dim=16",
+            "--param", "n_heads=2", "--param", "n_layers=1", "--param", "n_threads=1"]
+
+
+def test_fit_killed_and_resumed_predicts_as_an_uninterrupted_fit(cohort_csv, tmp_path, capsys):
+    data = ["--csv", str(cohort_csv), "--target", "bmd", "--model", "concat", *FIT_TINY]
+    folder = tmp_path / "checkpoint"
+    process = bmdkit_process(["fit", *data, "--out", str(tmp_path / "killed"),
+                              "--checkpoint", str(folder)])
+    try:
+        deadline = time.monotonic() + 240
+        while not (folder / "checkpoint.pt").is_file():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.02)
+        assert process.poll() is None  # killed with epochs left to train
+    finally:
+        process.kill()
+        process.communicate()
+    assert not (tmp_path / "killed").exists()
+    capsys.readouterr()
+    cli.main(["fit", *data, "--out", str(tmp_path / "resumed"), "--checkpoint", str(folder),
+              "--resume"])
+    out = capsys.readouterr().out
+    assert "Resuming from epoch" in out
+    resumed_from = int(out.split("Resuming from epoch ")[1].split()[0])
+    assert 1 <= resumed_from < 8
+    cli.main(["fit", *data, "--out", str(tmp_path / "whole")])
+    X = pd.read_csv(cohort_csv).drop(columns="bmd")
+    resumed, whole = (bmdkit.load(tmp_path / name) for name in ("resumed", "whole"))
+    assert resumed.checkpoint_dir is None  # the saved model refits from scratch
+    np.testing.assert_array_equal(resumed.predict(X), whole.predict(X))
+
+
+def test_early_stopping_keeps_its_best_epoch_across_a_resume(signal_cohort, tmp_path,
+                                                             monkeypatch):
+    from bmdkit import BMDRegressor
+    from bmdkit.checkpoint import CheckpointMismatchError, EpochCheckpoint
+
+    X, y = signal_cohort[0].iloc[:40], signal_cohort[1][:40]
+    params = dict(fusion="concat", image_size=32, max_epochs=8, batch_size=8, embed_dim=16,
+                  n_heads=2, n_layers=1, random_state=0, n_threads=1, early_stopping=True,
+                  n_iter_no_change=2, validation_fraction=0.25)
+    whole = BMDRegressor(**params).fit(X, y)
+    save = EpochCheckpoint.on_epoch_end
+
+    def killed_after_two_epochs(self, net, **kwargs):
+        save(self, net, **kwargs)
+        if len(net.history) == 2:
+            raise RuntimeError("killed")
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", killed_after_two_epochs)
+    with pytest.raises(RuntimeError, match="killed"):
+        BMDRegressor(**params, checkpoint_dir=tmp_path).fit(X, y)
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", save)
+    resumed = BMDRegressor(**params, checkpoint_dir=tmp_path).fit(X, y)
+    history = resumed.net_.history
+    assert len(history) == len(whole.net_.history) < 8  # stopped early, at the same epoch
+    best = [row["epoch"] for row in history if row["valid_loss_best"]][-1]
+    assert best == [row["epoch"] for row in whole.net_.history if row["valid_loss_best"]][-1]
+    np.testing.assert_array_equal(resumed.predict(X), whole.predict(X))  # the best weights
+    with pytest.raises(CheckpointMismatchError, match="another fit"):
+        BMDRegressor(**{**params, "lr": 0.01}, checkpoint_dir=tmp_path).fit(X, y)

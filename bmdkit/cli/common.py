@@ -216,6 +216,20 @@ def add_resume_option(parser, *, what="finished fits", where="--out DIR/checkpoi
                              "it a new run starts and discards them")
 
 
+def discard_unless_resumed(path, args, what):
+    """Remove ``path`` (a file or folder: ``what`` an earlier run left) unless ``--resume``."""
+    import shutil
+
+    path = Path(path)
+    if args.resume or not path.exists():
+        return
+    print(f"discarding {what} in {path} (--resume reuses it)", file=sys.stderr)
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
 def stopped(args, stop, kept):
     """Exit after SIGINT or SIGTERM (``stop``, a FitsInterrupted), printing how to resume.
 

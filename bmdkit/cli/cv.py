@@ -7,7 +7,6 @@ and its options (:func:`add_cv_options`, :func:`add_report_options`).
 from __future__ import annotations
 
 import dataclasses
-import sys
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from bmdkit.cli.common import (
     add_jobs_option,
     add_model_options,
     add_resume_option,
+    discard_unless_resumed,
     make_models,
     model_params,
     n_jobs,
@@ -56,7 +56,7 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
     from bmdkit.estimators import FUSION_LABELS, load
     from bmdkit.evaluation import compare_models
     from bmdkit.explain import explanation_figures
-    from bmdkit.fit_store import FitsInterrupted, finished_fits
+    from bmdkit.fit_store import MANIFEST, FitsInterrupted, finished_fits
     from bmdkit.nn import fusion_class
     from bmdkit.report import write_report
 
@@ -68,7 +68,10 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
     warn_missing_values(X, [c for c in X.columns if c != getattr(args, "image_col", "image_path")])
     headline = next((name for name in models if name != baseline), None)
     out = Path(args.out)
-    store = checkpoint_folder(out, resume=args.resume)
+    store = out / CHECKPOINT
+    if (store / MANIFEST).is_file():
+        discard_unless_resumed(store, args, f"{finished_fits(store)} finished fits of an "
+                                            "earlier run")
     kept = {}  # the headline model of the first fold, explained in the report
 
     def keep(name, fold, fitted, test):
@@ -101,21 +104,6 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
         print(results.table(metrics=metrics).to_string())
     print(f"\nreport: {page}\nresults: {out / 'results'}")
     return results
-
-
-def checkpoint_folder(out, *, resume):
-    """``out/checkpoint``, the store of a comparison's finished fits
-    (:class:`bmdkit.fit_store.FitStore`); an earlier run's is discarded unless ``resume``."""
-    import shutil
-
-    from bmdkit.fit_store import MANIFEST, finished_fits
-
-    store = Path(out) / CHECKPOINT
-    if not resume and (store / MANIFEST).is_file():
-        print(f"discarding {finished_fits(store)} finished fits of an earlier run in {store} "
-              "(--resume reuses them)", file=sys.stderr)
-        shutil.rmtree(store)
-    return store
 
 
 def add_cv_options(parser, *, folds, folds_default=None):
