@@ -5,19 +5,22 @@
 epoch it saves the weights, the optimiser, the history, the learning-rate
 scheduler, early stopping (its best epoch, best weights and patience count),
 the best score of each scoring callback and the fit's random generators (:class:`bmdkit.rng.FitRandomness`) to
-``checkpoint.pt`` under its folder, through :func:`bmdkit.files.atomic_path`;
-when training begins it restores all of them. A fit killed at any moment and
-run again from its last epoch therefore ends with the weights of an
+one file under its folder, through :func:`bmdkit.files.atomic_path`; when
+training begins it restores all of them. A fit killed at any moment and run
+again from its last epoch therefore ends with the weights of an
 uninterrupted fit (on CPU, same seed and thread count).
 
-A checkpoint belongs to one fit: it is restored only for the same estimator
-parameters and data (:mod:`bmdkit.fingerprints`); any other is refused with
-:class:`CheckpointMismatchError`. ``BMDRegressor(checkpoint_dir=...)`` uses it
-through :func:`checkpoint_callbacks` and :func:`epochs_left`.
+A checkpoint belongs to one fit: its file is named by a digest of the
+estimator's parameters and the data (:func:`fit_fingerprint`,
+:mod:`bmdkit.fingerprints`), so it is restored only for the same fit, and
+the fits of several folds (in parallel too) or settings keep theirs side by
+side in one folder. ``BMDRegressor(checkpoint_dir=...)`` uses it through
+:func:`checkpoint_callbacks` and :func:`epochs_left`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -29,16 +32,13 @@ from skorch.history import History
 from bmdkit.files import atomic_path
 from bmdkit.fingerprints import data_fingerprint, model_key
 
-__all__ = ["CHECKPOINT_FILE", "CheckpointMismatchError", "EpochCheckpoint",
-           "checkpoint_callbacks", "epochs_left"]
+__all__ = ["CHECKPOINT_GLOB", "EpochCheckpoint", "checkpoint_callbacks", "checkpoint_path",
+           "epochs_left", "fit_fingerprint"]
 
-CHECKPOINT_FILE = "checkpoint.pt"
+#: The checkpoint files in a ``checkpoint_dir``: one per fit (parameters and data).
+CHECKPOINT_GLOB = "checkpoint-*.pt"
 #: Early stopping's state that a resumed fit continues from.
 _EARLY_STOPPING_STATE = ("misses_", "dynamic_threshold_", "best_epoch_", "best_model_weights_")
-
-
-class CheckpointMismatchError(ValueError):
-    """The checkpoint folder holds the state of another fit (other parameters or data)."""
 
 
 class EpochCheckpoint(Callback):
@@ -50,9 +50,11 @@ class EpochCheckpoint(Callback):
     Parameters
     ----------
     dirname : str or Path
-        Folder of ``checkpoint.pt`` (created when needed).
+        Folder of the checkpoint (created when needed); fits of other
+        parameters or data keep theirs there side by side.
     fingerprint : str
-        What the fit is (parameters and data); a checkpoint of another is refused.
+        What the fit is (:func:`fit_fingerprint`): it names the checkpoint's
+        file (:func:`checkpoint_path`).
     generators : sequence of torch.Generator, default=()
         Random generators the training draws from, saved and restored.
 
@@ -69,7 +71,7 @@ class EpochCheckpoint(Callback):
 
     @property
     def path(self):
-        return Path(self.dirname) / CHECKPOINT_FILE
+        return checkpoint_path(self.dirname, self.fingerprint)
 
     def initialize(self):
         self.state_ = None
@@ -79,14 +81,8 @@ class EpochCheckpoint(Callback):
     def read(self):
         """Read the checkpoint (once); the epochs it holds (0 without one)."""
         if self.state_ is None and self.path.is_file():
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-            if state["fingerprint"] != self.fingerprint:
-                raise CheckpointMismatchError(
-                    f"checkpoint_dir {str(self.dirname)!r} holds the checkpoint of another fit "
-                    "(other parameters or data): resume with those of the first run, or choose "
-                    "another folder")
-            self.state_ = state
-            self.resumed_epochs_ = len(json.loads(state["history"]))
+            self.state_ = torch.load(self.path, map_location="cpu", weights_only=True)
+            self.resumed_epochs_ = len(json.loads(self.state_["history"]))
         return self.resumed_epochs_
 
     def on_train_begin(self, net, **kwargs):
@@ -148,8 +144,24 @@ def checkpoint_callbacks(estimator, X, y, rng):
         return []
     if not isinstance(folder, (str, os.PathLike)):
         raise ValueError(f"checkpoint_dir must be None or a folder path, got {folder!r}")
-    fingerprint = f"{model_key(estimator)}:{data_fingerprint(X, y)}"
-    return [("checkpoint", EpochCheckpoint(folder, fingerprint, (rng.cpu, rng.modules)))]
+    return [("checkpoint", EpochCheckpoint(folder, fit_fingerprint(estimator, X, y),
+                                           (rng.cpu, rng.modules)))]
+
+
+def fit_fingerprint(estimator, X, y):
+    """What a fit is: the estimator's parameters and the data (:mod:`bmdkit.fingerprints`)."""
+    return f"{model_key(estimator)}:{data_fingerprint(X, y)}"
+
+
+def checkpoint_path(folder, fingerprint):
+    """The checkpoint file of the fit ``fingerprint`` in ``folder`` (:data:`CHECKPOINT_GLOB`).
+
+    Examples
+    --------
+    >>> checkpoint_path("ckpt", "a:b").name
+    'checkpoint-6783a31eabf68ccc.pt'
+    """
+    return Path(folder) / f"checkpoint-{hashlib.sha256(fingerprint.encode()).hexdigest()[:16]}.pt"
 
 
 def epochs_left(net, max_epochs):

@@ -207,8 +207,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         stopping, random generators) there after every epoch
         (:class:`bmdkit.checkpoint.EpochCheckpoint`); a fit finding a
         checkpoint of the same parameters and data there resumes from its
-        last epoch and ends as an uninterrupted fit would (on CPU), one of
-        other parameters or data is refused. One folder per fit.
+        last epoch and ends as an uninterrupted fit would (on CPU). Each fit's
+        file is named by its parameters and data, so the fits of a
+        cross-validation's folds (in parallel too) share one folder.
 
     Attributes
     ----------

@@ -216,18 +216,19 @@ def add_resume_option(parser, *, what="finished fits", where="--out DIR/checkpoi
                              "it a new run starts and discards them")
 
 
-def discard_unless_resumed(path, args, what):
-    """Remove ``path`` (a file or folder: ``what`` an earlier run left) unless ``--resume``."""
+def discard_unless_resumed(paths, args, what):
+    """Remove ``paths`` (files or folders: ``what`` an earlier run left) unless ``--resume``."""
     import shutil
 
-    path = Path(path)
-    if args.resume or not path.exists():
+    paths = [Path(path) for path in paths if Path(path).exists()]
+    if args.resume or not paths:
         return
-    print(f"discarding {what} in {path} (--resume reuses it)", file=sys.stderr)
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
+    print(f"discarding {what} in {paths[0].parent} (--resume reuses them)", file=sys.stderr)
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def stopped(args, stop, kept):

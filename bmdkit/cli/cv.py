@@ -70,8 +70,8 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
     out = Path(args.out)
     store = out / CHECKPOINT
     if (store / MANIFEST).is_file():
-        discard_unless_resumed(store, args, f"{finished_fits(store)} finished fits of an "
-                                            "earlier run")
+        discard_unless_resumed([store], args, f"{finished_fits(store)} finished fits of an "
+                                              "earlier run")
     kept = {}  # the headline model of the first fold, explained in the report
 
     def keep(name, fold, fitted, test):

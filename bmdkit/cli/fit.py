@@ -51,7 +51,7 @@ def add_parser(subparsers):
         "every epoch (docs/protocol.md).")
     group.add_argument("--checkpoint", metavar="DIR",
                        help="save the training state in DIR after every epoch "
-                            "(BMDRegressor(checkpoint_dir=DIR)); not with --conformal")
+                            "(BMDRegressor(checkpoint_dir=DIR); with --conformal, of each fit)")
     add_resume_option(group, what="training state", where="--checkpoint DIR")
     add_model_options(parser)
     parser.set_defaults(func=run_fit)
@@ -60,20 +60,16 @@ def add_parser(subparsers):
 
 def run_fit(args):
     from bmdkit import BMDStratifiedKFold
-    from bmdkit.checkpoint import CHECKPOINT_FILE
     from bmdkit.fit_store import FitsInterrupted, stop_on_signals
     from bmdkit.uncertainty import ConformalBMDRegressor
 
-    if args.checkpoint and args.conformal:
-        raise ValueError("--checkpoint keeps the state of one fit: it cannot be combined with "
-                         "--conformal, which fits several")
     X, y = read_data(args)
     params = {"verbose": 1, **model_params(args)}  # a line per epoch; --param verbose=0 wins
     if args.checkpoint:
-        discard_unless_resumed(Path(args.checkpoint) / CHECKPOINT_FILE, args,
-                               "the checkpoint of an earlier fit")
         params["checkpoint_dir"] = args.checkpoint
     (name, model), = make_models([args.model], params, args.image_col).items()
+    if args.checkpoint:
+        _prepare_checkpoints(args, model, X, y)
     if args.conformal:
         model = ConformalBMDRegressor(
             model, confidence=args.confidence, method=args.conformal,
@@ -86,11 +82,26 @@ def run_fit(args):
     except FitsInterrupted as stop:
         stopped(args, stop, f"the state of the last finished epoch is kept in {args.checkpoint}"
                 if args.checkpoint else "nothing was saved")
-    if args.checkpoint:  # the saved model refits from scratch, not from this folder
-        model.set_params(checkpoint_dir=None)
+    for fitted in getattr(model, "estimators_", [model]):  # saved models refit from scratch
+        fitted.set_params(checkpoint_dir=None)
     for fitted in getattr(model, "estimators_", [model]):  # saved with each model
         fitted.densitometer_ = args.densitometer
     path = model.save(args.out, overwrite=args.overwrite)
     print(f"fitted {name} on {len(y)} rows; saved to {path}")
 
 
+
+
+def _prepare_checkpoints(args, model, X, y):
+    """Discard the checkpoints of an earlier run in ``--checkpoint`` unless ``--resume``;
+    refuse ``--resume`` when they are all of other fits (other data or settings)."""
+    from bmdkit.checkpoint import CHECKPOINT_GLOB, checkpoint_path, fit_fingerprint
+
+    folder = Path(args.checkpoint)
+    found = sorted(folder.glob(CHECKPOINT_GLOB))
+    discard_unless_resumed(found, args, "the checkpoints of an earlier run")
+    if (args.resume and found and not args.conformal
+            and checkpoint_path(folder, fit_fingerprint(model, X, y)) not in found):
+        raise ValueError(
+            f"--checkpoint {folder} holds checkpoints of other fits only (other data or "
+            "settings): resume with those of the first run, or choose another folder")
