@@ -134,7 +134,7 @@ def test_sigint_leaves_a_resumable_folder_with_n_jobs(cohort_csv, tmp_path):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 128 + signal.SIGINT, err
-    assert "stopped by SIGINT" in err and "finished fits are kept in" in err
+    assert "stopped by SIGINT" in err and "finished fits kept in" in err
     resume = err.partition("Resume with:\n")[2].splitlines()[0].split()
     assert resume[:2] == ["bmdkit", "cv"] and resume[-1] == "--resume"
     assert not (out / "results").exists()

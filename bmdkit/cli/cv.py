@@ -87,7 +87,7 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
                                      site=sites, device=args.densitometer, on_fit=keep,
                                      n_jobs=n_jobs(args), checkpoint_dir=store)
         except FitsInterrupted as stop:
-            stopped(args, stop, f"{finished_fits(store)} finished fits are kept in {store}")
+            stopped(args, stop, f"finished fits kept in {store}: {finished_fits(store)}")
         if not kept and (store / EXPLAINED).is_dir():  # fitted by the run this one resumes
             first = results.predictions
             kept.update(model=load(store / EXPLAINED), test=np.unique(

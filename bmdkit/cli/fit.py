@@ -82,14 +82,11 @@ def run_fit(args):
     except FitsInterrupted as stop:
         stopped(args, stop, f"the state of the last finished epoch is kept in {args.checkpoint}"
                 if args.checkpoint else "nothing was saved")
-    for fitted in getattr(model, "estimators_", [model]):  # saved models refit from scratch
-        fitted.set_params(checkpoint_dir=None)
     for fitted in getattr(model, "estimators_", [model]):  # saved with each model
         fitted.densitometer_ = args.densitometer
+        fitted.set_params(checkpoint_dir=None)  # a saved model refits from scratch
     path = model.save(args.out, overwrite=args.overwrite)
     print(f"fitted {name} on {len(y)} rows; saved to {path}")
-
-
 
 
 def _prepare_checkpoints(args, model, X, y):
