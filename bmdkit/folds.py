@@ -164,7 +164,8 @@ def run_folds(models, X, y, splits, *, scorer=None, predict=True, keep_fitted=Fa
     FoldResult
         Fold by fold, the models in their order within a fold, each as soon
         as it and all before it are done (a consumer may stop early, e.g. an
-        Optuna pruner: the fits not started are not run).
+        Optuna pruner: the fits not started are not run). The progress bar
+        counts each fit when it ends, in whatever order parallel fits end.
 
     Examples
     --------
@@ -180,12 +181,14 @@ def run_folds(models, X, y, splits, *, scorer=None, predict=True, keep_fitted=Fa
     keys = [None if store is None else store.key(name, (train, test))
             for _, name, _, train, test in tasks]
     stored = [None if key is None else store.get(key) for key in keys]
-    results = Parallel(n_jobs=n_jobs, return_as="generator")(
+    # fits come back as they end (the bar counts each at once), are yielded in task order
+    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
         delayed(_fit_fold)(fold, name, model, X, y, train, test, scorer, predict, keep_fitted,
                            store, key)
         for (fold, name, model, train, test), key, done in zip(tasks, keys, stored)
         if done is None)
     finished = sum(done is not None for done in stored)
+    ended = {}
     with (contextlib.nullcontext() if store is None else store.guard(),
           tqdm(total=len(tasks), initial=finished, desc=description, unit="fit",
                disable=not progress) as bar):
@@ -193,7 +196,9 @@ def run_folds(models, X, y, splits, *, scorer=None, predict=True, keep_fitted=Fa
             if done is not None:
                 yield _stored_fold(fold, name, train, test, done)
                 continue
-            result = next(results)
-            bar.set_postfix_str(f"fold {result.fold + 1}/{len(splits)}, {result.model}")
-            bar.update()
-            yield result
+            while (fold, name) not in ended:
+                result = next(results)
+                ended[result.fold, result.model] = result
+                bar.set_postfix_str(f"fold {result.fold + 1}/{len(splits)}, {result.model}")
+                bar.update()
+            yield ended.pop((fold, name))
