@@ -44,9 +44,11 @@ TOLERANCE = 5e-3
 #: Sizes per mode: the small "smoke" run (CPU, tests) and the real check.
 SETTINGS = {
     "smoke": dict(n=24, image_size=32, epochs=1, batch_size=8, embed_dim=16, n_heads=2,
-                  n_layers=1, paper_folds=2, paper_backbone="resnet10t", paper_image_size=32),
+                  n_layers=1, paper_folds=2, paper_backbone="resnet10t", paper_image_size=32,
+                  paper_demo_cohort=False),
     "full": dict(n=96, image_size=128, epochs=2, batch_size=16, embed_dim=64, n_heads=4,
-                 n_layers=3, paper_folds=10, paper_backbone="resnet34", paper_image_size=256),
+                 n_layers=3, paper_folds=10, paper_backbone="resnet34", paper_image_size=256,
+                 paper_demo_cohort=True),
 }
 
 
@@ -122,13 +124,13 @@ class _Run:
                            device=self.device), **params)
         return (cls or BMDRegressor)(**params)
 
-    def fitted(self, **params):
+    def fitted(self, cls=None, **params):
         """``(model fitted on the data, its predictions, seconds)``, predictions checked finite."""
         import numpy as np
 
         X, y = self.data
         start = time.perf_counter()
-        model = self.regressor(**params).fit(X, y)
+        model = self.regressor(cls, **params).fit(X, y)
         predictions = model.predict(X)
         seconds = time.perf_counter() - start
         if predictions.shape != (len(X),) or not np.isfinite(predictions).all():
@@ -252,7 +254,7 @@ def _float16(run):
 
     # BMDRegressor's precisions are float32 and bfloat16: float16 needs loss scaling,
     # which Accelerate's fp16 does
-    _, _, seconds = _accelerated(run, AcceleratedBMDRegressor, "fp16")
+    _, _, seconds = run.fitted(AcceleratedBMDRegressor, mixed_precision="fp16")
     return f"AcceleratedBMDRegressor(mixed_precision='fp16'): fit + predict {seconds:.1f} s"
 
 
@@ -262,21 +264,9 @@ def _accelerate(run):
 
     done = []
     for mixed_precision in ("bf16", "no"):  # after float16's fp16: three settings, one process
-        _, _, seconds = _accelerated(run, AcceleratedBMDRegressor, mixed_precision)
+        _, _, seconds = run.fitted(AcceleratedBMDRegressor, mixed_precision=mixed_precision)
         done.append(f"{mixed_precision} {seconds:.1f} s")
     return "AcceleratedBMDRegressor, one process: " + ", ".join(done)
-
-
-def _accelerated(run, cls, mixed_precision):
-    import numpy as np
-
-    X, y = run.data
-    start = time.perf_counter()
-    model = run.regressor(cls, mixed_precision=mixed_precision).fit(X, y)
-    predictions = model.predict(X)
-    if not np.isfinite(predictions).all():
-        raise AssertionError(f"mixed_precision={mixed_precision!r}: predictions not finite")
-    return model, predictions, time.perf_counter() - start
 
 
 @_check("paper_configuration")
@@ -287,7 +277,7 @@ def _paper_configuration(run):
 
     s = run.settings
     # the demo cohort's 128 px phantoms, resized to 256 px by the preprocessor
-    X, y = load_demo_cohort(random_state=0) if s["paper_folds"] == 10 else run.data
+    X, y = load_demo_cohort(random_state=0) if s["paper_demo_cohort"] else run.data
     model = XAttnBMDRegressor(backbone=s["paper_backbone"], image_size=s["paper_image_size"],
                               max_epochs=run.paper_epochs, random_state=0, device=run.device)
     start = time.perf_counter()
