@@ -1,4 +1,5 @@
-# Quick start: `make demo` runs the main job, `make test` runs the tests.
+# Quick start: `make demo` runs the main job, `make test` runs the tests,
+# `make gpu-check` runs every CUDA path once (exit 77 and "no CUDA device" without one).
 # Each target creates .venv with python3 and installs what it needs.
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
-.PHONY: install demo test lint
+.PHONY: install demo test lint gpu-check
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -21,3 +22,6 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bmdkit tests examples
+
+gpu-check: $(STAMP)
+	$(VENV)/bin/bmdkit doctor --device cuda --out gpu-check

@@ -16,6 +16,7 @@ from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.dataset import ValidSplit, unpack_data
 
 from bmdkit.batching import ArrayDataset, BatchIterator, torch_threads
+from bmdkit.checkpoint import checkpoint_callbacks, epochs_left
 from bmdkit.checks import check_all, check_targets, warn_target_units
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.inference import MISSING_IMAGE_POLICIES, predict_cached
@@ -199,7 +200,16 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         (``torch.set_num_threads``, restored afterwards); ``None`` keeps
         torch's setting. See docs/performance.md.
     verbose : int, default=0
-        1 prints skorch's per-epoch table.
+        1 prints skorch's per-epoch table (train loss, and validation loss
+        with early stopping).
+    checkpoint_dir : str, Path or None, default=None
+        Save the whole training state (weights, optimiser, scheduler, early
+        stopping, random generators) there after every epoch
+        (:class:`bmdkit.checkpoint.EpochCheckpoint`); a fit finding a
+        checkpoint of the same parameters and data there resumes from its
+        last epoch and ends as an uninterrupted fit would (on CPU). Each fit's
+        file is named by its parameters and data, so the fits of a
+        cross-validation's folds (in parallel too) share one folder.
 
     Attributes
     ----------
@@ -245,7 +255,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
                  max_epochs=20, batch_size=16, lr=1e-3,
                  weight_decay=1e-4, lr_schedule="cosine",
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 callbacks=None, random_state=None, device="cpu", n_threads=None, verbose=0):
+                 callbacks=None, random_state=None, device="cpu", n_threads=None, verbose=0,
+                 checkpoint_dir=None):
         self.fusion = fusion
         self.image_col = image_col
         self.numeric_cols = numeric_cols
@@ -288,6 +299,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.device = device
         self.n_threads = n_threads
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
 
     # -- validation -----------------------------------------------------------------
     def _check_params(self):
@@ -385,10 +397,11 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         y_scaled = scaling.transform(y)
         settings = self._net_settings(preprocessor, n_outputs=y_scaled.shape[1],
                                       criterion=criterion)
-        net = self._initialized_net(settings, rng, callbacks=self._callbacks(),
-                                    train_split=self._train_split(rng.seed))
+        net = self._initialized_net(
+            settings, rng, callbacks=self._callbacks() + checkpoint_callbacks(self, X, y_given, rng),
+            train_split=self._train_split(rng.seed))
         with torch_threads(self.n_threads), rng.routed(net.module_):
-            net.partial_fit(arrays, y_scaled)
+            net.partial_fit(arrays, y_scaled, epochs=epochs_left(net, self.max_epochs))
         self.preprocessor_, self.y_mean_, self.y_scale_ = preprocessor, scaling.mean, scaling.scale
         self.loss_weights_, self.net_ = loss_weights, net
         self.sites_ = _site_names(y_given, y)

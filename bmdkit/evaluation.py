@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from bmdkit.files import atomic_path
+from bmdkit.fit_store import FitStore
 from bmdkit.folds import FoldResult, cv_splits, run_folds
 from bmdkit.metrics import (
     REGRESSION_METRICS,
@@ -519,7 +520,7 @@ def _long_predictions(model, fold, rows, y_true, y_pred, sites):
 
 def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresholds=None,
                    site="femoral_neck", device="lunar", reference="nhanes3_female",
-                   confidence=0.9, progress=True, on_fit=None, n_jobs=None):
+                   confidence=0.9, progress=True, on_fit=None, n_jobs=None, checkpoint_dir=None):
     """Cross-validate several estimators on identical folds.
 
     Parameters
@@ -569,6 +570,16 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
         ``cpu_count() // n_jobs`` torch threads each (see :func:`bmdkit.folds.run_folds`).
         With an int ``random_state``, the same results as ``n_jobs=1`` where
         the thread count does not change the fits' sums.
+    checkpoint_dir : str, Path or None, default=None
+        A folder keeping every finished fit (:class:`bmdkit.fit_store.FitStore`),
+        written as soon as the fit ends: run again with the same folder, the
+        comparison reuses the fits found there and fits only the others, with
+        the results of an uninterrupted run (``on_fit`` is not called for
+        reused fits). A folder holding fits of other data, folds or model
+        parameters is refused (:class:`~bmdkit.fit_store.StoreMismatchError`).
+        While fits run, SIGINT and SIGTERM raise
+        :class:`~bmdkit.fit_store.FitsInterrupted` after what is finished was
+        written.
 
     Returns
     -------
@@ -603,10 +614,14 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
                                      reference=reference)
             for name in sites if has_t_score_reference(name, device=device, reference=reference)}
     splits = cv_splits(cv, X, y, groups)
+    store = None
+    if checkpoint_dir is not None:
+        store = FitStore(checkpoint_dir, X, y)
+        store.open(models, splits)
     predictions = []
     for fit in run_folds(models, X, y, splits, n_jobs=n_jobs, progress=progress,
-                         keep_fitted=on_fit is not None):
-        if on_fit is not None:
+                         keep_fitted=on_fit is not None, store=store):
+        if on_fit is not None and fit.estimator is not None:
             on_fit(fit.model, fit.fold, fit.estimator, fit.test)
         y_pred = fit.y_pred.ravel() if sites is None else fit.y_pred.reshape(len(fit.test), -1)
         predictions.append(_long_predictions(fit.model, fit.fold, fit.test, y[fit.test], y_pred,

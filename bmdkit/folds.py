@@ -8,11 +8,14 @@ bmdkit runs here: :func:`bmdkit.evaluation.compare_models`,
 :func:`bmdkit.tuning.tune` and the cross-fitting of
 :class:`bmdkit.uncertainty.ConformalBMDRegressor`. This module works on
 whatever estimator it is given; it imports only ``model_selection`` of
-bmdkit and never imports torch.
+bmdkit and never imports torch. Given a store of finished fits
+(:class:`bmdkit.fit_store.FitStore`, passed in), it skips the fits the store
+holds and writes each other one there as soon as it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -87,17 +90,30 @@ class FoldResult:
     estimator: object = None
 
 
-def _fit_fold(fold, name, model, X, y, train, test, scorer, predict, keep_fitted):
-    start = time.perf_counter()
-    fitted = clone(model).fit(take_rows(X, train), take_rows(y, train))
-    y_pred = np.asarray(fitted.predict(take_rows(X, test)), dtype=np.float64) if predict else None
-    score = None if scorer is None else float(scorer(fitted, take_rows(X, test), take_rows(y, test)))
-    return FoldResult(fold, name, np.asarray(train), np.asarray(test), y_pred, score,
-                      time.perf_counter() - start, fitted if keep_fitted else None)
+def _fit_fold(fold, name, model, X, y, train, test, scorer, predict, keep_fitted, store=None,
+              key=None):
+    with contextlib.nullcontext() if store is None else store.guard():
+        start = time.perf_counter()
+        fitted = clone(model).fit(take_rows(X, train), take_rows(y, train))
+        y_pred = (np.asarray(fitted.predict(take_rows(X, test)), dtype=np.float64) if predict
+                  else None)
+        score = (None if scorer is None
+                 else float(scorer(fitted, take_rows(X, test), take_rows(y, test))))
+        result = FoldResult(fold, name, np.asarray(train), np.asarray(test), y_pred, score,
+                            time.perf_counter() - start, fitted if keep_fitted else None)
+        if store is not None:  # as soon as it ends, from the process that fitted it
+            store.put(key, result)
+    return result
+
+
+def _stored_fold(fold, name, train, test, stored):
+    """The :class:`FoldResult` of a fit a store holds (no fitted estimator)."""
+    return FoldResult(fold, name, np.asarray(train), np.asarray(test), stored.y_pred,
+                      stored.score, stored.fit_time)
 
 
 def run_folds(models, X, y, splits, *, scorer=None, predict=True, keep_fitted=False, n_jobs=None,
-              progress=False, description="cross-validation"):
+              progress=False, description="cross-validation", store=None):
     """Fit a clone of every model on every fold's training rows; predict or score its test rows.
 
     The one fold runner of :func:`bmdkit.evaluation.compare_models`,
@@ -134,13 +150,22 @@ def run_folds(models, X, y, splits, *, scorer=None, predict=True, keep_fitted=Fa
         A progress bar over folds × models, with the time left.
     description : str, default="cross-validation"
         The progress bar's label.
+    store : bmdkit.fit_store.FitStore or None, default=None
+        Finished fits: those it holds are not fitted again (their
+        :class:`FoldResult` has no ``estimator``; the progress bar counts
+        them as done), every other fit is written to it as soon as it ends,
+        and SIGINT or SIGTERM stop the fits with
+        :class:`~bmdkit.fit_store.FitsInterrupted` (an unfinished fit is
+        never stored). The store must have been opened on ``models`` and
+        ``splits`` (:meth:`~bmdkit.fit_store.FitStore.open`).
 
     Yields
     ------
     FoldResult
         Fold by fold, the models in their order within a fold, each as soon
         as it and all before it are done (a consumer may stop early, e.g. an
-        Optuna pruner: the fits not started are not run).
+        Optuna pruner: the fits not started are not run). The progress bar
+        counts each fit when it ends, in whatever order parallel fits end.
 
     Examples
     --------
@@ -153,11 +178,27 @@ def run_folds(models, X, y, splits, *, scorer=None, predict=True, keep_fitted=Fa
     """
     tasks = [(fold, name, model, train, test) for fold, (train, test) in enumerate(splits)
              for name, model in models.items()]
-    results = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_fit_fold)(fold, name, model, X, y, train, test, scorer, predict, keep_fitted)
-        for fold, name, model, train, test in tasks)
-    with tqdm(total=len(tasks), desc=description, unit="fit", disable=not progress) as bar:
-        for result in results:
-            bar.set_postfix_str(f"fold {result.fold + 1}/{len(splits)}, {result.model}")
-            bar.update()
-            yield result
+    keys = [None if store is None else store.key(name, (train, test))
+            for _, name, _, train, test in tasks]
+    stored = [None if key is None else store.get(key) for key in keys]
+    # fits come back as they end (the bar counts each at once), are yielded in task order
+    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+        delayed(_fit_fold)(fold, name, model, X, y, train, test, scorer, predict, keep_fitted,
+                           store, key)
+        for (fold, name, model, train, test), key, done in zip(tasks, keys, stored)
+        if done is None)
+    finished = sum(done is not None for done in stored)
+    ended = {}
+    with (contextlib.nullcontext() if store is None else store.guard(),
+          tqdm(total=len(tasks), initial=finished, desc=description, unit="fit",
+               disable=not progress) as bar):
+        for (fold, name, _, train, test), done in zip(tasks, stored):
+            if done is not None:
+                yield _stored_fold(fold, name, train, test, done)
+                continue
+            while (fold, name) not in ended:
+                result = next(results)
+                ended[result.fold, result.model] = result
+                bar.set_postfix_str(f"fold {result.fold + 1}/{len(splits)}, {result.model}")
+                bar.update()
+            yield ended.pop((fold, name))

@@ -178,6 +178,7 @@ class AcceleratedBMDRegressor(BMDRegressor):
     def _make_net(self, **params):
         from accelerate import Accelerator
 
+        _fresh_accelerator_state(self.mixed_precision, cpu=self.device == "cpu")
         accelerator = Accelerator(
             mixed_precision=self.mixed_precision, cpu=self.device == "cpu",
             gradient_accumulation_steps=self.gradient_accumulation_steps,
@@ -192,6 +193,25 @@ class AcceleratedBMDRegressor(BMDRegressor):
             accelerator=accelerator, callbacks__print_log__sink=sink,
             **{**params, "device": None, "iterator_train": DataLoader,
                "iterator_valid": DataLoader})
+
+
+def _fresh_accelerator_state(mixed_precision, *, cpu):
+    """Let a fit of one process use another mixed precision or device than the fit before.
+
+    Accelerate keeps one state per process and refuses a second ``Accelerator``
+    with another ``mixed_precision`` or ``cpu`` ("restart your runtime"); a
+    single-process state of other settings is cleared here. A distributed
+    launch (several processes) keeps its state: it runs one setting.
+    """
+    from accelerate.state import AcceleratorState, DistributedType
+
+    if not AcceleratorState._shared_state:
+        return
+    state = AcceleratorState()
+    if state.distributed_type != DistributedType.NO:
+        return
+    if state.mixed_precision != mixed_precision or (state.device.type == "cpu") != cpu:
+        AcceleratorState._reset_state(reset_partial_state=True)
 
 
 AcceleratedBMDRegressor.__init__.__signature__ = derived_signature(

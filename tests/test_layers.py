@@ -193,7 +193,8 @@ def _loaded(code):
 
 @pytest.mark.parametrize("module", ["bmdkit.clinical", "bmdkit.metrics",
                                     "bmdkit.model_selection", "bmdkit.folds",
-                                    "bmdkit.evaluation"])
+                                    "bmdkit.evaluation", "bmdkit.fit_store",
+                                    "bmdkit.fingerprints"])
 def test_evaluation_layers_load_no_torch(module):
     loaded = _loaded(f"import {module}")
     assert module in loaded and not loaded & {"torch", "timm", "skorch"}

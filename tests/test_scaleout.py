@@ -79,3 +79,14 @@ def test_an_accelerated_model_saves_and_loads(cohort, tmp_path):
     assert type(loaded) is AcceleratedBMDRegressor and loaded.get_params() == model.get_params()
     assert type(loaded.net_).__name__ == "AcceleratedNeuralNetRegressor"  # its own net factory
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_accelerated_fits_of_other_settings_run_in_one_process(cohort):
+    # Accelerate keeps one state per process; without a fresh one the second fit raised
+    # "AcceleratorState has already been initialized and cannot be changed"
+    X, y = cohort
+    for mixed_precision in ("no", "bf16", "no"):
+        model = AcceleratedBMDRegressor("metadata", mixed_precision=mixed_precision,
+                                        embed_dim=16, max_epochs=1, random_state=0).fit(X, y)
+        assert model.net_.accelerator.mixed_precision == mixed_precision
+        assert np.isfinite(model.predict(X)).all()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 from bmdkit.cli.common import (
     MODELS,
@@ -39,7 +40,8 @@ __all__ = ["COMMANDS", "MODELS", "add_data_options", "add_groups_option", "add_m
            "prediction_columns", "read_data", "write_results"]
 
 #: The commands, in ``--help`` order: ``bmdkit NAME`` is the module ``bmdkit.cli.NAME``.
-COMMANDS = ("demo", "cv", "ablation", "fit", "predict", "serve", "report", "tune", "bench")
+COMMANDS = ("demo", "cv", "ablation", "fit", "predict", "serve", "report", "tune", "bench",
+            "doctor")
 
 
 def build_parser():
@@ -75,5 +77,7 @@ def main(argv=None):
     ``bmdkit COMMAND: error: MESSAGE`` on stderr (see
     :func:`bmdkit.cli.common.run_command`).
     """
-    run_command(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the command that resumes
+    run_command(args)
     return 0

@@ -9,6 +9,7 @@ from bmdkit.cli.common import (
     add_densitometer_option,
     add_jobs_option,
     add_model_options,
+    add_resume_option,
     model_params,
 )
 from bmdkit.cli.cv import run_comparison
@@ -48,6 +49,7 @@ def add_parser(subparsers):
     parser.add_argument("--out", default="bmdkit-ablation",
                         help="output folder (default: %(default)s)")
     add_jobs_option(parser)
+    add_resume_option(parser)
     add_densitometer_option(parser)
     add_model_options(parser, defaults={"epochs": "10 (30 bilateral)", "image_size": 64,
                                         "backbone": "resnet10t"})

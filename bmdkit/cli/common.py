@@ -208,6 +208,43 @@ def pop_groups(X, args):
     return X.drop(columns=[column]), X[column].to_numpy()
 
 
+def add_resume_option(parser, *, what="finished fits", where="--out DIR/checkpoint"):
+    """``--resume``: continue an interrupted run from what it kept (see :func:`stopped`)."""
+    parser.add_argument("--resume", action="store_true",
+                        help=f"continue an interrupted run: reuse the {what} it kept in "
+                             f"{where} (refused when the data or settings differ); without "
+                             "it a new run starts and discards them")
+
+
+def discard_unless_resumed(paths, args, what):
+    """Remove ``paths`` (files or folders: ``what`` an earlier run left) unless ``--resume``."""
+    import shutil
+
+    paths = [Path(path) for path in paths if Path(path).exists()]
+    if args.resume or not paths:
+        return
+    print(f"discarding {what} in {paths[0].parent} (--resume reuses them)", file=sys.stderr)
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def stopped(args, stop, kept):
+    """Exit after SIGINT or SIGTERM (``stop``, a FitsInterrupted), printing how to resume.
+
+    ``kept`` says what was written; the command printed is the one run, with ``--resume``.
+    The exit status is 128 + the signal's number, as a shell reports a signal.
+    """
+    import shlex
+
+    argv = list(getattr(args, "argv", None) or sys.argv[1:])
+    command = shlex.join(["bmdkit", *argv, *([] if "--resume" in argv else ["--resume"])])
+    print(f"\nbmdkit {args.command}: {stop}; {kept}. Resume with:\n  {command}", file=sys.stderr)
+    raise SystemExit(128 + stop.signum)
+
+
 def make_models(names, params, image_col="image_path"):
     """{display name: unfitted BMDRegressor} for CLI model names (fusions)."""
     from bmdkit.estimators import FUSION_LABELS, BMDRegressor

@@ -19,12 +19,20 @@ from bmdkit.cli.common import (
     add_groups_option,
     add_jobs_option,
     add_model_options,
+    add_resume_option,
+    discard_unless_resumed,
     make_models,
     model_params,
     n_jobs,
     pop_groups,
     read_data,
+    stopped,
 )
+
+#: The folder under ``--out`` keeping a comparison's finished fits (``--resume``).
+CHECKPOINT = "checkpoint"
+#: The folder in :data:`CHECKPOINT` keeping the model the report explains.
+EXPLAINED = "explained-model"
 
 #: Columns of the results table that ``demo`` and ``cv`` print.
 PRINTED_METRICS = ("mse", "mae", "r2", "pearson_r", "accuracy@T=-1.0", "roc_auc@T=-1.0",
@@ -45,9 +53,10 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
 
     from bmdkit import BMDStratifiedGroupKFold, BMDStratifiedKFold
     from bmdkit.checks import ImputationWarning, warn_missing_values
-    from bmdkit.estimators import FUSION_LABELS
+    from bmdkit.estimators import FUSION_LABELS, load
     from bmdkit.evaluation import compare_models
     from bmdkit.explain import explanation_figures
+    from bmdkit.fit_store import MANIFEST, FitsInterrupted, finished_fits
     from bmdkit.nn import fusion_class
     from bmdkit.report import write_report
 
@@ -58,24 +67,36 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
     cv = splitter(args.folds, random_state=args.seed)
     warn_missing_values(X, [c for c in X.columns if c != getattr(args, "image_col", "image_path")])
     headline = next((name for name in models if name != baseline), None)
+    out = Path(args.out)
+    store = out / CHECKPOINT
+    if (store / MANIFEST).is_file():
+        discard_unless_resumed([store], args, f"{finished_fits(store)} finished fits of an "
+                                              "earlier run")
     kept = {}  # the headline model of the first fold, explained in the report
 
     def keep(name, fold, fitted, test):
         if name == headline and fold == 0 and fusion_class(fitted.fusion).uses_image:
+            fitted.save(store / EXPLAINED, overwrite=True)  # for a run that resumes
             kept.update(model=fitted, test=test)
 
     with warnings.catch_warnings():  # counted once above, not again in every fold
         warnings.simplefilter("ignore", ImputationWarning)
         sites = list(y.columns) if hasattr(y, "columns") else "femoral_neck"  # several sites
-        results = compare_models(models, X, y, cv=cv, groups=groups, baseline=baseline,
-                                 site=sites, device=args.densitometer, on_fit=keep,
-                                 n_jobs=n_jobs(args))
+        try:
+            results = compare_models(models, X, y, cv=cv, groups=groups, baseline=baseline,
+                                     site=sites, device=args.densitometer, on_fit=keep,
+                                     n_jobs=n_jobs(args), checkpoint_dir=store)
+        except FitsInterrupted as stop:
+            stopped(args, stop, f"finished fits kept in {store}: {finished_fits(store)}")
+        if not kept and (store / EXPLAINED).is_dir():  # fitted by the run this one resumes
+            first = results.predictions
+            kept.update(model=load(store / EXPLAINED), test=np.unique(
+                first.loc[(first["model"] == headline) & (first["fold"] == 0), "row"]))
         extra = explanation_figures(kept["model"], X.iloc[kept["test"]],
                                     np.asarray(y)[kept["test"]], name=headline) if kept else None
     # saved with the results, so that `bmdkit report` draws the same labels
     results = dataclasses.replace(results, title=title, synthetic=synthetic,
                                   description=description)
-    out = Path(args.out)
     results.save(out / "results")
     page = write_report(results, out, title=title, synthetic=synthetic, description=description,
                         headline=headline, extra_figures=extra)
@@ -95,6 +116,7 @@ def add_cv_options(parser, *, folds, folds_default=None):
                         help=f"stratified folds (default: {folds_default or folds})")
     add_groups_option(parser)
     add_jobs_option(parser)
+    add_resume_option(parser)
     add_densitometer_option(parser)
 
 
