@@ -79,8 +79,8 @@ def _hip(p, side):
     placed = rotation(np.deg2rad(p[f"rotation_{side}"]), lat * np.deg2rad(p[f"abduction_{side}"]))
     femur, pelvis = f"femur_{side}", f"pelvis_{side}"
 
-    def femoral(region, shape, dims=3):
-        return Bone(shape, *_density(p, side, region), name=femur, region=region, dims=dims)
+    def femoral(region, shape):
+        return Bone(shape, *_density(p, side, region), name=femur, region=region)
 
     def local(offset):  # a point given relative to the junction in the unrotated femur
         return head + placed @ (junction_flat + np.asarray(offset) * k - head)
@@ -91,22 +91,22 @@ def _hip(p, side):
     r_neck, r_shaft = p["neck_radius"], p["shaft_radius"]
     bones = [
         femoral("head", Ellipsoid(head, (p["head_radius"],) * 3)),
-        femoral("neck", Cylinder(junction, to_head, p["neck_length"], r_neck), dims=2),
+        femoral("neck", Cylinder(junction, to_head, p["neck_length"], r_neck)),
         femoral("trochanter", Ellipsoid(local((lat * 11, -12, 4)), np.array([16, 24, 16]) * k,
                                         placed @ rotation(0, lat * 0.25))),
         femoral("trochanter", Ellipsoid(local((-lat * 15, 40, -6)), np.array([8, 11, 8]) * k,
                                         placed)),
         femoral("intertrochanter", Ellipsoid(local((lat * 4, 22, 0)), np.array([18, 30, 16]) * k,
                                              placed @ rotation(0, -lat * 0.15))),
-        femoral("shaft", Cylinder(local((0, 15, 0)), shaft, 300.0, r_shaft), dims=2),
+        femoral("shaft", Cylinder(local((0, 15, 0)), shaft, 300.0, r_shaft)),
     ]
     # hemipelvis: fixed to the pelvis, tilted (sagittal tilt foreshortens it vertically)
     tilt = 1.0 + np.sin(np.deg2rad(p["pelvic_tilt"]))
     r_head = p["head_radius"]
     half = p["hip_separation"] / 2
 
-    def pelvic(shape, region="pelvis", dims=3):
-        return Bone(shape, *_density(p, side, region), name=pelvis, region=region, dims=dims)
+    def pelvic(shape, region="pelvis"):
+        return Bone(shape, *_density(p, side, region), name=pelvis, region=region)
 
     def at(dx, dy, dz=0.0):  # dx towards the midline
         return head + np.array([-lat * dx * k, dy * k * tilt, dz * k])
@@ -115,7 +115,7 @@ def _hip(p, side):
         pelvic(SphericalShell(head, r_head + 1.5, r_head + 11 * k,
                               (-lat * np.sin(0.6), -np.cos(0.6)), np.deg2rad(95))),
         pelvic(Ellipsoid(at(18, -72), np.array([52, 60, 9]) * k, rotation(0, lat * 0.3))),
-        pelvic(Ring(at(40, 50), 25 * k, 19 * k * tilt, 7.5 * k), dims=2),
+        pelvic(Ring(at(40, 50), 25 * k, 19 * k * tilt, 7.5 * k)),
         pelvic(Ellipsoid(at(22, 74, 5), np.array([13, 16, 13]) * k)),
         pelvic(Ellipsoid(head + np.array([-lat * (half - 9), 50 * k * tilt, 0]),
                          np.array([10, 17, 11]) * k)),

@@ -182,7 +182,8 @@ def draw_population(meta, rng, device="lunar"):
 
 def draw_positioning(n, rng):
     """Per film: femoral rotation and abduction of each hip, pelvic tilt, shift, magnification,
-    and the exposure (automatic exposure control error, detector gain and offset, heel effect).
+    collimation (mm in from each edge), and the exposure and reader (automatic exposure
+    control error, heel effect, dynamic-range compression, the reader's gain and offset).
 
     Angles in degrees, shifts in mm.
     """
@@ -197,7 +198,11 @@ def draw_positioning(n, rng):
         "magnification": rng.uniform(1.10, 1.22, n),
         "aec_error": np.exp(rng.normal(0.0, 0.10, n)),
         "gain": rng.uniform(0.85, 1.15, n),
-        "offset": rng.uniform(800.0, 3000.0, n),
+        "offset": rng.uniform(4000.0, 9000.0, n),
+        "collimation_top": rng.uniform(0.0, 40.0, n),
+        "collimation_bottom": rng.uniform(0.0, 40.0, n),
+        "collimation_left": rng.uniform(0.0, 40.0, n),
+        "collimation_right": rng.uniform(0.0, 40.0, n),
         "heel": rng.uniform(-0.05, 0.05, n),
         "drc": rng.uniform(0.4, 0.7, n),
     })

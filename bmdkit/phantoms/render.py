@@ -10,8 +10,10 @@ ratio growing with the body's thickness, spread by a broad kernel; the
 anode heel effect tilts the exposure along the film; the focal spot and the
 detector blur the image; each detector pixel counts quanta (Poisson noise,
 as a Gaussian); the reader takes the logarithm and applies its gain and
-offset and compresses the dynamic range (subtracting part of a
-broad unsharp mask, as CR readers do; bone bright, 16 bits), and a lead letter marks the side. Pixels
+offset: it compresses the dynamic range (subtracting part of a broad
+unsharp mask) and maps the collimated field's histogram to the output range
+(exposure recognition), as CR readers do; bone bright, 16 bits. Outside the
+collimated field only a little scatter arrives, and a lead letter marks the side. Pixels
 larger than :data:`MAX_RAY_SPACING_MM` average several rays (the detector
 integrates over its pixel).
 """
@@ -26,8 +28,8 @@ from scipy.ndimage import gaussian_filter
 from bmdkit.phantoms.anatomy import Grid, project, skeleton, soft_tissue
 from bmdkit.phantoms.dxa import measure
 
-__all__ = ["EFFECTIVE_KEV", "FILM_MM", "MU", "Film", "film_grid", "film_shape", "render", "simulate",
-           "to_pixels"]
+__all__ = ["EFFECTIVE_KEV", "FILM_MM", "MU", "Film", "detector", "film_grid", "film_shape", "reader",
+           "render", "simulate", "to_pixels"]
 
 #: Effective energy of a 75-85 kVp beam hardened by the patient (keV).
 EFFECTIVE_KEV = 45.0
@@ -44,7 +46,8 @@ BLUR_MM = 0.2  # focal-spot and detector blur (Gaussian sigma, film plane)
 SCATTER_SIGMA_MM = 30.0
 DRC_SIGMA_MM = 25.0  # the reader's dynamic-range compression: unsharp-mask kernel
 SCATTER_PER_CM = 0.045  # scatter-to-primary ratio per cm of tissue behind a grid
-_GREY_PER_LOG = 5500.0  # reader gain: grey levels per unit of -ln(exposure)
+_GREY_SPAN = 44000.0  # grey levels between the 2nd and 98th percentile of the field
+COLLIMATED = 0.03  # exposure outside the collimated field, relative (scatter only)
 _MARKER = {"R": ["11110", "10001", "10001", "11110", "10100", "10010", "10001"],
            "L": ["10000", "10000", "10000", "10000", "10000", "10000", "11111"]}
 
@@ -133,24 +136,34 @@ def _smooth(values, sigma_px):
         values.shape[1], coarse.shape[1]).T
 
 
+def _field(p, rows, cols, spacing):
+    """Mask of the collimated (exposed) field: each edge ``collimation_<edge>`` mm in."""
+    r = np.arange(rows)[:, None] * spacing
+    c = np.arange(cols)[None, :] * spacing
+    return ((r >= p["collimation_top"]) & (r < rows * spacing - p["collimation_bottom"])
+            & (c >= p["collimation_left"]) & (c < cols * spacing - p["collimation_right"]))
+
+
 def _marker(grid, letter, view, side, p, shape_mm):
-    """Mask of the lead letter's rays: 10 mm high, in the film's upper lateral corner."""
+    """Mask of the lead letter's rays: 10 mm high, in the field's upper lateral corner."""
     rows_mm, cols_mm = shape_mm
     centre, mag = film_centre(p, view, side), p["magnification"]
     u = (grid.xs - centre[0]) * mag + cols_mm / 2  # film-plane mm from the film's left edge
     v = (grid.ys - centre[1]) * mag + rows_mm / 2
-    left = 15.0 if letter == "R" else cols_mm - 15.0 - 7.0
+    left = (p["collimation_left"] + 8.0 if letter == "R"
+            else cols_mm - p["collimation_right"] - 8.0 - 7.0)
+    top = p["collimation_top"] + 8.0
     glyph = np.array([[c == "1" for c in row] for row in _MARKER[letter]])
     col = np.floor((u - left) / 1.43).astype(int)
-    row = np.floor((v - 15.0) / 1.43).astype(int)
+    row = np.floor((v - top) / 1.43).astype(int)
     ok_c, ok_r = (col >= 0) & (col < 5), (row >= 0) & (row < 7)
     mask = np.zeros((len(v), len(u)), bool)
     mask[np.ix_(ok_r, ok_c)] = glyph[np.ix_(row[ok_r], col[ok_c])]
     return mask
 
 
-def render(p, view, side, image_size, rng, bones=None):
-    """Render one film of subject ``p`` (with its positioning).
+def detector(p, view, side, image_size, rng, bones=None, aec=True):
+    """What the detector of one film records: ``-ln`` of the exposure, and the mineral.
 
     Parameters
     ----------
@@ -158,19 +171,29 @@ def render(p, view, side, image_size, rng, bones=None):
         Subject and film parameters (:mod:`bmdkit.phantoms.population`).
     view : {"hip", "pelvis"}
     side : {"right", "left"}
-        The hip a hip film shows; on a pelvis film, ignored but for the truth.
+        The hip a hip film shows; on a pelvis film, ignored.
     image_size : int
         Long side of the film in pixels.
     rng : numpy.random.Generator
         Quantum noise.
     bones : list of Bone or None
-        :func:`bmdkit.phantoms.anatomy.skeleton` of ``p`` if already built.
+        :func:`bmdkit.phantoms.anatomy.skeleton` of ``p`` if already built
+        (``[]``: soft tissue alone).
+    aec : bool, default=True
+        Automatic exposure control; ``False``: a fixed exposure (``signal``
+        is then the attenuation itself, plus scatter, blur and noise).
 
     Returns
     -------
-    image : ndarray of uint16
-    bone_path : ndarray of float32, g/cm²
-    spacing : float, mm per pixel
+    signal : ndarray of float32
+        ``-ln`` of the exposure relative to the AEC's target: larger is
+        more attenuation (bone).
+    bone_path : ndarray of float32
+        Mineral along each pixel's rays, g/cm².
+    field : ndarray of bool
+        The collimated (exposed) field.
+    spacing : float
+        mm per pixel.
     """
     rows, cols, spacing = film_shape(view, image_size)
     k = int(np.clip(np.ceil(spacing / MAX_RAY_SPACING_MM), 1, 4))
@@ -187,7 +210,7 @@ def render(p, view, side, image_size, rng, bones=None):
     attenuation += 4.0 * _marker(grid, letter, view, side, p, FILM_MM[view])
     # exposure: AEC on the central fifth of the film, heel effect along the rows
     r0, c0 = grid.shape[0] * 2 // 5, grid.shape[1] * 2 // 5
-    chamber = attenuation[r0:grid.shape[0] - r0, c0:grid.shape[1] - c0].mean()
+    chamber = attenuation[r0:grid.shape[0] - r0, c0:grid.shape[1] - c0].mean() if aec else 0.0
     heel = 1 + p["heel"] * np.linspace(-1, 1, grid.shape[0], dtype=np.float32)[:, None]
     primary = np.exp(chamber - attenuation) * heel * p["aec_error"]
     step = spacing / k
@@ -196,16 +219,43 @@ def render(p, view, side, image_size, rng, bones=None):
     depth_cm = p["body_depth"] / 10
     exposure = primary + SCATTER_PER_CM * depth_cm * _smooth(primary, SCATTER_SIGMA_MM / step)
     exposure = _block_mean(exposure, k)
-    bone_path = _block_mean(mineral, k)
+    field = _field(p, rows, cols, spacing)
+    exposure = np.where(field, exposure, COLLIMATED * exposure)
     quanta = QUANTA_PER_MM2 * spacing**2
     exposure = exposure + np.sqrt(exposure / quanta) * rng.standard_normal(
         exposure.shape, dtype=np.float32)
     signal = -np.log(np.maximum(exposure, 1e-6))
-    # the reader's dynamic-range compression: part of the broad background taken out
-    background = _smooth(signal, DRC_SIGMA_MM / spacing)
-    signal = signal - p["drc"] * (background - background.mean()) + 5.0
-    grey = p["offset"] + p["gain"] * _GREY_PER_LOG * signal
-    return (np.clip(grey, 0, 65535).astype(np.uint16), bone_path.astype(np.float32), spacing)
+    return signal.astype(np.float32), _block_mean(mineral, k).astype(np.float32), field, spacing
+
+
+def reader(signal, field, p, spacing):
+    """The CR reader: the detector's signal as 16-bit grey levels, bone bright.
+
+    Dynamic-range compression (part of a broad unsharp mask taken out), then
+    exposure recognition: the field's histogram from its 2nd to its 98th
+    percentile mapped to the output range (give or take the reader's own
+    ``gain`` and ``offset``); outside the field, white. ``spacing``: mm per pixel.
+    """
+    inside = signal[field][::7]
+    background = _smooth(np.where(field, signal, np.median(inside)), DRC_SIGMA_MM / spacing)
+    signal = signal - p["drc"] * (background - background.mean())
+    lo, hi = np.percentile(signal[field][::7], [2, 98])
+    signal[~field] = 2 * hi - lo
+    grey = p["offset"] + p["gain"] * _GREY_SPAN * (signal - lo) / max(hi - lo, 1e-6)
+    return np.clip(grey, 0, 65535).astype(np.uint16)
+
+
+def render(p, view, side, image_size, rng, bones=None):
+    """Render one film of subject ``p``: :func:`detector` then :func:`reader`.
+
+    Returns
+    -------
+    image : ndarray of uint16
+    bone_path : ndarray of float32, g/cm²
+    spacing : float, mm per pixel
+    """
+    signal, bone_path, field, spacing = detector(p, view, side, image_size, rng, bones)
+    return reader(signal, field, p, spacing), bone_path, spacing
 
 
 def simulate(p, view, side, image_size, rng):

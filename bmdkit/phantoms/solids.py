@@ -47,6 +47,7 @@ class Ellipsoid:
     centre: tuple
     axes: tuple
     rot: np.ndarray = field(default_factory=lambda: np.eye(3))
+    dims = 3  # a shell scaled in three dimensions (see Bone)
 
     def __post_init__(self):
         self.centre = np.asarray(self.centre, float)
@@ -89,6 +90,7 @@ class Cylinder:
     axis: tuple
     length: float
     radius: float
+    dims = 2  # the ends are open: a shell scaled across the axis
 
     def __post_init__(self):
         self.start = np.asarray(self.start, float)
@@ -136,6 +138,7 @@ class Ring:
     rx: float
     ry: float
     tube: float
+    dims = 2
 
     def __post_init__(self):
         self.centre = np.asarray(self.centre, float)
@@ -168,6 +171,7 @@ class SphericalShell:
     outer: float
     direction: tuple
     half_angle: float
+    dims = 1  # scaled through its thickness
 
     def __post_init__(self):
         self.centre = np.asarray(self.centre, float)
@@ -209,10 +213,11 @@ class Bone:
         :func:`bmdkit.phantoms.anatomy.project`), e.g. ``"femur_right"``.
     region : str
         Its region (``"neck"``, ``"trochanter"``...), for the texture.
-    dims : int
-        2 for shapes whose shell is thin in two dimensions (cylinders, rings),
-        3 for ellipsoids: the interior is the shape scaled by
-        ``(1 - cortical fraction) ** (1 / dims)``.
+
+    The interior is the shape scaled by ``(1 - cortical fraction) ** (1 / d)``,
+    ``d`` the number of dimensions its ``scaled`` scales (``shape.dims``: 3
+    for an ellipsoid, 2 for a cylinder or ring, 1 for a spherical shell), so
+    the cortex holds the volume fraction that gives ``density``.
 
     Examples
     --------
@@ -230,7 +235,6 @@ class Bone:
     cortical: float
     name: str
     region: str = ""
-    dims: int = 3
 
     @property
     def inner_scale(self):
@@ -238,7 +242,7 @@ class Bone:
         if self.cortical <= self.trabecular:  # a uniform solid
             return 1.0
         fraction = (self.density - self.trabecular) / (self.cortical - self.trabecular)
-        return float(np.clip(1.0 - fraction, 0.0, 1.0)) ** (1.0 / self.dims)
+        return float(np.clip(1.0 - fraction, 0.0, 1.0)) ** (1.0 / self.shape.dims)
 
     def chords(self, x, y):
         """Path lengths (mm) through the whole solid and through its interior."""
