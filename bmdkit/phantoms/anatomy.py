@@ -158,8 +158,11 @@ def _texture(p, bone, x, y):
     along = np.deg2rad(-_lateral(bone.name.split("_")[1]) * 20.0)  # principal compressive group
     angle = along + np.where(np.arange(n) % 3 == 2, np.pi / 2, 0.0) + rng.normal(0, 0.25, n)
     phase = rng.uniform(0, 2 * np.pi, n)
-    waves = sum(np.cos(2 * np.pi / period[i] * (np.cos(angle[i]) * x + np.sin(angle[i]) * y)
-                       + phase[i]) for i in range(n))
+    k = 2 * np.pi / period
+    waves = 0.0
+    for i in range(n):  # cos(a x + b y + c) = cos(a x) cos(b y + c) - sin(a x) sin(b y + c)
+        ax, by = k[i] * np.cos(angle[i]) * x, k[i] * np.sin(angle[i]) * y + phase[i]
+        waves = waves + np.cos(ax) * np.cos(by) - np.sin(ax) * np.sin(by)
     return 1.0 + p["texture_amplitude"] * np.sqrt(2.0 / n) * waves
 
 
@@ -191,7 +194,9 @@ def project(bones, grid, p=None):
         texture = (_texture(p, bone, x, y) if p is not None and bone.region in _TEXTURE_REGIONS
                    else None)
         mineral = bone.mineral(x, y, texture).astype(np.float32)
-        target = maps.setdefault(bone.name, np.zeros(grid.shape, np.float32))
+        if bone.name not in maps:
+            maps[bone.name] = np.zeros(grid.shape, np.float32)
+        target = maps[bone.name]
         np.maximum(target[rows, cols], mineral, out=target[rows, cols])
     return maps
 

@@ -215,7 +215,7 @@ def detector(p, view, side, image_size, rng, bones=None, aec=True):
     primary = np.exp(chamber - attenuation) * heel * p["aec_error"]
     step = spacing / k
     if BLUR_MM / step > 0.3:
-        primary = gaussian_filter(primary, BLUR_MM / step)
+        primary = gaussian_filter(primary, BLUR_MM / step, truncate=3.0)
     depth_cm = p["body_depth"] / 10
     exposure = primary + SCATTER_PER_CM * depth_cm * _smooth(primary, SCATTER_SIGMA_MM / step)
     exposure = _block_mean(exposure, k)
