@@ -5,7 +5,13 @@ import pytest
 from PIL import Image
 
 from bmdkit.datasets import make_synthetic_cohort
-from bmdkit.phantoms import draw_metadata, draw_population, draw_positioning, roi_mask
+from bmdkit.phantoms import (
+    draw_metadata,
+    draw_population,
+    draw_positioning,
+    roi_mask,
+    simulate,
+)
 from bmdkit.phantoms.anatomy import Grid, project, skeleton
 from bmdkit.phantoms.render import detector, film_grid
 from bmdkit.phantoms.solids import Bone, Cylinder, Ellipsoid, rotation
@@ -146,3 +152,7 @@ def test_the_film_has_the_physical_pixel_spacing_and_orientation(tmp_path):
     assert grid.xs[0] < 0 < grid.xs[-1]  # the right hip (negative x) on the film's left
     bones = project(skeleton(p), grid, p)
     assert {"femur_right", "femur_left", "pelvis_right", "pelvis_left", "spine"} <= set(bones)
+    film = simulate(p, "hip", "left", 64, np.random.default_rng(0))
+    assert film.image.shape == film.bone_path.shape == (64, 51)
+    assert film.pixel_spacing == pytest.approx(300 / 64)
+    assert 0.4 < film.truth["femoral_neck_bmd"] < 1.5 and len(film.truth["neck_roi"]) == 4

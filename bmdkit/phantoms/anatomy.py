@@ -20,7 +20,7 @@ from bmdkit.phantoms.solids import Bone, Cylinder, Ellipsoid, Ring, SphericalShe
 __all__ = ["SIDES", "Grid", "femur_frame", "project", "skeleton", "soft_tissue"]
 
 SIDES = ("right", "left")
-#: Regions of each hip with their own volumetric density (mg/cm³ HA), and the midline one.
+#: Regions of each hip with their own volumetric density (mg/cm³ HA); the spine is the midline one.
 REGIONS = ("neck", "head", "trochanter", "intertrochanter", "shaft", "pelvis")
 _SHAFT_TILT = np.deg2rad(8.0)  # femoral shaft axis from vertical (knees medial)
 _TEXTURE_REGIONS = ("neck", "head", "trochanter", "intertrochanter")
