@@ -114,7 +114,9 @@ def _hip(p, side):
     bones += [
         pelvic(SphericalShell(head, r_head + 1.5, r_head + 11 * k,
                               (-lat * np.sin(0.6), -np.cos(0.6)), np.deg2rad(95))),
-        pelvic(Ellipsoid(at(18, -72), np.array([52, 60, 9]) * k, rotation(0, lat * 0.3))),
+        # the iliac wing faces forwards and outwards: turned 35 degrees about the vertical
+        pelvic(Ellipsoid(at(8, -70), np.array([60, 62, 8]) * k,
+                         rotation(lat * np.deg2rad(35), lat * 0.3))),
         pelvic(Ring(at(40, 50), 25 * k, 19 * k * tilt, 7.5 * k)),
         pelvic(Ellipsoid(at(22, 74, 5), np.array([13, 16, 13]) * k)),
         pelvic(Ellipsoid(head + np.array([-lat * (half - 9), 50 * k * tilt, 0]),
@@ -142,9 +144,14 @@ def skeleton(p):
         return Bone(Ellipsoid(centre, np.asarray(axes) * k), *_density(p, None, "spine"),
                     name="spine", region="spine")
 
+    tilt = 1.0 + np.sin(np.deg2rad(p["pelvic_tilt"]))
+    brim = np.mean([_density(p, side, "pelvis") for side in SIDES], axis=0)
     bones = [spine((0.0, -62 * k, 12 * k), (44, 52, 20)),
              spine((0.0, -128 * k, 8 * k), (25, 13, 17)),
-             spine((0.0, -160 * k, 8 * k), (24, 13, 16))]
+             spine((0.0, -160 * k, 8 * k), (24, 13, 16)),
+             # the pelvic brim (arcuate and pectineal lines): a ring round the pelvic inlet
+             Bone(Ring((0.0, -8 * k * tilt, 0.0), 60 * k, 48 * k * tilt, 4.5 * k),
+                  1.4 * brim[0], brim[1], brim[2], name="pelvic_brim", region="pelvis")]
     for side in SIDES:
         bones += _hip(p, side)
     return bones
