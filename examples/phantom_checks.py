@@ -6,6 +6,9 @@
 2. The pelvis view's femoral-neck ROI as a fraction of the film.
 3. Osteoporosis prevalence (T <= -2.5, femoral neck, Lunar) in women 70-80.
 
+Also the femoral-neck BMD by sex (to set beside NHANES III) and its
+correlation with the total hip.
+
 Run:  .venv/bin/python examples/phantom_checks.py [n] [image_size] [BoneQuality.csv]
 The optional CSV (the real table in ../shared/data/real/tabular) gives the
 same metadata ridge on real data, on all ages and on ages 70-81.
@@ -64,7 +67,13 @@ def run_checks(n=300, image_size=256, random_state=0, out=print):
     """Compute the three checks; returns a dict of figures."""
     figures = {}
     with tempfile.TemporaryDirectory() as tmp:
-        X, y = make_synthetic_cohort(n, image_size, random_state, out_dir=f"{tmp}/hip")
+        X, y, truth = make_synthetic_cohort(n, image_size, random_state, out_dir=f"{tmp}/hip",
+                                            return_truth=True)
+        for sex, name in (("F", "women"), ("M", "men")):
+            figures[f"{name}_neck_bmd_mean"] = float(y[X["sex"] == sex].mean())
+            figures[f"{name}_neck_bmd_sd"] = float(y[X["sex"] == sex].std())
+        figures["neck_total_hip_r"] = float(np.corrcoef(truth["femoral_neck_bmd"],
+                                                        truth["total_hip_bmd"])[0, 1])
         meta = X.drop(columns="image_path")
         figures["metadata_r2"] = ridge_r2(meta, y)
         stats = global_statistics(X["image_path"])

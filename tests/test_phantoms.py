@@ -66,6 +66,9 @@ def test_bone_path_inside_the_neck_roi_is_the_femoral_neck_bmd(tmp_path, view):
         assert mean == pytest.approx(truth["femoral_neck_bmd"][row], rel=0.01)
         assert fraction < (0.03 if view == "pelvis" else 0.05)
         assert Image.open(truth["bone_path"][row]).mode == "F"
+        if view == "pelvis":  # the patient's right hip on the film's left half
+            x = np.mean([corner[0] for corner in truth["neck_roi"][row]])
+            assert (x < 1024 / 2) == (X["dxa_side"][row] == "right")
     # y is the truth plus DXA's precision error (CV 1.5 %)
     assert np.abs(y / truth["femoral_neck_bmd"] - 1).max() < 0.06
     assert (truth["total_hip_bmd"] > 0.4).all() and (truth["soft_tissue_cm"] > 10).all()

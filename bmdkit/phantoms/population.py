@@ -153,16 +153,13 @@ def draw_population(meta, rng, device="lunar"):
     # the neck's integral density: expected areal BMD / mean chord of the reference neck (cm)
     chord = np.pi * _per_sex(meta, "neck_radius") / 2 / 10
     neck = expected_neck_bmd(meta, device) / chord * 1000  # mg/cm³
-    status = rng.normal(0, 1, n)
-    for side in SIDES:
-        for region in (*REGIONS, "spine"):
-            if region == "spine" and side == "left":
-                continue
-            ratio, trabecular, loading = REGION_DENSITY[region]
-            residual = np.sqrt(loading) * status + np.sqrt(1 - loading) * rng.normal(0, 1, n)
-            key = "spine" if region == "spine" else f"{region}_{side}"
-            p[f"vbmd_{key}"] = ratio * neck * np.exp(RESIDUAL_LOG_SD * residual)
-            p[f"trabecular_{key}"] = trabecular * p[f"vbmd_{key}"]
+    status = rng.normal(0, 1, n)  # the subject's bone status, shared by every region
+    keys = [(f"{region}_{side}", region) for side in SIDES for region in REGIONS]
+    for key, region in [*keys, ("spine", "spine")]:
+        ratio, trabecular, loading = REGION_DENSITY[region]
+        residual = np.sqrt(loading) * status + np.sqrt(1 - loading) * rng.normal(0, 1, n)
+        p[f"vbmd_{key}"] = ratio * neck * np.exp(RESIDUAL_LOG_SD * residual)
+        p[f"trabecular_{key}"] = trabecular * p[f"vbmd_{key}"]
 
     # soft tissue: body fat % from BMI, age and sex (Deurenberg et al. 1991) as a fat layer
     bmi, age = meta["bmi"].to_numpy(), meta["age_at_xray"].to_numpy()
