@@ -4,8 +4,8 @@ Along each ray the film sees ``exp(-sum_m mu_m rho_m t_m)`` (Beer-Lambert)
 over fat, lean soft tissue and bone mineral (hydroxyapatite; the bone's
 organic matrix and marrow count as lean tissue), with the mass attenuation
 coefficients of :data:`MU` at the effective energy :data:`EFFECTIVE_KEV`.
-Automatic exposure control sets the exposure from the attenuation behind a
-central chamber (with a per-film error); a grid leaves a scatter-to-primary
+Automatic exposure control sets the exposure from the dose behind a central
+chamber (the mean transmission there, with a per-film error); a grid leaves a scatter-to-primary
 ratio growing with the body's thickness, spread by a broad kernel; the
 anode heel effect tilts the exposure along the film; the focal spot and the
 detector blur the image; each detector pixel counts quanta (Poisson noise,
@@ -209,8 +209,10 @@ def detector(p, view, side, image_size, rng, bones=None, aec=True):
     letter = "R" if (view == "pelvis" or side == "right") else "L"
     attenuation += 4.0 * _marker(grid, letter, view, side, p, FILM_MM[view])
     # exposure: AEC on the central fifth of the film, heel effect along the rows
+    # the chamber measures the dose behind it: the mean transmission, not the mean attenuation
     r0, c0 = grid.shape[0] * 2 // 5, grid.shape[1] * 2 // 5
-    chamber = attenuation[r0:grid.shape[0] - r0, c0:grid.shape[1] - c0].mean() if aec else 0.0
+    behind = attenuation[r0:grid.shape[0] - r0, c0:grid.shape[1] - c0]
+    chamber = -np.log(np.exp(-behind.astype(np.float64)).mean()) if aec else 0.0
     heel = 1 + p["heel"] * np.linspace(-1, 1, grid.shape[0], dtype=np.float32)[:, None]
     primary = np.exp(chamber - attenuation) * heel * p["aec_error"]
     step = spacing / k
