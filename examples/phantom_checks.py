@@ -6,8 +6,10 @@
 2. The pelvis view's femoral-neck ROI as a fraction of the film.
 3. Osteoporosis prevalence (T <= -2.5, femoral neck, Lunar) in women 70-80.
 
-Also the femoral-neck BMD by sex (to set beside NHANES III) and its
-correlation with the total hip.
+Also the femoral-neck BMD by sex (to set beside NHANES III), its correlation
+with the total hip, and what the film's grey-level contrast at the neck (an
+oracle of where to look) adds to the metadata ridge: whether the film
+carries the neck's mineral at all.
 
 Run:  .venv/bin/python examples/phantom_checks.py [n] [image_size] [BoneQuality.csv]
 The optional CSV (the real table in ../shared/data/real/tabular) gives the
@@ -31,6 +33,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from bmdkit.clinical import bmd_at_t_score
 from bmdkit.datasets import make_synthetic_cohort
+from bmdkit.phantoms import roi_mask
 
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 
@@ -58,6 +61,26 @@ def global_statistics(paths):
     return pd.DataFrame(rows, columns=["mean", "sd", *(f"p{q}" for q in PERCENTILES)])
 
 
+def neck_contrast(paths, truth):
+    """Per film: mean grey level in the neck ROI minus beside the neck (soft tissue).
+
+    "Beside" is the ROI moved across the neck by 1.2 neck widths, to the side
+    with less mineral in ``bone_path``: an oracle of where to look, to show
+    whether the film carries the neck's mineral at all.
+    """
+    values = []
+    for path, bone_path, corners in zip(paths, truth["bone_path"], truth["neck_roi"]):
+        grey = np.asarray(Image.open(path), np.float64)
+        mineral = np.asarray(Image.open(bone_path), np.float64)
+        xs, ys = np.arange(grey.shape[1]) + 0.5, np.arange(grey.shape[0]) + 0.5
+        corners = np.asarray(corners)
+        across = corners[0] - corners[3]
+        beside = min((roi_mask(corners + sign * 1.2 * across, xs, ys) for sign in (1, -1)),
+                     key=lambda mask: mineral[mask].mean() if mask.any() else np.inf)
+        values.append(grey[roi_mask(corners, xs, ys)].mean() - grey[beside].mean())
+    return np.array(values)
+
+
 def polygon_area(corners):
     x, y = np.asarray(corners, float).T
     return 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
@@ -81,6 +104,8 @@ def run_checks(n=300, image_size=256, random_state=0, out=print):
         figures["image_statistics_r2"] = ridge_r2(stats, y)
         figures["image_statistics_gain"] = (figures["metadata_plus_image_statistics_r2"]
                                             - figures["metadata_r2"])
+        contrast = neck_contrast(X["image_path"], truth)
+        figures["metadata_plus_neck_contrast_r2"] = ridge_r2(meta.assign(contrast=contrast), y)
         women = (X["sex"] == "F") & X["age_at_bmd"].between(70, 80)
         figures["osteoporosis_women_70_80"] = float(
             (y[women] <= bmd_at_t_score(-2.5, device="lunar")).mean())
