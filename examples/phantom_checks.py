@@ -61,23 +61,23 @@ def global_statistics(paths):
     return pd.DataFrame(rows, columns=["mean", "sd", *(f"p{q}" for q in PERCENTILES)])
 
 
-def neck_contrast(paths, truth):
-    """Per film: mean grey level in the neck ROI minus beside the neck (soft tissue).
+def neck_contrast(paths, truth, radius_mm=40.0):
+    """Per film: mean grey level in the neck ROI minus that of the soft tissue around it.
 
-    "Beside" is the ROI moved across the neck by 1.2 neck widths, to the side
-    with less mineral in ``bone_path``: an oracle of where to look, to show
+    The soft tissue is every pixel within ``radius_mm`` of the ROI's centre
+    with no mineral in ``bone_path``: an oracle of where to look, to show
     whether the film carries the neck's mineral at all.
     """
     values = []
-    for path, bone_path, corners in zip(paths, truth["bone_path"], truth["neck_roi"]):
+    for path, bone_path, corners, spacing in zip(paths, truth["bone_path"], truth["neck_roi"],
+                                                 truth["pixel_spacing_mm"]):
         grey = np.asarray(Image.open(path), np.float64)
         mineral = np.asarray(Image.open(bone_path), np.float64)
         xs, ys = np.arange(grey.shape[1]) + 0.5, np.arange(grey.shape[0]) + 0.5
-        corners = np.asarray(corners)
-        across = corners[0] - corners[3]
-        beside = min((roi_mask(corners + sign * 1.2 * across, xs, ys) for sign in (1, -1)),
-                     key=lambda mask: mineral[mask].mean() if mask.any() else np.inf)
-        values.append(grey[roi_mask(corners, xs, ys)].mean() - grey[beside].mean())
+        cx, cy = np.mean(corners, axis=0)
+        near = np.hypot(xs[None, :] - cx, ys[:, None] - cy) * spacing < radius_mm
+        values.append(grey[roi_mask(corners, xs, ys)].mean()
+                      - grey[near & (mineral < 0.01)].mean())
     return np.array(values)
 
 
