@@ -6,8 +6,8 @@ right (the patient's left: the right hip is at negative ``x``, as AP films
 are read), ``y`` down, ``z`` along the beam. Each hip has a proximal femur
 (head, neck, greater and lesser trochanter, intertrochanteric mass, shaft)
 and a hemipelvis (acetabulum, ilium, obturator ring of pubic and ischial
-rami, ischial tuberosity, pubic body); on the midline the sacrum and the L5
-and L4 vertebral bodies. The femur is placed at the film's femoral rotation
+rami, ischial tuberosity, pubic body); on the midline the sacrum, the L5
+and L4 vertebral bodies and the pelvic brim. The femur is placed at the film's femoral rotation
 (about the vertical through the head centre) and abduction (in plane).
 """
 
