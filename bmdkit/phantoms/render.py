@@ -5,15 +5,15 @@ over fat, lean soft tissue and bone mineral (hydroxyapatite; the bone's
 organic matrix and marrow count as lean tissue), with the mass attenuation
 coefficients of :data:`MU` at the effective energy :data:`EFFECTIVE_KEV`.
 Automatic exposure control sets the exposure from the dose behind a central
-chamber (the mean transmission there, with a per-film error); a grid leaves a scatter-to-primary
-ratio growing with the body's thickness, spread by a broad kernel; the
-anode heel effect tilts the exposure along the film; the focal spot and the
-detector blur the image; each detector pixel counts quanta (Poisson noise,
-as a Gaussian); the reader takes the logarithm and applies its gain and
-offset: it compresses the dynamic range (subtracting part of a broad
+chamber (the mean transmission there, with a per-film error); a grid leaves
+a scatter-to-primary ratio growing with the body's thickness, spread by a
+broad kernel; the anode heel effect tilts the exposure along the film; the
+focal spot and the detector blur the image; outside the collimated field
+only a little scatter arrives; each detector pixel counts quanta (Poisson
+noise, as a Gaussian); a lead letter marks the side. The reader takes the
+logarithm, compresses the dynamic range (subtracting part of a broad
 unsharp mask) and maps the collimated field's histogram to the output range
-(exposure recognition), as CR readers do; bone bright, 16 bits. Outside the
-collimated field only a little scatter arrives, and a lead letter marks the side. Pixels
+(exposure recognition), as CR readers do: bone bright, 16 bits. Pixels
 larger than :data:`MAX_RAY_SPACING_MM` average several rays (the detector
 integrates over its pixel).
 """
