@@ -42,7 +42,10 @@ def test_smoke_bench_reports_every_figure(tmp_path, monkeypatch, capsys):
     assert progress.count("[bench] scaling: image_size=") == 1
     assert "scaling_base_n" not in figures["settings"]
     assert figures["machine"]["torch_threads"] >= 1
+    assert figures["phantoms"]["n"] == 4 and figures["phantoms"]["render_s"] > 0
+    assert "[bench] phantoms: rendering 4 pelvis films at 256 px" in progress
     assert "overhead_ratio=" in format_table(figures).splitlines()[-1]
+    assert "pelvis films at 256 px rendered in" in format_table(figures)
 
 
 def test_radiograph_files_are_16_bit_and_distinct_paths(tmp_path):

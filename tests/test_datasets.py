@@ -30,15 +30,18 @@ def test_metadata_match_the_reference_cohort(cohort):
 
 
 def test_bmd_is_realistic_for_the_seventies(cohort):
-    _, y = cohort
-    assert 0.78 < y.mean() < 0.92 and 0.08 < y.std() < 0.15
-    assert (y < 0.691).mean() > 0.03, "osteoporotic cases (T <= -2.5 on Lunar) exist"
-
-
-def test_images_are_16_bit_hip_phantoms_that_show_bone_quality(cohort):
+    """NHANES III femoral neck at 70-79 (Looker et al. 1998) on the Lunar scale: F 0.80, M 0.94."""
     X, y = cohort
-    image = Image.open(X["image_path"][0])
-    assert image.size == (64, 64) and np.asarray(image).dtype == np.uint16
+    women, men = y[X["sex"] == "F"], y[X["sex"] == "M"]
+    assert 0.75 < women.mean() < 0.85 and 0.89 < men.mean() < 0.99
+    assert 0.09 < women.std() < 0.18 and 0.09 < men.std() < 0.18
+    assert 0.08 < (women <= 0.691).mean() < 0.35, "osteoporosis (T <= -2.5 on Lunar) in women"
+
+
+def test_images_are_16_bit_hip_films(cohort):
+    X, y = cohort
+    image = Image.open(X["image_path"][0])  # a 30 x 24 cm film, 64 px on its long side
+    assert image.size == (51, 64) and np.asarray(image).dtype == np.uint16
     means = np.array([np.asarray(Image.open(p), np.float64).mean() for p in X["image_path"]])
     assert np.ptp(means) > 0
 
@@ -107,13 +110,42 @@ def test_rendering_shows_progress_by_the_load_images_rule(tmp_path, monkeypatch)
         (5, True, 5), (5, None, 5)]
 
 
-def test_bilateral_cohort_shows_both_hips_and_names_the_measured_side(tmp_path):
+def test_pelvis_cohort_shows_both_hips_and_names_the_measured_side(tmp_path):
     X, y = make_synthetic_cohort(n=12, image_size=32, random_state=0, out_dir=tmp_path,
-                                 bilateral=True)
+                                 view="pelvis")
     assert X.attrs["synthetic"] and set(X["dxa_side"]) == {"left", "right"}
     image = np.asarray(Image.open(X["image_path"][0]))
-    assert image.shape == (32, 64) and image.dtype == np.uint16
+    assert image.shape == (26, 32) and image.dtype == np.uint16  # 35 x 43 cm, landscape
+    Xb, yb = make_synthetic_cohort(n=12, image_size=32, random_state=0, out_dir=tmp_path / "b",
+                                   bilateral=True)  # the former name of the pelvis view
+    np.testing.assert_array_equal(y, yb)
+    assert (Xb["dxa_side"] == X["dxa_side"]).all()
     X1, _ = make_synthetic_cohort(n=12, image_size=32, random_state=0, out_dir=tmp_path / "u")
     assert "dxa_side" not in X1  # the default cohort is unchanged
     folder = load_demo_cohort(n=6, image_size=32, data_home=tmp_path / "home", bilateral=True)
     assert "dxa_side" in folder[0]
+
+
+def test_demo_cohort_gives_several_sites_and_the_truth(tmp_path):
+    X, y, truth = load_demo_cohort(n=5, image_size=32, data_home=tmp_path, view="pelvis",
+                                   sites=("femoral_neck", "total_hip"), return_truth=True)
+    assert list(y.columns) == ["femoral_neck", "total_hip"] and "total_hip" not in X
+    assert list(truth.index) == list(X.index)
+    assert all(Image.open(p).mode == "F" for p in truth["bone_path"])
+    assert all(len(corners) == 4 for corners in truth["neck_roi"])
+    np.testing.assert_allclose(y["femoral_neck"], truth["femoral_neck_bmd"], rtol=0.06)
+    X2, y2, truth2 = load_demo_cohort(n=5, image_size=32, data_home=tmp_path, view="pelvis",
+                                      sites=("femoral_neck", "total_hip"), return_truth=True)
+    assert truth2.equals(truth) and y2.equals(y)
+    X1, y1 = load_demo_cohort(n=5, image_size=32, data_home=tmp_path, view="pelvis",
+                              sites="total_hip")
+    np.testing.assert_array_equal(y1, y["total_hip"])
+
+
+def test_bad_cohort_parameters_are_named(tmp_path):
+    with pytest.raises(ValueError, match="view"):
+        make_synthetic_cohort(n=2, image_size=16, out_dir=tmp_path, view="knee")
+    with pytest.raises(ValueError, match="sites"):
+        make_synthetic_cohort(n=2, image_size=16, out_dir=tmp_path, sites=("spine",))
+    with pytest.raises(ValueError, match="image_format"):
+        make_synthetic_cohort(n=2, image_size=16, out_dir=tmp_path, image_format="jpeg")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["make_radiograph_files", "radiograph_cohort"]
+__all__ = ["make_radiograph_files", "phantom_rendering", "radiograph_cohort"]
 
 DISTINCT_FILES = 8  # distinct generated radiographs; the rest are byte copies (decode cost is equal)
 
@@ -79,3 +80,43 @@ def radiograph_cohort(n, shape, out_dir, random_state=0, file_format="png"):
                                  out_dir=Path(out_dir) / "thumbnails")
     X["image_path"] = make_radiograph_files(n, shape, out_dir, random_state, file_format)
     return X, y
+
+
+def phantom_rendering(n, image_size, view="pelvis", random_state=0):
+    """Seconds to render ``n`` phantom films in memory, and to measure their DXA truth.
+
+    The films of :func:`bmdkit.datasets.make_synthetic_cohort` (SYNTHETIC),
+    without writing files: drawing the population, building each skeleton,
+    rendering the film (``render_s``) and measuring the femoral neck and
+    total hip (``dxa_s``), one process.
+
+    Examples
+    --------
+    >>> figures = phantom_rendering(2, 64)
+    >>> sorted(figures)
+    ['dxa_s', 'films_per_s', 'image_size', 'n', 'render_s', 'view']
+    """
+    from bmdkit.phantoms import (
+        draw_metadata,
+        draw_population,
+        draw_positioning,
+        measure,
+        render,
+    )
+    from bmdkit.phantoms.anatomy import skeleton
+
+    rng = np.random.default_rng(random_state)
+    population = draw_population(draw_metadata(n, rng), rng)
+    positioning = draw_positioning(n, rng)
+    render_s = dxa_s = 0.0
+    for i in range(n):
+        p = {**population.iloc[i].to_dict(), **positioning.iloc[i].to_dict()}
+        start = time.perf_counter()
+        bones = skeleton(p)
+        render(p, view, "right", image_size, rng, bones)
+        middle = time.perf_counter()
+        measure(p, bones, "right")
+        render_s += middle - start
+        dxa_s += time.perf_counter() - middle
+    return {"n": n, "image_size": image_size, "view": view, "render_s": render_s,
+            "dxa_s": dxa_s, "films_per_s": n / render_s}

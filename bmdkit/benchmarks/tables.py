@@ -26,6 +26,10 @@ def format_table(result):
             lines.append(f"{name:<12}{p['n']:>6}{p['image_size']:>5}{p['epoch_s']:>10.3f}"
                          f"{p['ms_per_subject']:>12.2f}{p['store_mb']:>10.1f}"
                          f"{p['fit_peak_mb']:>13.0f}{p['fit_growth_mb']:>11.1f}")
+    ph = result["phantoms"]
+    lines += ["", f"phantoms: {ph['n']} {ph['view']} films at {ph['image_size']} px rendered in "
+                  f"{ph['render_s']:.1f} s ({ph['films_per_s']:.1f} films/s), DXA truth "
+                  f"{ph['dxa_s']:.1f} s (SYNTHETIC, one process)"]
     lines += ["", f"overhead_ratio={result['overhead_ratio']:.3f} "
                   f"cache_speedup={result['cache_speedup']:.1f} "
                   f"time_linearity={result['time_linearity']:.2f} "

@@ -17,7 +17,7 @@ import torch
 from skorch.callbacks import Callback
 
 from bmdkit.batching import torch_threads
-from bmdkit.benchmarks.data import radiograph_cohort
+from bmdkit.benchmarks.data import phantom_rendering, radiograph_cohort
 from bmdkit.benchmarks.measure import (
     PeakMemory,
     environment,
@@ -56,6 +56,7 @@ SETTINGS = {
                 tuple(OPTIONS)),
     "options_image_sizes": ((16,), (64, 128), (64, 128)),
     "options_epochs": (2, 3, 10),
+    "phantoms": ((4, 256), (64, 1024), (233, 1024)),  # pelvis films rendered: (n, long side)
     "model": (dict(backbone="resnet18", batch_size=4),
               dict(backbone="resnet18", batch_size=16),
               dict(backbone="resnet18", batch_size=16)),
@@ -215,7 +216,9 @@ def run_benchmarks(mode="quick", *, device="cpu", n_threads=None, workdir=None, 
         ``overhead_ratio`` and ``cache_speedup`` (radiograph-sized files),
         ``datasets`` (per cohort: floor/fit/naive epoch seconds and ratios,
         predict images/s, peak memory), ``scaling_n``, ``scaling_image_size``,
-        ``larger_than_ram``, ``settings`` and ``machine``.
+        ``larger_than_ram``, ``phantoms`` (seconds to render the demo cohort's
+        pelvis films and measure their DXA truth,
+        :func:`~bmdkit.benchmarks.data.phantom_rendering`), ``settings`` and ``machine``.
 
     Examples
     --------
@@ -268,6 +271,9 @@ def run_benchmarks(mode="quick", *, device="cpu", n_threads=None, workdir=None, 
             mapped = _scaling_point(
                 X, y, dict(params, image_size=s["scaling_base_size"], cache_dir=tmp), device)
 
+    n_films, film_size = s["phantoms"]
+    log(f"phantoms: rendering {n_films} pelvis films at {film_size} px")
+    phantoms = phantom_rendering(n_films, film_size)
     per_subject = [p["ms_per_subject"] for p in scaling_n]
     result.update({
         "overhead_ratio": radiographs["overhead_ratio"],
@@ -277,6 +283,7 @@ def run_benchmarks(mode="quick", *, device="cpu", n_threads=None, workdir=None, 
         "time_linearity": max(per_subject) / min(per_subject),
         "scaling_image_size": scaling_size,
         "larger_than_ram": mapped,
+        "phantoms": phantoms,
     })
     result["machine"]["load_average_1min_after"] = machine_info(device).get(
         "load_average_1min")

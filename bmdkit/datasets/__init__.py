@@ -1,7 +1,7 @@
 """Cohorts: the SYNTHETIC demo cohort and loading a user's CSV.
 
-The demo cohort's images are procedural hip phantoms for demonstration and
-testing, not clinical radiographs.
+The demo cohort's images are hip and pelvis films rendered from 3D phantoms
+(:mod:`bmdkit.phantoms`) for demonstration and testing, not clinical radiographs.
 """
 
 from bmdkit.datasets.cohort import load_cohort

@@ -1,12 +1,13 @@
-"""A synthetic demo cohort: metadata like the reference cohort, procedural hip phantoms.
+"""The SYNTHETIC demo cohort: metadata like the reference cohort, physical hip phantoms.
 
-SYNTHETIC DATA. The images are procedural phantoms made for demonstration and
-testing, not clinical radiographs; no accuracy on them is evidence about real
-radiographs.
+SYNTHETIC DATA. The images are phantoms rendered from 3D bone
+(:mod:`bmdkit.phantoms`) for demonstration and testing, not clinical
+radiographs; no accuracy on them is evidence about real radiographs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -14,137 +15,123 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm.auto import tqdm
 
-from bmdkit.datasets._phantoms import render_hips
 from bmdkit.datasets.cohort import load_cohort
-from bmdkit.files import atomic_path
+from bmdkit.datasets.films import save_dicom, save_png, save_tiff
 from bmdkit.io.cache import progress_disable
+from bmdkit.phantoms.anatomy import skeleton
+from bmdkit.phantoms.dxa import measure
+from bmdkit.phantoms.population import (
+    blank_some,
+    draw_metadata,
+    draw_population,
+    draw_positioning,
+)
+from bmdkit.phantoms.render import film_shape, render, to_pixels
 
 __all__ = ["make_synthetic_cohort", "load_demo_cohort", "demo_data_home"]
 
 #: Format version of generated cohorts; bump when the generative model changes.
-COHORT_VERSION = 1
-_CHUNK = 32  # subjects rendered at once: bounds memory at large image sizes
-SMOKING = np.array(["never", "former", "current"], dtype=object)
+COHORT_VERSION = 2
+VIEWS = ("hip", "pelvis")
+IMAGE_FORMATS = {"png": ".png", "dicom": ".dcm"}
+#: DXA sites y can hold, and DXA's precision error at each (coefficient of variation).
+PRECISION_CV = {"femoral_neck": 0.015, "total_hip": 0.010}
 
 
-def _metadata(n, rng):
-    """Metadata resembling the Hertfordshire Cohort Study's XAttn-BMD sample."""
-    female = rng.random(n) < 0.489
-    age_xray = rng.uniform(71.6, 80.6, n)
-    age_bmd = age_xray + np.abs(rng.normal(0.0, 0.3, n))
-    height = np.where(female, rng.normal(159.0, 6.0, n), rng.normal(172.0, 6.5, n))
-    bmi = np.clip(np.where(female, rng.normal(27.8, 4.8, n), rng.normal(27.4, 3.8, n)), 17, 45)
-    weight = bmi * (height / 100) ** 2
-    drinks = rng.random(n) > np.where(female, 0.35, 0.15)
-    alcohol = np.where(drinks, rng.lognormal(np.where(female, 1.2, 2.1), 0.8), 0.0)
-    activity = np.clip(rng.normal(60 - 1.5 * (age_xray - 76), 15, n), 0, 100)
-    diet = rng.normal(0.0, 1.0, n)
-    smoking = SMOKING[np.array([
-        rng.choice(3, p=[0.60, 0.32, 0.08]) if f else rng.choice(3, p=[0.38, 0.52, 0.10])
-        for f in female])]
-    frame = pd.DataFrame({
-        "age_at_xray": age_xray.round(1),
-        "age_at_bmd": age_bmd.round(1),
-        "height_cm": height.round(1),
-        "weight_kg": weight.round(1),
-        "bmi": bmi.round(1),
-        "alcohol_units_per_week": alcohol.round(1),
-        "physical_activity": activity.round(0),
-        "diet_quality": diet.round(2),
-        "sex": np.where(female, "F", "M").astype(object),
-        "smoking": smoking,
-    })
-    return frame
+def _check(view, image_format, sites, image_size, n):
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"image_format must be one of {tuple(IMAGE_FORMATS)}, "
+                         f"got {image_format!r}")
+    sites = (sites,) if isinstance(sites, str) else tuple(sites)
+    unknown = [s for s in sites if s not in PRECISION_CV]
+    if unknown or not sites:
+        raise ValueError(f"sites must be a non-empty tuple of {tuple(PRECISION_CV)}, "
+                         f"got {sites!r}")
+    if int(image_size) < 8 or int(n) < 1:
+        raise ValueError(f"image_size must be >= 8 and n >= 1, got {image_size!r} and {n!r}")
+    return sites
 
 
-def _bmd(meta, quality, rng):
-    """Femoral neck BMD (g/cm²): metadata part + image-only bone quality + noise."""
-    female = (meta["sex"] == "F").to_numpy()
-    metadata_part = (
-        np.where(female, 0.80, 0.90)
-        - 0.006 * (meta["age_at_bmd"].to_numpy() - 76)
-        + 0.007 * (meta["bmi"].to_numpy() - 27.5)
-        + 0.0008 * (meta["physical_activity"].to_numpy() - 60)
-        + 0.008 * meta["diet_quality"].to_numpy()
-        - 0.03 * (meta["smoking"] == "current").to_numpy()
-        - 0.0015 * np.clip(meta["alcohol_units_per_week"].to_numpy() - 14, 0, None)
-    )
-    return metadata_part + 0.085 * quality + rng.normal(0.0, 0.025, len(meta))
+def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None, *, view="hip",
+                          image_format="png", sites=("femoral_neck",), return_truth=False,
+                          bilateral=False):
+    r"""Generate a SYNTHETIC cohort: radiographs of 3D hip phantoms, metadata and DXA BMD.
 
+    Per subject (:mod:`bmdkit.phantoms`; physics, units and references in
+    docs/data.md):
 
-def _blank_some(meta, rng, fraction=0.02):
-    """Set a few lifestyle values missing, as in real cohorts."""
-    for column in ("alcohol_units_per_week", "physical_activity", "diet_quality", "smoking"):
-        missing = rng.random(len(meta)) < fraction
-        meta.loc[missing, column] = np.nan if meta[column].dtype != object else None
-    return meta
-
-
-def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None, bilateral=False):
-    r"""Generate a SYNTHETIC cohort of hip phantoms, metadata and femoral neck BMD.
-
-    The generative model, per subject *i*:
-
-    - metadata like the XAttn-BMD reference cohort (Hertfordshire, n = 233):
-      age at x-ray ~ U(71.6, 80.6); age at BMD scan a few months later;
-      48.9 % female; sex-specific height and BMI (weight = BMI · height²);
-      alcohol (units/week, zero for 35 % of women, 15 % of men, else
-      log-normal); physical activity (0–100, falling with age); diet quality
-      (z-score); smoking never/former/current. About 2 % of the lifestyle
-      values are missing.
-    - a bone-quality latent :math:`q_i \sim N(0, 1)` that only the image shows:
-      it thickens the cortex of neck and shaft, fills the trabecular network
-      and densifies the pelvis of the phantom.
-    - BMD in g/cm²:
-
-      .. math::
-
-          \mathrm{BMD}_i = 0.80\,[F] + 0.90\,[M] - 0.006\,(\mathrm{age}_{BMD} - 76)
-              + 0.007\,(\mathrm{BMI} - 27.5) + 0.0008\,(\mathrm{activity} - 60)
-              + 0.008\,\mathrm{diet} - 0.03\,[\mathrm{current\ smoker}]
-              - 0.0015\,(\mathrm{alcohol} - 14)_+ + 0.085\,q_i + \varepsilon_i,
-          \qquad \varepsilon_i \sim N(0, 0.025^2)
-
-      (mean about 0.85, SD about 0.11 g/cm²; about a fifth below 0.75).
-    - with ``bilateral=True``, an AP pelvis view instead: both hips side by
-      side (the right hip on the image's left, as radiographs are read), each
-      its own phantom with its own bone quality :math:`q^{R}_i, q^{L}_i`
-      (independent), and a metadata column ``dxa_side`` ("right" or "left",
-      half each) naming the hip that DXA measured; BMD uses that hip's
-      :math:`q`. Pooled image features mix the two hips, so a model does well
-      only if the metadata can say where to look.
-    - the image: a procedural AP hip phantom (femoral head, neck, trochanters,
-      shaft, acetabulum, ilium, obturator ring, soft tissue) rendered as
-      16-bit PNG, where *q* shows through cortical thickness, trabecular
-      texture and neck attenuation, confounded by bone size (from height),
-      soft-tissue thickness (from BMI), positioning, exposure and noise.
+    - **metadata** like the XAttn-BMD reference cohort (Hertfordshire,
+      n = 233): age 71.6–80.6 at the x-ray, the DXA scan a few months later,
+      48.9 % female, height, weight, BMI, alcohol, physical activity, diet
+      quality, smoking; about 2 % of the lifestyle values missing.
+    - **bone**: a proximal femur (head, neck, greater and lesser trochanter,
+      shaft) and hemipelvis (acetabulum, ilium, pubic and ischial rami around
+      the obturator foramen) on each side, sacrum, L5 and L4; each solid a
+      cortical shell around a trabecular interior. Each region's volumetric
+      density (mg/cm³ hydroxyapatite) follows a subject-level bone status
+      with published regional correlations, calibrated to NHANES III
+      femoral-neck BMD by age and sex (Looker et al. 1998); sizes follow sex
+      and height; fat and muscle follow BMI, sex and age.
+    - **film**: Beer–Lambert attenuation of fat, lean tissue and mineral at
+      45 keV, scatter, blur, quantum noise, exposure control, detector gain,
+      offset and dynamic-range compression, a lead R/L marker; femoral
+      rotation, abduction, pelvic tilt, shift and magnification per film.
+      ``view="hip"``: an AP hip film (30 × 24 cm, one hip, right or left);
+      ``view="pelvis"``: an AP pelvis film (35 × 43 cm, both hips) and the
+      column ``dxa_side`` naming the hip DXA measured.
+    - **target**: the areal BMD (g/cm², Lunar scale) DXA measures on the same
+      bone: the mineral alone projected through the film's geometry, BMC /
+      area in the standard femoral-neck box (15 mm along the neck, across
+      it) and in the total-hip region; y adds DXA's precision error
+      (CV 1.5 % femoral neck, 1.0 % total hip).
 
     Parameters
     ----------
     n : int, default=233
         Number of subjects.
     image_size : int, default=128
-        Side of the square PNG images in pixels.
+        Long side of the saved film in pixels; the pixel spacing follows from
+        the film's size (a pelvis film at 1024 px: 0.42 mm).
     random_state : int, default=0
-        Seed: the same seed gives the same cohort, images included.
+        Seed: the same seed gives the same cohort, files included; the
+        subjects and y do not depend on ``image_size``, ``view`` or
+        ``image_format``.
     out_dir : str, os.PathLike or None, default=None
-        Folder for the PNG files; ``None``: a folder per (``n``,
-        ``image_size``, ``random_state``, ``bilateral``) under
-        :func:`demo_data_home`, reused by later calls (images already there
+        Folder for the files; ``None``: a folder per cohort under
+        :func:`demo_data_home`, reused by later calls (files already there
         are not written again).
+    view : {"hip", "pelvis"}, default="hip"
+    image_format : {"png", "dicom"}, default="png"
+        16-bit PNG, or DICOM CR with PatientAge, PatientSex, PatientSize,
+        PatientWeight, PixelSpacing, ViewPosition, Laterality (hip films) and
+        study, series and instance UIDs.
+    sites : tuple of str, default=("femoral_neck",)
+        DXA sites of y, from ``"femoral_neck"`` and ``"total_hip"``: one site
+        gives a 1-D y, several a DataFrame with one column each.
+    return_truth : bool, default=False
+        Also return the truth (below) and write each film's ``bone_path``.
     bilateral : bool, default=False
-        Both hips in each image (``image_size`` high, twice as wide) and the
-        measured side in ``dxa_side``; see above.
+        ``True`` is ``view="pelvis"`` (its former name).
 
     Returns
     -------
     X : pandas.DataFrame
-        ``image_path`` plus the metadata columns; ``X.attrs["synthetic"]`` is True.
-    y : ndarray of shape (n,)
-        Femoral neck BMD in g/cm² (synthetic).
+        ``image_path`` plus the metadata columns (and ``dxa_side`` on pelvis
+        films); ``X.attrs["synthetic"]`` is True.
+    y : ndarray of shape (n,) or pandas.DataFrame
+        Measured BMD in g/cm² (SYNTHETIC), per site.
+    truth : pandas.DataFrame, only with ``return_truth=True``
+        Indexed like X: ``femoral_neck_bmd`` and ``total_hip_bmd`` (noiseless,
+        g/cm²), ``soft_tissue_cm`` (AP body thickness at the hips),
+        ``bone_path`` (a float32 TIFF of the mineral-only projection, g/cm²
+        per pixel, on the film's pixel grid), ``neck_roi`` (the neck box's
+        four corners as (x, y) pixel coordinates, pixel (i, j) covering
+        ``[j, j+1) x [i, i+1)``; :func:`bmdkit.phantoms.roi_mask` turns them
+        into a mask), ``pixel_spacing_mm`` and ``side`` (the hip DXA measured).
 
     Examples
     --------
@@ -153,48 +140,74 @@ def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None, b
     >>> X.shape, y.shape, X.attrs["synthetic"]
     ((8, 11), (8,), True)
     """
+    view = "pelvis" if bilateral else view
+    sites = _check(view, image_format, sites, image_size, n)
     rng = np.random.default_rng(random_state)
-    meta = _metadata(n, rng)
-    quality = rng.normal(0.0, 1.0, n)
-    if bilateral:
-        quality_left = rng.normal(0.0, 1.0, n)
-        meta["dxa_side"] = np.where(rng.random(n) < 0.5, "right", "left").astype(object)
-        y = _bmd(meta, np.where(meta["dxa_side"] == "left", quality_left, quality), rng)
-    else:
-        y = _bmd(meta, quality, rng)
-    bone_scale = (meta["height_cm"].to_numpy() / 165.0) ** 0.5 * rng.uniform(0.96, 1.04, n)
-    soft_tissue = meta["bmi"].to_numpy() / 27.5
+    meta = draw_metadata(n, rng)
+    population = draw_population(meta, rng)
+    sides = np.where(rng.random(n) < 0.5, "right", "left").astype(object)
+    precision = {site: rng.normal(0.0, 1.0, n) for site in PRECISION_CV}
+    meta = blank_some(meta, rng)
+    positioning = draw_positioning(n, np.random.default_rng([random_state, 1]))
+    if view == "pelvis":
+        meta["dxa_side"] = sides
+
     if out_dir is None:  # one folder per cohort, reused: nothing left behind per call
-        out_dir = demo_data_home() / (f"synthetic-v{COHORT_VERSION}-n{n}-px{image_size}-"
-                                      f"seed{random_state}{'-bilateral' if bilateral else ''}")
+        out_dir = demo_data_home() / _cohort_name("synthetic", n, image_size, random_state, view,
+                                                  image_format)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [str(out_dir / f"phantom_{i:04d}.png") for i in range(n)]
+    suffix = IMAGE_FORMATS[image_format]
+    paths = [str(out_dir / f"phantom_{i:04d}{suffix}") for i in range(n)]
+    truth_paths = [str(out_dir / f"bone_path_{i:04d}.tiff") for i in range(n)]
+    rows = []
     # a bar on a terminal from PROGRESS_MIN_FILES images, like bmdkit.io.load_images
-    with tqdm(total=n, desc="rendering phantoms", unit="image",
+    with tqdm(total=n, desc="rendering phantoms", unit="film",
               disable=progress_disable(n)) as bar:
-        for start in range(0, n, _CHUNK):
-            stop = min(start + _CHUNK, n)
-            images = render_hips(quality[start:stop], bone_scale[start:stop],
-                                 soft_tissue[start:stop], image_size, rng)
-            if bilateral:  # the left hip mirrored beside the right one
-                left = render_hips(quality_left[start:stop], bone_scale[start:stop],
-                                   soft_tissue[start:stop], image_size, rng)
-                images = np.concatenate([images, left[:, :, ::-1]], axis=2)
-            for path, image in zip(paths[start:stop], images):
-                _save_png(path, image)
-                bar.update()
-    X = pd.concat([pd.DataFrame({"image_path": paths}), _blank_some(meta, rng)], axis=1)
+        for i in range(n):
+            p = {**population.iloc[i].to_dict(), **positioning.iloc[i].to_dict()}
+            bones = skeleton(p)
+            truth = measure(p, bones, sides[i])
+            done = os.path.isfile(paths[i]) and (not return_truth
+                                                 or os.path.isfile(truth_paths[i]))
+            if not done:  # the same seed renders the same film
+                image, bone_path, spacing = render(p, view, sides[i], image_size,
+                                                   np.random.default_rng([random_state, 2, i]),
+                                                   bones)
+                _save_image(paths[i], image, image_format, spacing, meta.iloc[i], view,
+                            sides[i], (random_state, i, image_size))
+                if return_truth:
+                    save_tiff(truth_paths[i], bone_path)
+            corners = to_pixels(truth["neck_roi_mm"], p, view, sides[i], image_size)
+            rows.append({"femoral_neck_bmd": truth["femoral_neck_bmd"],
+                         "total_hip_bmd": truth["total_hip_bmd"],
+                         "soft_tissue_cm": p["body_depth"] / 10,
+                         "bone_path": truth_paths[i],
+                         "neck_roi": [tuple(round(float(c), 3) for c in xy) for xy in corners],
+                         "pixel_spacing_mm": film_shape(view, image_size)[2],
+                         "side": sides[i]})
+            bar.update()
+    truth = pd.DataFrame(rows)
+    measured = pd.DataFrame({site: truth[f"{site}_bmd"] * (1 + cv * precision[site])
+                             for site, cv in PRECISION_CV.items()})
+    y = measured[list(sites)] if len(sites) > 1 else measured[sites[0]].to_numpy()
+    X = pd.concat([pd.DataFrame({"image_path": paths}), meta], axis=1)
     X.attrs["synthetic"] = True
-    return X, y
+    return (X, y, truth) if return_truth else (X, y)
 
 
-def _save_png(path, image):
-    """Write ``image`` unless ``path`` holds it already; atomically, for concurrent callers."""
-    if os.path.isfile(path):  # the same seed renders the same image
-        return
-    with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")
+def _save_image(path, image, image_format, spacing, patient, view, side, key):
+    if image_format == "png":
+        save_png(path, image)
+    else:
+        save_dicom(path, image, spacing=spacing, patient=patient, view=view,
+                   laterality=None if view == "pelvis" else side[0].upper(), key=key)
+
+
+def _cohort_name(prefix, n, image_size, random_state, view, image_format, truth=False):
+    kind = "" if (view, image_format) == ("hip", "png") else f"-{view}-{image_format}"
+    return (f"{prefix}-v{COHORT_VERSION}{kind}-n{n}-px{image_size}-seed{random_state}"
+            f"{'-truth' if truth else ''}")
 
 
 def demo_data_home():
@@ -202,12 +215,14 @@ def demo_data_home():
     return Path(os.environ.get("BMDKIT_DATA_DIR") or Path.home() / ".cache" / "bmdkit")
 
 
-def load_demo_cohort(n=233, image_size=128, random_state=0, data_home=None, bilateral=False):
+def load_demo_cohort(n=233, image_size=128, random_state=0, data_home=None, *, view="hip",
+                     image_format="png", sites=("femoral_neck",), return_truth=False,
+                     bilateral=False):
     """The SYNTHETIC demo cohort, generated once into a cache folder and then reused.
 
     Parameters
     ----------
-    n, image_size, random_state, bilateral :
+    n, image_size, random_state, view, image_format, sites, return_truth, bilateral :
         See :func:`make_synthetic_cohort`.
     data_home : str, os.PathLike or None
         Where cohorts are kept (default: :func:`demo_data_home`).
@@ -216,8 +231,10 @@ def load_demo_cohort(n=233, image_size=128, random_state=0, data_home=None, bila
     -------
     X : pandas.DataFrame
         ``image_path`` (absolute) plus metadata; ``X.attrs["synthetic"]`` is True.
-    y : ndarray of shape (n,)
-        Synthetic femoral neck BMD in g/cm².
+    y : ndarray of shape (n,) or pandas.DataFrame
+        Synthetic measured BMD in g/cm², per site.
+    truth : pandas.DataFrame, only with ``return_truth=True``
+        As :func:`make_synthetic_cohort` gives it, paths absolute.
 
     Notes
     -----
@@ -234,18 +251,28 @@ def load_demo_cohort(n=233, image_size=128, random_state=0, data_home=None, bila
     >>> bool((y == y2).all()), X.attrs["synthetic"]
     (True, True)
     """
+    view = "pelvis" if bilateral else view
+    sites = _check(view, image_format, sites, image_size, n)
     home = Path(data_home) if data_home is not None else demo_data_home()
-    kind = "-bilateral" if bilateral else ""
-    folder = home / f"demo-v{COHORT_VERSION}{kind}-n{n}-px{image_size}-seed{random_state}"
+    folder = home / _cohort_name("demo", n, image_size, random_state, view, image_format,
+                                 truth=return_truth)
     csv = folder / "cohort.csv"
     if not csv.is_file():
         home.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=home))
         try:
-            X, y = make_synthetic_cohort(n, image_size, random_state, out_dir=staging,
-                                         bilateral=bilateral)
-            table = X.assign(image_path=[Path(p).name for p in X["image_path"]], bmd=y)
-            table.to_csv(staging / "cohort.csv", index=False)
+            X, y, truth = make_synthetic_cohort(
+                n, image_size, random_state, out_dir=staging, view=view,
+                image_format=image_format, sites=tuple(PRECISION_CV), return_truth=True
+            ) if return_truth else (*make_synthetic_cohort(
+                n, image_size, random_state, out_dir=staging, view=view,
+                image_format=image_format, sites=tuple(PRECISION_CV)), None)
+            X.assign(image_path=[Path(p).name for p in X["image_path"]], **y).to_csv(
+                staging / "cohort.csv", index=False)
+            if truth is not None:
+                truth.assign(bone_path=[Path(p).name for p in truth["bone_path"]],
+                             neck_roi=[json.dumps(c) for c in truth["neck_roi"]]).to_csv(
+                    staging / "truth.csv", index=False)
             (staging / "README.txt").write_text(
                 "SYNTHETIC hip phantoms made by bmdkit.datasets.make_synthetic_cohort, for "
                 "demonstration and testing only. Not clinical images; no accuracy on them is "
@@ -257,6 +284,12 @@ def load_demo_cohort(n=233, image_size=128, random_state=0, data_home=None, bila
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    X, y = load_cohort(csv, target="bmd")
+    X, y = load_cohort(csv, target=list(sites) if len(sites) > 1 else sites[0],
+                       exclude=[s for s in PRECISION_CV if s not in sites])
     X.attrs["synthetic"] = True
-    return X, y
+    if not return_truth:
+        return X, y
+    truth = pd.read_csv(folder / "truth.csv")
+    truth["bone_path"] = [str(folder / p) for p in truth["bone_path"]]
+    truth["neck_roi"] = [[tuple(xy) for xy in json.loads(c)] for c in truth["neck_roi"]]
+    return X, y, truth
