@@ -14,7 +14,8 @@ estimators pass a generator of their own (:mod:`bmdkit.rng`) and drop a last
 training batch of a single sample (BatchNorm cannot train on one).
 
 :func:`torch_threads` sets torch's intra-op threads for the duration of a
-fit or predict (the estimators' ``n_threads``).
+fit or predict (the estimators' ``n_threads``); :func:`check_device` checks the
+estimators' ``device``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, default_collate
 
-__all__ = ["ArrayDataset", "BatchIterator", "torch_threads"]
+__all__ = ["ArrayDataset", "BatchIterator", "check_device", "torch_threads"]
 
 
 class ArrayDataset(Dataset):
@@ -195,3 +196,31 @@ def torch_threads(n_threads):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def check_device(device, name="device"):
+    """``device`` as a :class:`torch.device`, or a ValueError naming ``name``.
+
+    A string torch cannot read, or a CUDA device where torch sees none (or not
+    that many), is named in the message instead of torch's own error.
+
+    Examples
+    --------
+    >>> check_device("cpu")
+    device(type='cpu')
+    >>> check_device("nonsense")
+    Traceback (most recent call last):
+    ...
+    ValueError: device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'nonsense'
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1', "
+                         f"got {device!r}") from None
+    if parsed.type == "cuda" and (not torch.cuda.is_available() or (
+            parsed.index is not None and parsed.index >= torch.cuda.device_count())):
+        raise ValueError(f"{name}={device!r}, but torch sees "
+                         f"{torch.cuda.device_count() if torch.cuda.is_available() else 'no'} "
+                         "CUDA device(s)")
+    return parsed

@@ -15,13 +15,13 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.dataset import ValidSplit, unpack_data
 
-from bmdkit.batching import ArrayDataset, BatchIterator, torch_threads
+from bmdkit.batching import ArrayDataset, BatchIterator, check_device, torch_threads
 from bmdkit.checks import check_all, check_targets, warn_target_units
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.inference import MISSING_IMAGE_POLICIES, predict_cached
 from bmdkit.losses import LOSSES, TargetDensityWeights, make_criterion
 from bmdkit.nn import PRECISIONS, BMDNet, fusion_class
-from bmdkit.nn.backbones import check_tiles
+from bmdkit.nn.backbones import check_backbone, check_tiles
 from bmdkit.nn.frozen import FrozenFeatureDataset
 from bmdkit.persistence import load, register_estimator, save
 from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame
@@ -292,6 +292,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     # -- validation -----------------------------------------------------------------
     def _check_params(self):
         fusion_class(self.fusion)  # raises naming the registered fusions
+        check_backbone(self.backbone)
+        check_device(self.device)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.precision not in PRECISIONS:

@@ -328,3 +328,18 @@ def test_tune_counts_missing_values_once(cohort_csv, tmp_path, monkeypatch, caps
         "training rows, categorical ones an 'unknown' code"]
     assert seen == {"folds": 5, "rows": 60}
     assert "60 rows, 5 folds" in capsys.readouterr().err
+
+
+def test_warnings_are_shown_as_one_sentence_not_a_source_line():
+    import argparse
+
+    shown = {}
+
+    def command(args):
+        shown["text"] = warnings.formatwarning(
+            "imputed 2 missing metadata values", UserWarning, "bmdkit/cli/cv.py", 59,
+            "warn_missing_values(X, ...)")
+    python_format = warnings.formatwarning
+    cli.run_command(argparse.Namespace(command="cv", func=command))
+    assert shown["text"] == "bmdkit cv: warning: imputed 2 missing metadata values\n"
+    assert warnings.formatwarning is python_format  # restored afterwards

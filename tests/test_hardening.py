@@ -138,6 +138,8 @@ def test_fits_in_threads_are_reproducible(small):
     ("n_threads", 0, "n_threads must be None or a positive integer"),
     ("weight_decay", -1.0, "weight_decay must be >= 0"),
     ("smooth_l1_beta", 0.0, "smooth_l1_beta must be > 0"),
+    ("backbone", 12345, "backbone must be a timm model name"),
+    ("device", "nonsense", "device must be a torch device"),
 ])
 def test_bad_settings_are_named_before_training(param, value, message):
     X, y = _metadata()

@@ -15,8 +15,10 @@ Nothing here imports torch when a parser is built: the defaults shown in
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from bmdkit.extras import MissingExtraError
@@ -45,13 +47,32 @@ def run_command(args):
 
     A :data:`USER_ERRORS` exception is printed as ``bmdkit COMMAND: error:
     MESSAGE`` on stderr (the message names every offending column, row or
-    file), not as a traceback.
+    file), not as a traceback. Warnings are printed as ``bmdkit COMMAND: warning:
+    MESSAGE``, without Python's source line.
     """
+    python_format, warnings.formatwarning = (
+        warnings.formatwarning, functools.partial(_format_warning, args.command))
     try:
         args.func(args)
     except USER_ERRORS as error:
         print(f"bmdkit {args.command}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        warnings.formatwarning = python_format
+
+
+def _format_warning(command, message, category, filename, lineno, line=None):
+    """A warning as the user reads it: ``bmdkit COMMAND: warning: MESSAGE``, one sentence.
+
+    Python's default shows the source file and line that warned, which says nothing to
+    a user of the command (``warnings.formatwarning``'s signature).
+
+    Examples
+    --------
+    >>> _format_warning("cv", UserWarning("imputed 2 values"), UserWarning, "cv.py", 59)
+    'bmdkit cv: warning: imputed 2 values\\n'
+    """
+    return f"bmdkit {command}: warning: {message}\n"
 
 
 # -- shared options -----------------------------------------------------------------

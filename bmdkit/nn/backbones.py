@@ -10,7 +10,7 @@ import timm
 import torch
 from torch import nn
 
-__all__ = ["check_tiles", "create_backbone", "ImageEncoder", "join_tiles", "split_tiles"]
+__all__ = ["check_backbone", "check_tiles", "create_backbone", "ImageEncoder", "join_tiles", "split_tiles"]
 
 
 def create_backbone(name="resnet18", *, pretrained=False, in_chans=1):
@@ -74,6 +74,24 @@ def sinusoidal_positions_2d(h, w, dim, device=None, dtype=torch.float32):
     if pad:
         codes = torch.nn.functional.pad(codes, (0, pad))
     return codes.to(dtype)
+
+
+def check_backbone(name):
+    """``name`` if timm knows the model, else a ValueError naming the ``backbone`` parameter.
+
+    Examples
+    --------
+    >>> check_backbone("resnet10t")
+    'resnet10t'
+    >>> check_backbone(12345)
+    Traceback (most recent call last):
+    ...
+    ValueError: backbone must be a timm model name (see timm.list_models()), got 12345
+    """
+    if not (isinstance(name, str) and timm.is_model(name)):
+        raise ValueError(f"backbone must be a timm model name (see timm.list_models()), "
+                         f"got {name!r}")
+    return name
 
 
 def check_tiles(tiles):
