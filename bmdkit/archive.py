@@ -18,6 +18,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from bmdkit.errors import InputError, MissingFileError, ParameterError
+
 __all__ = ["ArchiveRun", "predict_archive", "prediction_columns", "write_results"]
 
 
@@ -81,7 +83,7 @@ def _csv_rows(csv, *, images, image_col, target, drop, key):
         _unique_key(table, key, csv)
         return table, X, key, {}
     if "row" in table.columns:
-        raise ValueError(f"{csv} has a column 'row'; name a column of unique values "
+        raise InputError(f"{csv} has a column 'row'; name a column of unique values "
                          "with --key")
     return table.assign(row=range(len(table)))[["row", *table.columns]], X, "row", {}
 
@@ -95,7 +97,7 @@ def _dicom_rows(root, model, *, metadata, key):
 
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"--dicom-dir {root} is not a folder")
+        raise MissingFileError(f"--dicom-dir {root} is not a folder")
     relative = sorted(
         p.relative_to(root).as_posix() for p in root.rglob("*")
         if p.is_file() and (p.suffix.lower() in DICOM_SUFFIXES or not p.suffix)
@@ -123,7 +125,7 @@ def _dicom_rows(root, model, *, metadata, key):
         fields = {f: c for f, c in DICOM_FIELDS.items() if c in lacking}
         unknown = [c for c in lacking if c not in fields.values()]
         if unknown:
-            raise ValueError(f"the model needs the columns {unknown}, which neither --metadata "
+            raise InputError(f"the model needs the columns {unknown}, which neither --metadata "
                              f"nor the DICOM headers ({list(DICOM_FIELDS.values())}) give")
         headers = read_dicom_metadata(X[image_col])
         for position, why in dicom_metadata_problems(headers, fields).items():
@@ -194,14 +196,14 @@ def predict_archive(model, out, *, csv=None, dicom_dir=None, metadata=None, key=
     from bmdkit.uncertainty import load as load_conformal
 
     if (csv is None) == (dicom_dir is None):
-        raise ValueError("give either --csv or --dicom-dir")
+        raise ParameterError("give either --csv or --dicom-dir")
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 0:
-        raise ValueError(f"--workers must be 0 or more, got {workers}")
+        raise ParameterError(f"--workers must be 0 or more, got {workers}")
     out = Path(out)
     conformal = (Path(model) / CONFORMAL_FILE).is_file()
     if confidence is not None and not conformal:
-        raise ValueError(f"--confidence needs a model fitted with --conformal; {model} "
+        raise ParameterError(f"--confidence needs a model fitted with --conformal; {model} "
                          "has no intervals")
     path, model = model, (load_conformal if conformal else bmdkit.load)(model, device=device)
     member = model.estimators_[0] if conformal else model  # how images and metadata are read
@@ -217,7 +219,7 @@ def predict_archive(model, out, *, csv=None, dicom_dir=None, metadata=None, key=
                       UserWarning, stacklevel=2)
     densitometer = densitometer or saved
     if target is not None and member.sites_ and target not in member.sites_:
-        raise ValueError(f"{path} predicts the sites {member.sites_}: --target must name "
+        raise ParameterError(f"{path} predicts the sites {member.sites_}: --target must name "
                          f"the column of one of them to score it, not {target!r}")
     if csv is not None:
         rows, X, key, skip = _csv_rows(csv, images=fusion_class(member.fusion).uses_image,

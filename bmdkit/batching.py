@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, default_collate
 
+from bmdkit.errors import InputError, ParameterError
+
 __all__ = ["ArrayDataset", "BatchIterator", "check_device", "torch_threads"]
 
 
@@ -55,7 +57,7 @@ class ArrayDataset(Dataset):
         arrays = list(self.X.values()) if isinstance(X, dict) else [self.X]
         lengths = {len(a) for a in arrays + ([] if self.y is None else [self.y])}
         if len(lengths) != 1:
-            raise ValueError(f"X and y hold different numbers of rows: {sorted(lengths)}")
+            raise InputError(f"X and y hold different numbers of rows: {sorted(lengths)}")
         self._length = lengths.pop()
 
     def __len__(self):
@@ -199,7 +201,7 @@ def torch_threads(n_threads):
 
 
 def check_device(device, name="device"):
-    """``device`` as a :class:`torch.device`, or a ValueError naming ``name``.
+    """``device`` as a :class:`torch.device`, or a ParameterError naming ``name``.
 
     A string torch cannot read, or a CUDA device where torch sees none (or not
     that many), is named in the message instead of torch's own error.
@@ -211,16 +213,16 @@ def check_device(device, name="device"):
     >>> check_device("nonsense")
     Traceback (most recent call last):
     ...
-    ValueError: device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'nonsense'
+    bmdkit.errors.ParameterError: device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'nonsense'
     """
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1', "
+        raise ParameterError(f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1', "
                          f"got {device!r}") from None
     if parsed.type == "cuda" and (not torch.cuda.is_available() or (
             parsed.index is not None and parsed.index >= torch.cuda.device_count())):
-        raise ValueError(f"{name}={device!r}, but torch sees "
+        raise ParameterError(f"{name}={device!r}, but torch sees "
                          f"{torch.cuda.device_count() if torch.cuda.is_available() else 'no'} "
                          "CUDA device(s)")
     return parsed

@@ -18,6 +18,7 @@ from skorch.dataset import ValidSplit, unpack_data
 from bmdkit.batching import ArrayDataset, BatchIterator, check_device, torch_threads
 from bmdkit.checks import check_all, check_targets, warn_target_units
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
+from bmdkit.errors import InputError, ParameterError
 from bmdkit.inference import MISSING_IMAGE_POLICIES, predict_cached
 from bmdkit.losses import LOSSES, TargetDensityWeights, make_criterion
 from bmdkit.nn import PRECISIONS, BMDNet, fusion_class
@@ -295,49 +296,49 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         check_backbone(self.backbone)
         check_device(self.device)
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+            raise ParameterError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ParameterError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+            raise ParameterError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("image_size", "embed_dim", "n_heads", "n_layers", "max_epochs", "batch_size",
                      "n_iter_no_change", "lds_bins"):
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ParameterError(f"{name} must be a positive integer, got {value!r}")
         if not self.lds_sigma > 0:
-            raise ValueError(f"lds_sigma must be > 0, got {self.lds_sigma!r}")
+            raise ParameterError(f"lds_sigma must be > 0, got {self.lds_sigma!r}")
         if not 0 <= self.lds_power <= 1:
-            raise ValueError(f"lds_power must be in [0, 1], got {self.lds_power!r}")
+            raise ParameterError(f"lds_power must be in [0, 1], got {self.lds_power!r}")
         if not self.max_weight_ratio >= 1:
-            raise ValueError(f"max_weight_ratio must be >= 1, got {self.max_weight_ratio!r}")
+            raise ParameterError(f"max_weight_ratio must be >= 1, got {self.max_weight_ratio!r}")
         rows, cols = check_tiles(self.image_tiles)
         if self.image_size % rows or self.image_size % cols:
-            raise ValueError(f"image_size ({self.image_size}) must be divisible by the rows and "
+            raise ParameterError(f"image_size ({self.image_size}) must be divisible by the rows and "
                              f"the columns of image_tiles {self.image_tiles!r}")
         if self.embed_dim % self.n_heads:
-            raise ValueError(
+            raise ParameterError(
                 f"embed_dim ({self.embed_dim}) must be divisible by n_heads ({self.n_heads})"
             )
         if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(
+            raise ParameterError(
                 f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
             )
         for name, low, strict in (("lr", 0, True), ("weight_decay", 0, False),
                                   ("smooth_l1_beta", 0, True), ("low_bmd_weight", 0, True)):
             value = getattr(self, name)
             if not (_is_real(value) and (value > low if strict else value >= low)):
-                raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
+                raise ParameterError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
         for name in ("dropout", "modality_dropout"):
             value = getattr(self, name)
             if not (_is_real(value) and 0 <= value < 1):
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+                raise ParameterError(f"{name} must be in [0, 1), got {value!r}")
         if self.missing_image not in MISSING_IMAGE_POLICIES:
-            raise ValueError(f"missing_image must be one of {MISSING_IMAGE_POLICIES}, got "
+            raise ParameterError(f"missing_image must be one of {MISSING_IMAGE_POLICIES}, got "
                              f"{self.missing_image!r}")
         if self.n_threads is not None and not (
                 isinstance(self.n_threads, numbers.Integral) and self.n_threads >= 1):
-            raise ValueError(f"n_threads must be None or a positive integer, got {self.n_threads!r}")
+            raise ParameterError(f"n_threads must be None or a positive integer, got {self.n_threads!r}")
 
     def _metadata_frame(self, X):
         """X as the preprocessor should see it for this fusion."""
@@ -402,7 +403,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         """``(fitted preprocessor, arrays of X, y as float64)``; bad X and y named in one error."""
         X = self._metadata_frame(X)
         if len(X) < 2:
-            raise ValueError(f"need at least 2 training rows, got n_samples={len(X)}")
+            raise InputError(f"need at least 2 training rows, got n_samples={len(X)}")
         y, (preprocessor, arrays) = check_all(
             lambda: check_targets(y, len(X), multi_output=True), lambda: self._preprocess(X))
         warn_target_units(y)
@@ -418,11 +419,11 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         n_meta = len(preprocessor.numeric_cols_) + len(preprocessor.categorical_cols_)
         if fusion_class(self.fusion).uses_metadata and n_meta == 0:
             if X.shape[1] == 0:  # scikit-learn's wording for empty data (check_estimator)
-                raise ValueError(
+                raise InputError(
                     f"fusion={self.fusion!r} needs at least one metadata column; X has 0 "
                     f"feature(s) (shape={X.shape}) while a minimum of 1 is required."
                 )
-            raise ValueError(
+            raise InputError(
                 f"fusion={self.fusion!r} needs at least one metadata column; none was selected "
                 f"besides image_col={self.image_col!r} (X columns: {list(X.columns)}, "
                 f"numeric_cols={self.numeric_cols!r}, categorical_cols={self.categorical_cols!r})"
@@ -552,7 +553,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self, "net_")
         if not fusion_class(self.fusion).has_attention:
-            raise ValueError(
+            raise ParameterError(
                 f"attention weights exist only for fusion='xattn', not {self.fusion!r}")
         parts = {"image_to_metadata": [], "metadata_to_image": [], "image_pooling": []}
         self.net_.module_.eval()

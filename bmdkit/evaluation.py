@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bmdkit.errors import InputError, MissingFileError, ParameterError
 from bmdkit.files import atomic_path
 from bmdkit.folds import FoldResult, cv_splits, run_folds
 from bmdkit.metrics import (
@@ -174,7 +175,7 @@ class ComparisonResults:
         (None, {}, True, 80)
         """
         if self.sites is None or site not in self.sites:
-            raise ValueError(f"no site {site!r} in these results (sites: {self.sites})")
+            raise ParameterError(f"no site {site!r} in these results (sites: {self.sites})")
         prefix = f"{site}/"
         scores = self.fold_scores[
             [c for c in self.fold_scores.columns if c in _FOLD_COLUMNS or c.startswith(prefix)]]
@@ -197,9 +198,9 @@ class ComparisonResults:
     def _baseline(self, baseline):
         baseline = baseline if baseline is not None else self.baseline
         if baseline is None:
-            raise ValueError("no baseline: pass baseline=<model name>")
+            raise ParameterError("no baseline: pass baseline=<model name>")
         if baseline not in self.model_names:
-            raise ValueError(f"baseline {baseline!r} is not one of {self.model_names}")
+            raise ParameterError(f"baseline {baseline!r} is not one of {self.model_names}")
         return baseline
 
     def per_fold(self, metric):
@@ -416,7 +417,7 @@ class ComparisonResults:
         path = Path(path)
         for name in ("fold_scores.csv", "predictions.csv", "results.json"):
             if not (path / name).is_file():
-                raise FileNotFoundError(f"{path / name} not found: not a saved results folder")
+                raise MissingFileError(f"{path / name} not found: not a saved results folder")
         meta = json.loads((path / "results.json").read_text())
         return cls(
             fold_scores=pd.read_csv(path / "fold_scores.csv"),
@@ -457,7 +458,7 @@ def _resampled_metric(name, thresholds):
             members = ((t < threshold) == positive).astype(float)
             return W @ (members * ((p < threshold) == positive)) / (W @ members)
         return rate
-    raise ValueError(f"no bootstrap for metric {name!r}; known: {SUMMARY_METRICS}")
+    raise ParameterError(f"no bootstrap for metric {name!r}; known: {SUMMARY_METRICS}")
 
 
 def _metrics(predictions, thresholds, clinical):
@@ -588,11 +589,11 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
     """
     models = _named_models(models)
     if baseline is not None and baseline not in models:
-        raise ValueError(f"baseline {baseline!r} is not one of {list(models)}")
+        raise ParameterError(f"baseline {baseline!r} is not one of {list(models)}")
     y = np.asarray(y, dtype=np.float64)
     y = y.reshape(len(y), -1) if y.ndim == 2 and y.shape[1] > 1 else y.ravel()
     if len(y) != len(X):
-        raise ValueError(f"X has {len(X)} rows but y has {len(y)} values")
+        raise InputError(f"X has {len(X)} rows but y has {len(y)} values")
     sites = site_names(site, y.shape[1] if y.ndim == 2 else 1)
     clinical = dict(site=site if sites is None else sites, device=device, reference=reference)
     if sites is None:

@@ -36,6 +36,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from bmdkit.batching import torch_threads
+from bmdkit.errors import ParameterError
 from bmdkit.nn import fusion_class
 from bmdkit.nn.backbones import join_tiles
 
@@ -159,7 +160,7 @@ def _output_scale(model, output):
     """Scale and offset from the network's standardised output ``output`` to g/cm²."""
     scale, mean = np.atleast_1d(model.y_scale_), np.atleast_1d(model.y_mean_)
     if not 0 <= output < len(scale):
-        raise ValueError(f"output must be in [0, {len(scale)}), got {output!r}")
+        raise ParameterError(f"output must be in [0, {len(scale)}), got {output!r}")
     return float(scale[output]), float(mean[output])
 
 
@@ -182,7 +183,7 @@ def _saliency_method(module, output, method, layer, n_steps):
 
         return saliency
     if method != "gradcam":
-        raise ValueError(f"saliency must be one of {SALIENCY_METHODS}, got {method!r}")
+        raise ParameterError(f"saliency must be one of {SALIENCY_METHODS}, got {method!r}")
     backbone = module.image_encoder.backbone
     name = layer if layer is not None else backbone.feature_info[-1]["module"]
     grad_cam = LayerGradCam(forward, backbone.get_submodule(name))

@@ -14,10 +14,12 @@ clinical DICOM archives is what bmdkit is for, and they weigh ~3 % of torch.
 
 from __future__ import annotations
 
+from bmdkit.errors import BMDKitError
+
 __all__ = ["MissingExtraError"]
 
 
-class MissingExtraError(ModuleNotFoundError):
+class MissingExtraError(BMDKitError, ModuleNotFoundError):
     """A module of an optional extra is not installed; the message says what to install.
 
     Parameters

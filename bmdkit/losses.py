@@ -17,6 +17,7 @@ from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
+from bmdkit.errors import ParameterError
 
 __all__ = ["LOSSES", "TargetDensityWeights", "WeightedSmoothL1Loss", "make_criterion"]
 
@@ -121,7 +122,7 @@ class TargetDensityWeights:
         if thresholds is None or np.ndim(thresholds) == 0:
             thresholds = [thresholds] * y.shape[1]
         if len(thresholds) != y.shape[1]:
-            raise ValueError(f"threshold has {len(thresholds)} values for {y.shape[1]} sites")
+            raise ParameterError(f"threshold has {len(thresholds)} values for {y.shape[1]} sites")
         params = {k: v for k, v in vars(self).items() if not k.endswith("_")}
         tables = [type(self)(**{**params, "threshold": t}).fit(y[:, j])
                   for j, t in enumerate(thresholds)]
@@ -181,7 +182,7 @@ class WeightedSmoothL1Loss(nn.Module):
         super().__init__()
         self.beta = beta
         if (bin_edges is None) != (bin_weights is None):
-            raise ValueError("bin_edges and bin_weights must be given together")
+            raise ParameterError("bin_edges and bin_weights must be given together")
         if bin_edges is None:
             bin_edges, bin_weights = [0.0, 1.0], [1.0]
         self.register_buffer("bin_edges", torch.as_tensor(np.asarray(bin_edges, np.float32)))
@@ -244,13 +245,13 @@ def make_criterion(loss, *, beta=1.0, weights=None, y_mean=0.0, y_scale=1.0):
     ('WeightedSmoothL1Loss', [-1.5, 1.5])
     """
     if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        raise ParameterError(f"loss must be one of {LOSSES}, got {loss!r}")
     if loss == "mse":
         return dict(criterion=nn.MSELoss)
     settings = dict(criterion=WeightedSmoothL1Loss, criterion__beta=beta)
     if loss == "weighted_smooth_l1":
         if weights is None:
-            raise ValueError("loss='weighted_smooth_l1' needs fitted TargetDensityWeights")
+            raise ParameterError("loss='weighted_smooth_l1' needs fitted TargetDensityWeights")
         edges = weights.bin_edges_
         if edges.ndim == 2:  # one table per site, each moved to its own site's scale
             y_mean, y_scale = np.asarray(y_mean)[:, None], np.asarray(y_scale)[:, None]

@@ -53,6 +53,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from bmdkit.clinical import SBMD_EQUATIONS, screening_thresholds
+from bmdkit.errors import FileClashError, MissingFileError, ParameterError, SavedFileError
 from bmdkit.files import write_bytes, write_text
 from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
 from bmdkit.nn import BMDNet
@@ -112,7 +113,7 @@ def _estimator_class(name, meta_path):
         importlib.import_module(BUILTIN_ESTIMATORS)
     if name not in ESTIMATORS:
         module = name.rsplit(".", 1)[0].split(".<locals>")[0]
-        raise ValueError(
+        raise SavedFileError(
             f"{meta_path} is a model of class {name!r}, which is not registered in this process "
             f"(loading never imports what a file names): import {module} before loading, or "
             "use bmdkit.load for the built-in estimators")
@@ -164,7 +165,7 @@ def _from_json(value):
         return np.asarray(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
     if isinstance(value, dict) and "__class__" in value:
         if value["__class__"] not in ALLOWED_CLASSES:
-            raise ValueError(f"model.json names class {value['__class__']!r}, which bmdkit "
+            raise SavedFileError(f"model.json names class {value['__class__']!r}, which bmdkit "
                              "does not load (not in persistence.ALLOWED_CLASSES)")
         return ALLOWED_CLASSES[value["__class__"]]
     return value
@@ -231,7 +232,7 @@ def _restore_preprocessor(model, state):
     restored = _preprocessor_state(pre)
     for key in ("numeric_cols_", "categorical_cols_", "cardinalities_", "categories"):
         if restored[key] != state[key]:
-            raise ValueError(f"could not restore the preprocessor: {key} differs "
+            raise SavedFileError(f"could not restore the preprocessor: {key} differs "
                              f"({restored[key]!r} != {state[key]!r})")
     return pre
 
@@ -244,7 +245,7 @@ def _net_state(net):
         try:
             state[key] = _to_json(value)
         except _Unserialisable as err:
-            raise ValueError(f"cannot save net parameter {key!r}: {err}") from None
+            raise ParameterError(f"cannot save net parameter {key!r}: {err}") from None
     return state
 
 
@@ -304,21 +305,21 @@ def save(model, path, *, overwrite=False, densitometer=None):
     True
     """
     if not hasattr(model, "net_"):
-        raise ValueError(f"{type(model).__name__} is not fitted: fit it before saving")
+        raise ParameterError(f"{type(model).__name__} is not fitted: fit it before saving")
     if ESTIMATORS.get(class_name(type(model))) is not type(model):
-        raise TypeError(f"only registered bmdkit estimators (BMDRegressor and its subclasses) "
+        raise ParameterError(f"only registered bmdkit estimators (BMDRegressor and its subclasses) "
                         f"can be saved, not {class_name(type(model))}")
     unknown = {k for k in vars(model) if k.endswith("_") and not k.startswith("_")} - _FITTED
     if unknown:
         raise NotImplementedError(f"bmdkit.persistence does not know how to save {sorted(unknown)}")
     path = Path(path)
     if path.exists() and not (overwrite and (path / META_FILE).is_file()):
-        raise FileExistsError(
+        raise FileClashError(
             f"{path} exists; pass overwrite=True to replace a saved model"
             if (path / META_FILE).is_file() else f"{path} exists and is not a saved bmdkit model")
     densitometer = densitometer or getattr(model, "densitometer_", DEFAULT_DENSITOMETER)
     if densitometer not in SBMD_EQUATIONS["femoral_neck"]:
-        raise ValueError(f"densitometer must be one of {sorted(SBMD_EQUATIONS['femoral_neck'])}, "
+        raise ParameterError(f"densitometer must be one of {sorted(SBMD_EQUATIONS['femoral_neck'])}, "
                          f"got {densitometer!r}")
     params, dropped = _model_params(model)
     weights = model.loss_weights_
@@ -398,14 +399,14 @@ def read_description(meta_path, *, fmt, what):
     ``what`` names the saved thing in the messages (``"bmdkit model"``).
     """
     if not meta_path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{meta_path} not found: {meta_path.parent} is not a saved {what}")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{meta_path} is not valid JSON ({err}); the file is damaged") from None
+        raise SavedFileError(f"{meta_path} is not valid JSON ({err}); the file is damaged") from None
     if not isinstance(meta, dict) or meta.get("format") != fmt:
-        raise ValueError(f"{meta_path} is not a {what} description")
+        raise SavedFileError(f"{meta_path} is not a {what} description")
     return meta
 
 
@@ -413,7 +414,7 @@ def _read_meta(path):
     meta_path = path / META_FILE
     meta = read_description(meta_path, fmt=FORMAT, what="bmdkit model")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
+        raise SavedFileError(
             f"{path} was written in bmdkit model format {meta.get('format_version')!r} "
             f"(by bmdkit {meta.get('versions', {}).get('bmdkit')}); this bmdkit "
             f"({_versions()['bmdkit']}) reads format {FORMAT_VERSION}: use a matching bmdkit")
@@ -451,15 +452,15 @@ def load(path, *, device=None):
                       UserWarning, stacklevel=2)
     weights_path = path / meta["weights"]["file"]
     if not weights_path.is_file():
-        raise FileNotFoundError(f"{weights_path} not found: the saved model is incomplete")
+        raise MissingFileError(f"{weights_path} not found: the saved model is incomplete")
     data = weights_path.read_bytes()  # read once: hashed here, deserialised below
     if _sha256(data) != meta["weights"]["sha256"]:
-        raise ValueError(f"{weights_path} does not match the checksum in model.json: "
+        raise SavedFileError(f"{weights_path} does not match the checksum in model.json: "
                          "the weights were altered or damaged")
     cls = _estimator_class(meta["class"], path / META_FILE)
     unknown = sorted(set(meta["params"]) - set(cls().get_params()))
     if unknown:
-        raise ValueError(
+        raise SavedFileError(
             f"{path / META_FILE} has parameters {cls.__name__} does not take: "
             f"{', '.join(map(repr, unknown))}; the model was probably written by a newer bmdkit "
             f"({saved_versions.get('bmdkit')}; this is {here['bmdkit']})")
@@ -497,7 +498,7 @@ def load(path, *, device=None):
                 "fusion's design changed, e.g. XAttn's metadata-position pooling after "
                 "bmdkit commit ddb5d4a): refit the model with this bmdkit"
                 if "Missing key(s)" in str(err) or "Unexpected key(s)" in str(err) else "")
-        raise ValueError(
+        raise SavedFileError(
             f"could not rebuild the network of {path} (saved with {saved_versions}, this "
             f"installation has {here}): {err}{hint}") from err
     net.module_.eval()

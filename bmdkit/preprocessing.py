@@ -22,6 +22,7 @@ from bmdkit.checks import (
     numeric_like_columns,
     warn_missing_values,
 )
+from bmdkit.errors import InputError, ParameterError
 from bmdkit.io import load_images
 
 __all__ = ["BMDPreprocessor", "TargetScaling"]
@@ -41,7 +42,7 @@ def as_frame(X):
         return X
     arr = np.asarray(X)
     if arr.ndim != 2:
-        raise ValueError(
+        raise InputError(
             "X must be a pandas DataFrame (or a 2-D array of metadata), got an array of shape "
             f"{arr.shape}. Reshape your data, e.g. with X.reshape(-1, 1) for a single feature."
         )
@@ -217,7 +218,7 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
         """The images of ``X``'s rows, ``(n, 1, image_size, image_size)`` float32, through the cache."""
         check_is_fitted(self, "metadata_transformer_")
         if self.image_col is None:
-            raise ValueError("this preprocessor was fit without an image column (image_col=None)")
+            raise ParameterError("this preprocessor was fit without an image column (image_col=None)")
         X = as_frame(X)
         check_columns(X, [self.image_col], role="column seen in fit")
         return load_images(

@@ -19,6 +19,7 @@ from skorch import NeuralNetRegressor
 from skorch.hf import AccelerateMixin
 from torch.utils.data import DataLoader
 
+from bmdkit.errors import ParameterError
 from bmdkit.estimators import BMDRegressor, derived_signature
 from bmdkit.inference import StreamChunk, chunk_rows, stream_predict
 
@@ -115,7 +116,7 @@ def dask_predict(client, model, X, *, partitions=None, chunk_size=None):
     if partitions is None:
         partitions = 4 * max(1, sum(client.nthreads().values()))
     if not isinstance(partitions, int) or partitions < 1:
-        raise ValueError(f"partitions must be a positive integer, got {partitions!r}")
+        raise ParameterError(f"partitions must be a positive integer, got {partitions!r}")
     size = chunk_rows(model, -(-n // partitions) if n else None)
     scattered = client.scatter(model, broadcast=True)
     tasks = [(start, client.submit(_predict_partition, scattered, X.iloc[start:start + size],

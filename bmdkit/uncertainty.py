@@ -47,6 +47,7 @@ from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from sklearn.utils.validation import check_is_fitted
 
 from bmdkit.clinical import t_score, who_category
+from bmdkit.errors import FileClashError, InputError, ParameterError, SavedFileError
 from bmdkit.folds import run_folds, take_rows
 from bmdkit.metrics import SCREENING_METRICS, has_t_score_reference, resolve_thresholds, site_names
 from bmdkit.model_selection import BMDStratifiedKFold, quantile_bins
@@ -69,7 +70,7 @@ _CHUNK = 1 << 22  # values per block of the (calibration rows x new rows) matrix
 def _check_confidence(confidence, name="confidence"):
     if (isinstance(confidence, bool) or not isinstance(confidence, numbers.Real)
             or not 0 < confidence < 1):
-        raise ValueError(f"{name} must be a number strictly between 0 and 1, got {confidence!r}")
+        raise ParameterError(f"{name} must be a number strictly between 0 and 1, got {confidence!r}")
     return float(confidence)
 
 
@@ -127,11 +128,11 @@ def conformal_interval(predictions, scores, confidence, score_model=None):
     model = (np.zeros(len(scores), dtype=np.intp) if score_model is None
              else np.asarray(score_model, dtype=np.intp).ravel())
     if len(model) != len(scores):
-        raise ValueError(f"score_model has {len(model)} entries but there are {len(scores)} scores")
+        raise InputError(f"score_model has {len(model)} entries but there are {len(scores)} scores")
     if len(scores) and (model.min() < 0 or model.max() >= len(predictions)):
-        raise ValueError(f"score_model names models outside 0..{len(predictions) - 1}")
+        raise InputError(f"score_model names models outside 0..{len(predictions) - 1}")
     if not np.isfinite(scores).all() or (scores < 0).any():
-        raise ValueError("calibration scores must be finite and non-negative")
+        raise InputError("calibration scores must be finite and non-negative")
     m = predictions.shape[1]
     bounds = np.empty((m, 2))
     k = conformal_rank(len(scores), confidence)
@@ -450,9 +451,9 @@ def _targets(y, n_rows):
     y = np.asarray(y, dtype=np.float64)
     y = y.ravel() if y.ndim < 2 or y.shape[1] == 1 else y
     if y.ndim != 1 and y.ndim != 2:
-        raise ValueError(f"y must be 1-D, or 2-D with one column per site; got shape {y.shape}")
+        raise InputError(f"y must be 1-D, or 2-D with one column per site; got shape {y.shape}")
     if len(y) != n_rows:
-        raise ValueError(f"X has {n_rows} rows but y has {len(y)} values")
+        raise InputError(f"X has {n_rows} rows but y has {len(y)} values")
     return y
 
 
@@ -549,7 +550,7 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
         splits = list(cv.split(X, y, groups))
         seen = np.bincount(np.concatenate([test for _, test in splits]), minlength=len(y))
         if not (seen == 1).all():
-            raise ValueError(f"cv={self.cv!r} must put every row in exactly one test fold for "
+            raise ParameterError(f"cv={self.cv!r} must put every row in exactly one test fold for "
                              f"CV+; {int((seen != 1).sum())} rows are not (repeated splitters "
                              "do not work here)")
         return splits
@@ -571,7 +572,7 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
         self
         """
         if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+            raise ParameterError(f"method must be one of {METHODS}, got {self.method!r}")
         _check_confidence(self.confidence)
         targets = _targets(y, len(X))
         splits = self._splits(X, targets, groups)
@@ -624,13 +625,13 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
         """
         missing = {"estimator", "indices"} - set(cv_results)
         if missing:
-            raise ValueError(f"cv_results lack {sorted(missing)}: run cross_validate with "
+            raise ParameterError(f"cv_results lack {sorted(missing)}: run cross_validate with "
                              "return_estimator=True and return_indices=True")
         estimators, tests = cv_results["estimator"], cv_results["indices"]["test"]
         y = _targets(y, len(X))
         seen = np.bincount(np.concatenate(tests), minlength=len(y))
         if not (seen == 1).all():
-            raise ValueError("the cross-validation must put each of the rows of X, y in exactly "
+            raise InputError("the cross-validation must put each of the rows of X, y in exactly "
                              "one test fold")
         model = cls(clone(estimators[0]), confidence=confidence, method="cv+", cv=len(tests))
         predictions = [np.asarray(fitted.predict(take_rows(X, test)), dtype=np.float64)
@@ -718,7 +719,7 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
         path = Path(path)
         saved = (path / CONFORMAL_FILE).is_file() or (path / META_FILE).is_file()
         if path.exists() and not (overwrite and saved):
-            raise FileExistsError(
+            raise FileClashError(
                 f"{path} exists; pass overwrite=True to replace a saved model" if saved
                 else f"{path} exists and is not a saved bmdkit model")
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
@@ -762,7 +763,7 @@ def load(path, *, device=None):
     meta = read_description(meta_path, fmt=_FORMAT, what="bmdkit conformal model")
     names = meta["models"]
     if not all(isinstance(n, str) and n.startswith("model_") and "/" not in n for n in names):
-        raise ValueError(f"{meta_path} names unexpected model folders {names}")
+        raise SavedFileError(f"{meta_path} names unexpected model folders {names}")
     estimators = [load_model(path / name, device=device) for name in names]
     model = ConformalBMDRegressor(clone(estimators[0]), confidence=meta["confidence"],
                                   method=meta["method"], cv=len(names))
@@ -772,5 +773,5 @@ def load(path, *, device=None):
     model.calibration_rows_ = np.asarray(meta["calibration_rows"], dtype=np.intp)
     if (len(model.score_model_) != len(model.calibration_scores_)
             or (len(names) and model.score_model_.max(initial=0) >= len(names))):
-        raise ValueError(f"{meta_path} is inconsistent: scores and models do not match")
+        raise SavedFileError(f"{meta_path} is inconsistent: scores and models do not match")
     return model

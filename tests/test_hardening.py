@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from optuna.distributions import FloatDistribution
+from settings import TINY
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import KFold
 from skorch.callbacks import Callback
@@ -27,9 +28,6 @@ from bmdkit import (
 from bmdkit.checks import InputColumnWarning, InputError, TargetUnitWarning
 from bmdkit.preprocessing import BMDPreprocessor
 from bmdkit.tuning import tune
-
-TINY = dict(image_size=32, max_epochs=1, batch_size=16, backbone="resnet10t", embed_dim=16,
-            n_heads=2, n_layers=1, random_state=0)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from settings import TINY
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_validate
@@ -22,8 +23,6 @@ from bmdkit import (
     XAttnBMDRegressor,
 )
 
-TINY = dict(image_size=32, max_epochs=1, batch_size=16, backbone="resnet10t", embed_dim=16,
-            n_heads=2, n_layers=1, random_state=0)
 NAMED = [XAttnBMDRegressor, ConcatBMDRegressor, DAFTBMDRegressor, GatedBMDRegressor,
          LateFusionBMDRegressor, ImageOnlyBMDRegressor, MetadataOnlyBMDRegressor]
 

@@ -4,9 +4,9 @@
   :func:`model_params`, :func:`add_data_options` / :func:`read_data` (a
   cohort CSV, checked row by row), :func:`add_groups_option` /
   :func:`pop_groups`, :func:`add_densitometer_option`;
-* :func:`run_command`: the one place where bad input or a missing optional
-  extra (:data:`USER_ERRORS`) becomes a ``bmdkit COMMAND: error: ...``
-  message and exit status 2.
+* :func:`run_command`: the one place where bmdkit's own errors (bad input, a
+  missing optional extra: :data:`USER_ERRORS`) become a ``bmdkit COMMAND: error:
+  ...`` message and exit status 2; any other error shows its traceback.
 
 Nothing here imports torch when a parser is built: the defaults shown in
 ``--help`` are :data:`HELP_DEFAULTS` (tests check they are the estimator's).
@@ -21,7 +21,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from bmdkit.extras import MissingExtraError
+from bmdkit.errors import BMDKitError, ParameterError
 
 #: Model choices: the registered fusions (bmdkit.nn.fusions), listed here so that
 #: ``--help`` needs no torch; tests check the two agree.
@@ -36,10 +36,11 @@ BASELINE = "concat"
 HELP_DEFAULTS = {"max_epochs": 20, "image_size": 64, "batch_size": 16, "backbone": "resnet10t",
                  "device": "cpu", "demo_cohort_size": 233}
 
-#: Errors the user fixes from the message alone: bad input (an
-#: :class:`~bmdkit.checks.InputError` is a ``ValueError``), and an optional
-#: extra that is not installed. :func:`run_command` reports them in one message.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, MissingExtraError)
+#: Errors the user fixes from the message alone: bmdkit's own (bad parameters, input,
+#: files, an optional extra that is not installed; :mod:`bmdkit.errors`).
+#: :func:`run_command` reports them in one message; anything else is a bug, shown
+#: with its traceback.
+USER_ERRORS = (BMDKitError,)
 
 
 def run_command(args):
@@ -128,7 +129,29 @@ def model_params(args):
         if getattr(args, option) is not None:
             params[name] = getattr(args, option)
     params.update(dict(args.param))
+    check_param_names(dict(args.param))
     return params
+
+
+def check_param_names(params):
+    """A ParameterError naming each ``--param`` key that BMDRegressor does not take.
+
+    The message suggests the closest parameter names (:func:`difflib.get_close_matches`).
+    """
+    import difflib
+
+    from bmdkit.estimators import BMDRegressor
+
+    known = sorted(BMDRegressor().get_params())
+    unknown = [key for key in params if key not in known]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=3)
+            hints.append(f"{key!r} (did you mean {' or '.join(map(repr, close))}?)" if close
+                         else repr(key))
+        raise ParameterError(f"--param: BMDRegressor has no parameter {', '.join(hints)}; "
+                             f"its parameters are {', '.join(known)}")
 
 
 def add_data_options(parser, *, target_required=True, csv_required=True, several_targets=False):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from bmdkit.errors import ParameterError
+
 __all__ = ["CONTRASTS", "normalise_contrast", "resize_with_padding"]
 
 #: Contrast normalisations :func:`normalise_contrast` knows.
@@ -40,7 +42,7 @@ def normalise_contrast(image, method="percentile", *, percentiles=(0.5, 99.5)):
     [[0.0, 0.25], [1.0, 1.0]]
     """
     if method not in CONTRASTS:
-        raise ValueError(f"contrast must be one of {CONTRASTS}, got {method!r}")
+        raise ParameterError(f"contrast must be one of {CONTRASTS}, got {method!r}")
     image = np.asarray(image, dtype=np.float32)
     if method == "none":
         return image

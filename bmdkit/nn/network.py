@@ -7,6 +7,7 @@ import contextlib
 import torch
 from torch import nn
 
+from bmdkit.errors import ParameterError
 from bmdkit.nn.augment import ModalityDropout, RadiographAugment
 from bmdkit.nn.backbones import ImageEncoder
 from bmdkit.nn.fusions import create_fusion, fusion_class
@@ -68,7 +69,7 @@ class BMDNet(nn.Module):
                  n_outputs=1, modality_dropout=0.0, image_tiles=(1, 1)):
         super().__init__()
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+            raise ParameterError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         uses_image = fusion_class(fusion).uses_image
         self.precision = precision
         self.channels_last = channels_last
@@ -105,7 +106,7 @@ class BMDNet(nn.Module):
     def forward(self, image=None, numeric=None, categorical=None, return_attention=False,
                 image_features=None, image_missing=None):
         if return_attention and not self.fusion.has_attention:
-            raise ValueError(
+            raise ParameterError(
                 f"attention weights exist only for fusion='xattn', not {self.fusion.name!r}")
         with self._autocast():
             image_tokens, extra = None, {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bmdkit.errors import ParameterError
 from bmdkit.nn.heads import RegressionHead
 
 __all__ = ["Fusion", "create_fusion", "fusion_class", "fusion_names", "register_fusion"]
@@ -59,7 +60,7 @@ class Fusion(nn.Module):
         """``image_tokens`` ``(B, N, D)`` with every token of the ``missing`` rows ``(B,)``
         replaced by the learned "no image" token."""
         if not hasattr(self, "missing_image"):
-            raise ValueError("this network has no learned 'no image' token: it was built "
+            raise ParameterError("this network has no learned 'no image' token: it was built "
                              "without missing_image_token (fit with modality_dropout > 0)")
         token = self.missing_image.to(image_tokens.dtype).expand_as(image_tokens)
         return torch.where(missing.to(torch.bool)[:, None, None], token, image_tokens)
@@ -94,7 +95,7 @@ def fusion_class(name):
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"fusion must be one of {fusion_names()}, got {name!r}") from None
+        raise ParameterError(f"fusion must be one of {fusion_names()}, got {name!r}") from None
 
 
 def create_fusion(name, **kwargs):
