@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-import numbers
+import os
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -20,10 +21,12 @@ from bmdkit.checks import check_all, check_targets, warn_target_units
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.errors import InputError, ParameterError
 from bmdkit.inference import MISSING_IMAGE_POLICIES, predict_cached
+from bmdkit.io.transforms import CONTRASTS
 from bmdkit.losses import LOSSES, TargetDensityWeights, make_criterion
-from bmdkit.nn import PRECISIONS, BMDNet, fusion_class
+from bmdkit.nn import PRECISIONS, BMDNet, fusion_class, fusion_names
 from bmdkit.nn.backbones import check_backbone, check_tiles
 from bmdkit.nn.frozen import FrozenFeatureDataset
+from bmdkit.params import Check, Interval, Options, validate_params
 from bmdkit.persistence import load, register_estimator, save
 from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame
 from bmdkit.rng import FitRandomness
@@ -64,10 +67,17 @@ def _fused_adamw(device):
     return device is not None and torch.device(device).type in FUSED_ADAMW_DEVICES
 
 
-def _is_real(value):
-    """Whether ``value`` is a finite real number (not a bool)."""
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and np.isfinite(value))
+def _column_names(value):
+    """A ParameterError unless ``value`` is a list-like of column names (not one string)."""
+    if isinstance(value, str) or not all(isinstance(name, str) for name in value):
+        raise ParameterError(f"expected a list of column names, got {value!r}")
+
+
+def _thresholds(value):
+    """A ParameterError unless ``value`` is a sequence of BMD thresholds (None: no threshold)."""
+    if isinstance(value, str) or not all(
+            name is None or Interval(Real, None, None).accepts(name) for name in value):
+        raise ParameterError(f"expected a sequence of numbers or None, got {value!r}")
 
 
 @register_estimator
@@ -291,54 +301,72 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- validation -----------------------------------------------------------------
+    #: What each parameter accepts (:mod:`bmdkit.params`): checked at ``fit`` by
+    #: :meth:`_check_params`, one ParameterError naming the parameter; a subclass adds
+    #: its own parameters to a copy (``{**BMDRegressor._parameter_constraints, ...}``).
+    _parameter_constraints = {
+        "fusion": [Check(fusion_class, lambda: f"one of {', '.join(map(repr, fusion_names()))}",
+                         ("no_such_fusion",))],
+        "image_col": [str, None],
+        "numeric_cols": [None, Check(_column_names, "a list of column names", ("age",))],
+        "categorical_cols": [None, Check(_column_names, "a list of column names", ("sex",))],
+        "backbone": [Check(check_backbone, "a timm model name (see timm.list_models())",
+                           (12345, "no_such_net"))],
+        "pretrained": [bool, str, os.PathLike],
+        "image_size": [Interval(Integral, 1, None)],
+        "image_tiles": [Check(check_tiles, "a pair (rows, cols) of positive integers",
+                              ((2, 0), "2x2"))],
+        "embed_dim": [Interval(Integral, 1, None)],
+        "n_heads": [Interval(Integral, 1, None)],
+        "n_layers": [Interval(Integral, 1, None)],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "augment": [bool],
+        "modality_dropout": [Interval(Real, 0, 1, closed="left")],
+        "missing_image": [Options(MISSING_IMAGE_POLICIES)],
+        "freeze_backbone": [bool],
+        "precision": [Options(PRECISIONS)],
+        "channels_last": [bool],
+        "compile": [bool],
+        "contrast": [Options(CONTRASTS)],
+        "cache_dir": [None, str, os.PathLike],
+        "loss": [Options(LOSSES)],
+        "smooth_l1_beta": [Interval(Real, 0, None, closed="neither")],
+        "lds_bins": [Interval(Integral, 1, None)],
+        "lds_sigma": [Interval(Real, 0, None, closed="neither")],
+        "lds_power": [Interval(Real, 0, 1)],
+        "max_weight_ratio": [Interval(Real, 1, None)],
+        "low_bmd_threshold": [Interval(Real, None, None),
+                              Check(_thresholds, "a sequence of numbers or None (one per site)",
+                                    ("low",))],
+        "low_bmd_weight": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(Integral, 1, None)],
+        "batch_size": [Interval(Integral, 1, None)],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None)],
+        "lr_schedule": [Options(LR_SCHEDULES)],
+        "early_stopping": [bool],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None)],
+        "callbacks": [None, list, tuple],
+        "random_state": [None, Interval(Integral, 0, 2**32 - 1), np.random.RandomState],
+        "device": [Check(check_device, "a torch device that torch sees, such as 'cpu', 'cuda' "
+                                       "or 'cuda:1'", ("nonsense", 3))],
+        "n_threads": [None, Interval(Integral, 1, None)],
+        "verbose": [bool, Interval(Integral, 0, None)],
+    }
+
     def _check_params(self):
-        fusion_class(self.fusion)  # raises naming the registered fusions
-        check_backbone(self.backbone)
-        check_device(self.device)
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ParameterError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.precision not in PRECISIONS:
-            raise ParameterError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.loss not in LOSSES:
-            raise ParameterError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        for name in ("image_size", "embed_dim", "n_heads", "n_layers", "max_epochs", "batch_size",
-                     "n_iter_no_change", "lds_bins"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or value < 1:
-                raise ParameterError(f"{name} must be a positive integer, got {value!r}")
-        if not self.lds_sigma > 0:
-            raise ParameterError(f"lds_sigma must be > 0, got {self.lds_sigma!r}")
-        if not 0 <= self.lds_power <= 1:
-            raise ParameterError(f"lds_power must be in [0, 1], got {self.lds_power!r}")
-        if not self.max_weight_ratio >= 1:
-            raise ParameterError(f"max_weight_ratio must be >= 1, got {self.max_weight_ratio!r}")
+        """Every parameter against :attr:`_parameter_constraints`, then those that depend on
+        each other; one ParameterError naming the parameter(s)."""
+        validate_params(self._parameter_constraints, self.get_params(deep=False))
         rows, cols = check_tiles(self.image_tiles)
         if self.image_size % rows or self.image_size % cols:
-            raise ParameterError(f"image_size ({self.image_size}) must be divisible by the rows and "
-                             f"the columns of image_tiles {self.image_tiles!r}")
+            raise ParameterError(f"image_size ({self.image_size}) must be divisible by the rows "
+                                 f"and the columns of image_tiles {self.image_tiles!r}")
         if self.embed_dim % self.n_heads:
             raise ParameterError(
                 f"embed_dim ({self.embed_dim}) must be divisible by n_heads ({self.n_heads})"
             )
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ParameterError(
-                f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
-            )
-        for name, low, strict in (("lr", 0, True), ("weight_decay", 0, False),
-                                  ("smooth_l1_beta", 0, True), ("low_bmd_weight", 0, True)):
-            value = getattr(self, name)
-            if not (_is_real(value) and (value > low if strict else value >= low)):
-                raise ParameterError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
-        for name in ("dropout", "modality_dropout"):
-            value = getattr(self, name)
-            if not (_is_real(value) and 0 <= value < 1):
-                raise ParameterError(f"{name} must be in [0, 1), got {value!r}")
-        if self.missing_image not in MISSING_IMAGE_POLICIES:
-            raise ParameterError(f"missing_image must be one of {MISSING_IMAGE_POLICIES}, got "
-                             f"{self.missing_image!r}")
-        if self.n_threads is not None and not (
-                isinstance(self.n_threads, numbers.Integral) and self.n_threads >= 1):
-            raise ParameterError(f"n_threads must be None or a positive integer, got {self.n_threads!r}")
 
     def _metadata_frame(self, X):
         """X as the preprocessor should see it for this fusion."""

@@ -51,6 +51,7 @@ from bmdkit.errors import FileClashError, InputError, ParameterError, SavedFileE
 from bmdkit.folds import run_folds, take_rows
 from bmdkit.metrics import SCREENING_METRICS, has_t_score_reference, resolve_thresholds, site_names
 from bmdkit.model_selection import BMDStratifiedKFold, quantile_bins
+from bmdkit.params import Check, Interval, Options, check_param, validate_params
 
 __all__ = [
     "CONFORMAL_FILE", "METHODS", "ConformalBMDRegressor", "conformal_interval", "conformal_rank",
@@ -67,11 +68,12 @@ _FORMAT = "bmdkit-conformal"
 _CHUNK = 1 << 22  # values per block of the (calibration rows x new rows) matrix
 
 
+#: What a confidence level (a coverage aimed at) may be (:mod:`bmdkit.params`).
+CONFIDENCE = Interval(numbers.Real, 0, 1, closed="neither")
+
+
 def _check_confidence(confidence, name="confidence"):
-    if (isinstance(confidence, bool) or not isinstance(confidence, numbers.Real)
-            or not 0 < confidence < 1):
-        raise ParameterError(f"{name} must be a number strictly between 0 and 1, got {confidence!r}")
-    return float(confidence)
+    return float(check_param(name, confidence, CONFIDENCE))
 
 
 def conformal_rank(n, confidence):
@@ -457,6 +459,16 @@ def _targets(y, n_rows):
     return y
 
 
+def _check_regressor(estimator):
+    if not (hasattr(estimator, "fit") and hasattr(estimator, "predict")):
+        raise ParameterError(f"expected an estimator with fit and predict, got {estimator!r}")
+
+
+def _check_splitter(cv):
+    if isinstance(cv, str) or not hasattr(cv, "split"):
+        raise ParameterError(f"expected a splitter with split(), got {cv!r}")
+
+
 class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
     """Conformal prediction intervals around any regressor (split conformal or CV+).
 
@@ -522,6 +534,18 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
     True
     """
 
+    #: What each parameter accepts (:mod:`bmdkit.params`), checked at ``fit``.
+    _parameter_constraints = {
+        "estimator": [Check(_check_regressor, "a scikit-learn regressor", ("model",))],
+        "confidence": [CONFIDENCE],
+        "method": [Options(METHODS)],
+        "cv": [Interval(numbers.Integral, 2, None),
+               Check(_check_splitter, "a splitter with split()", (2.5,))],
+        "calibration_size": [CONFIDENCE],
+        "random_state": [None, Interval(numbers.Integral, 0, 2**32 - 1), np.random.RandomState],
+        "n_jobs": [None, Interval(numbers.Integral, None, None)],
+    }
+
     def __init__(self, estimator, *, confidence=0.9, method="cv+", cv=5, calibration_size=0.2,
                  random_state=None, n_jobs=None):
         self.estimator = estimator
@@ -534,7 +558,7 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
 
     def _splits(self, X, y, groups):
         if self.method == "split":
-            size = _check_confidence(self.calibration_size, "calibration_size")
+            size = float(self.calibration_size)  # checked in fit
             index = np.arange(len(y))
             if groups is not None:
                 splitter = GroupShuffleSplit(1, test_size=size, random_state=self.random_state)
@@ -571,9 +595,7 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
         -------
         self
         """
-        if self.method not in METHODS:
-            raise ParameterError(f"method must be one of {METHODS}, got {self.method!r}")
-        _check_confidence(self.confidence)
+        validate_params(self._parameter_constraints, self.get_params(deep=False))
         targets = _targets(y, len(X))
         splits = self._splits(X, targets, groups)
         # several sites as a DataFrame: the models learn their site names from its columns

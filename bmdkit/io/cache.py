@@ -54,6 +54,7 @@ from bmdkit.errors import ParameterError
 from bmdkit.io.readers import read_image
 from bmdkit.io.transforms import CONTRASTS, normalise_contrast, resize_with_padding
 from bmdkit.memory import MemoryCache, env_megabytes, memory_limit
+from bmdkit.params import Options, check_param
 
 __all__ = ["CACHE_VERSION", "CacheInfo", "cache_clear", "cache_info", "load_images",
            "preprocess_image"]
@@ -301,8 +302,7 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
     (2, 32, 32)
     """
     start = time.perf_counter()
-    if contrast not in CONTRASTS:
-        raise ParameterError(f"contrast must be one of {CONTRASTS}, got {contrast!r}")
+    check_param("contrast", contrast, Options(CONTRASTS))
     paths = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths]
     index = list(range(len(paths)) if index is None else index)
     # every bad file is named in one error: those not there (or empty) are found here, those

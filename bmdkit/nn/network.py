@@ -11,6 +11,7 @@ from bmdkit.errors import ParameterError
 from bmdkit.nn.augment import ModalityDropout, RadiographAugment
 from bmdkit.nn.backbones import ImageEncoder
 from bmdkit.nn.fusions import create_fusion, fusion_class
+from bmdkit.params import Options, check_param
 
 __all__ = ["BMDNet", "PRECISIONS"]
 
@@ -68,8 +69,7 @@ class BMDNet(nn.Module):
                  augment=True, freeze_backbone=False, precision="float32", channels_last=False,
                  n_outputs=1, modality_dropout=0.0, image_tiles=(1, 1)):
         super().__init__()
-        if precision not in PRECISIONS:
-            raise ParameterError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        check_param("precision", precision, Options(PRECISIONS))
         uses_image = fusion_class(fusion).uses_image
         self.precision = precision
         self.channels_last = channels_last
