@@ -1,4 +1,19 @@
-"""scikit-learn estimators: BMDRegressor and the named XAttn-BMD models."""
+"""scikit-learn estimators: BMDRegressor and the named XAttn-BMD models.
+
+The named models (``XAttnBMDRegressor``, ``ConcatBMDRegressor``, ...,
+``MetadataOnlyBMDRegressor``) are BMDRegressor with one fusion fixed, made from
+the fusion registry (:data:`bmdkit.registry.FUSIONS`: class name, summary and
+changed defaults). A metadata-only model needs no image column:
+
+>>> import numpy as np, pandas as pd
+>>> from bmdkit import MetadataOnlyBMDRegressor
+>>> rng = np.random.default_rng(0)
+>>> X = pd.DataFrame({"age": rng.uniform(50, 90, 200), "sex": rng.choice(["F", "M"], 200)})
+>>> y = 1.2 - 0.006 * X["age"] + 0.1 * (X["sex"] == "M") + rng.normal(0, 0.05, 200)
+>>> model = MetadataOnlyBMDRegressor(max_epochs=20, random_state=0).fit(X, y)
+>>> model.score(X, y) > 0.5
+True
+"""
 
 from __future__ import annotations
 
@@ -11,10 +26,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetRegressor
 from skorch.callbacks import EarlyStopping, LRScheduler
-from skorch.dataset import ValidSplit, unpack_data
+from skorch.dataset import ValidSplit
 
 from bmdkit.batching import ArrayDataset, BatchIterator, check_device, torch_threads
 from bmdkit.checks import check_all, check_targets, warn_target_units
@@ -22,25 +36,20 @@ from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.errors import InputError, ParameterError
 from bmdkit.inference import MISSING_IMAGE_POLICIES, predict_cached
 from bmdkit.io.transforms import CONTRASTS
-from bmdkit.losses import LOSSES, TargetDensityWeights, make_criterion
+from bmdkit.losses import TargetDensityWeights, make_criterion, uses_density_weights
 from bmdkit.nn import PRECISIONS, BMDNet, fusion_class, fusion_names
 from bmdkit.nn.backbones import check_backbone, check_tiles
 from bmdkit.nn.frozen import FrozenFeatureDataset
 from bmdkit.params import Check, Interval, Options, validate_params
 from bmdkit.persistence import load, register_estimator, save
 from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame
+from bmdkit.registry import FUSIONS, LOSSES
 from bmdkit.rng import FitRandomness
 
-__all__ = [
-    "BMDRegressor", "XAttnBMDRegressor", "ConcatBMDRegressor", "DAFTBMDRegressor",
-    "GatedBMDRegressor", "LateFusionBMDRegressor", "ImageOnlyBMDRegressor",
-    "MetadataOnlyBMDRegressor", "ablation_models", "load",
-]
+__all__ = ["BMDRegressor", "NAMED_MODELS", "ablation_models", "load", "model_label"]
 
-#: Display names of the fusions and losses in :func:`ablation_models`.
-FUSION_LABELS = {"xattn": "XAttn", "concat": "Concat", "daft": "DAFT", "gated": "Gated",
-                 "late": "Late", "image": "Image-only", "metadata": "Metadata-only"}
-LOSS_LABELS = {"smooth_l1": "", "weighted_smooth_l1": " +wSL1", "mse": " +MSE"}
+#: Display names of the built-in fusions (read from :data:`bmdkit.registry.FUSIONS`).
+FUSION_LABELS = FUSIONS.labels()
 LR_SCHEDULES = ("cosine", None)
 #: Estimator parameters that are :class:`~bmdkit.nn.BMDNet`'s too: passed to it as skorch
 #: ``module__<name>``.
@@ -329,7 +338,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         "compile": [bool],
         "contrast": [Options(CONTRASTS)],
         "cache_dir": [None, str, os.PathLike],
-        "loss": [Options(LOSSES)],
+        "loss": [Check(LOSSES.entry, lambda: f"one of {', '.join(map(repr, LOSSES))}",
+                       ("no_such_loss",))],
         "smooth_l1_beta": [Interval(Real, 0, None, closed="neither")],
         "lds_bins": [Interval(Integral, 1, None)],
         "lds_sigma": [Interval(Real, 0, None, closed="neither")],
@@ -460,7 +470,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
 
     def _fit_loss_weights(self, y):
         """The target-density weights of ``"weighted_smooth_l1"``, fitted on ``y``; else None."""
-        if self.loss != "weighted_smooth_l1":
+        if not uses_density_weights(self.loss):
             return None
         return TargetDensityWeights(
             n_bins=self.lds_bins, sigma=self.lds_sigma, power=self.lds_power,
@@ -578,28 +588,19 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             ``(n, N_img)``: the weight the metadata give each image token's
             position when the image tokens are pooled; ``layer_weights``
             ``(L,)``; ``metadata_fields``: field names in token order.
+
+        Examples
+        --------
+        >>> from bmdkit import XAttnBMDRegressor
+        >>> from bmdkit.datasets import make_synthetic_cohort
+        >>> X, y = make_synthetic_cohort(n=40, image_size=32, random_state=0)  # synthetic phantoms
+        >>> model = XAttnBMDRegressor(image_size=32, max_epochs=2, random_state=0).fit(X, y)
+        >>> model.attention(X.head(2))["image_to_metadata"].shape[:2]
+        (2, 3)
         """
-        check_is_fitted(self, "net_")
-        if not fusion_class(self.fusion).has_attention:
-            raise ParameterError(
-                f"attention weights exist only for fusion='xattn', not {self.fusion!r}")
-        parts = {"image_to_metadata": [], "metadata_to_image": [], "image_pooling": []}
-        self.net_.module_.eval()
-        with torch_threads(self.n_threads), torch.no_grad():
-            dataset = self.net_.get_dataset(self._predict_inputs(X))
-            # no rows: one pass over an empty batch gives the arrays' shapes
-            batches = self.net_.get_iterator(dataset, training=False) if len(dataset) else [
-                dataset.batch(np.arange(0))]
-            for batch in batches:
-                _, attention = self.net_.infer(unpack_data(batch)[0], return_attention=True)
-                for key in parts:
-                    parts[key].append(attention[key].float().cpu().numpy())
-        result = {key: np.concatenate(value) for key, value in parts.items()}
-        result["layer_weights"] = attention["layer_weights"].float().cpu().numpy()
-        result["metadata_fields"] = (
-            self.preprocessor_.numeric_cols_ + self.preprocessor_.categorical_cols_
-        )
-        return result
+        from bmdkit.explain import attention_maps
+
+        return attention_maps(self, X)
 
     def explain(self, X, **kwargs):
         """Grad-CAM image saliency and metadata Shapley values for the rows of ``X``.
@@ -621,33 +622,47 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         return tags
 
 
-def ablation_models(fusions=("xattn", "concat", "daft", "gated", "late"),
-                    losses=("smooth_l1", "weighted_smooth_l1"), **params):
+def ablation_models(fusions=None, losses=None, **params):
     """The paper's ablation as a :func:`~bmdkit.evaluation.compare_models` preset: fusions × losses.
 
     Parameters
     ----------
-    fusions : sequence of str
-        Registered fusions (:func:`bmdkit.nn.fusions.fusion_names`).
-    losses : sequence of str
-        ``BMDRegressor`` losses.
+    fusions : sequence of str or None, default=None
+        Registered fusions (:data:`bmdkit.registry.FUSIONS`); None: those
+        tagged ``"ablation"`` (XAttn, Concat, DAFT, Gated, Late).
+    losses : sequence of str or None, default=None
+        Registered losses (:data:`bmdkit.registry.LOSSES`); None: those
+        tagged ``"ablation"`` (unweighted and weighted Smooth L1).
     **params
         Other ``BMDRegressor`` parameters, the same for every model.
 
     Returns
     -------
     dict of str to BMDRegressor
-        Named ``"XAttn"``, ``"Concat"``, … for the unweighted loss and
-        ``"XAttn +wSL1"`` … for the weighted one.
+        Named by the registries' labels: ``"XAttn"``, ``"Concat"``, … for the
+        unweighted loss and ``"XAttn +wSL1"`` … for the weighted one.
 
     Examples
     --------
     >>> list(ablation_models(["xattn", "concat"], ["smooth_l1", "weighted_smooth_l1"]))
     ['XAttn', 'Concat', 'XAttn +wSL1', 'Concat +wSL1']
     """
-    return {f"{FUSION_LABELS.get(fusion, fusion)}{LOSS_LABELS.get(loss, ' +' + loss)}":
-            BMDRegressor(fusion=fusion, loss=loss, **params)
+    fusions = FUSIONS.names("ablation") if fusions is None else fusions
+    losses = LOSSES.names("ablation") if losses is None else losses
+    return {model_label(fusion, loss): BMDRegressor(fusion=fusion, loss=loss, **params)
             for loss in losses for fusion in fusions}
+
+
+def model_label(fusion, loss=None):
+    """A model's display name: its fusion's label, and its loss's unless that is empty.
+
+    Examples
+    --------
+    >>> model_label("xattn"), model_label("concat", "weighted_smooth_l1")
+    ('XAttn', 'Concat +wSL1')
+    """
+    loss_label = LOSSES.entry(loss).label if loss is not None else ""
+    return " ".join(filter(None, [FUSIONS.entry(fusion).label, loss_label]))
 
 
 def _site_names(y_given, y):
@@ -691,94 +706,21 @@ def _named_init(fusion, **defaults):
     return __init__
 
 
-class XAttnBMDRegressor(BMDRegressor):
-    """XAttn-BMD: bidirectional cross-attention fusion of radiograph and metadata.
-
-    Same parameters as :class:`BMDRegressor`, with ``fusion="xattn"`` fixed
-    and, as in the paper, ``loss="weighted_smooth_l1"`` by default: on the
-    demo cohort it found 10 of the 19 osteoporotic subjects instead of 7 at a
-    specificity 4 points lower at T = -1 (docs/model.md).
-
-    Examples
-    --------
-    >>> from bmdkit import XAttnBMDRegressor
-    >>> from bmdkit.datasets import make_synthetic_cohort
-    >>> X, y = make_synthetic_cohort(n=40, image_size=32, random_state=0)  # synthetic phantoms
-    >>> model = XAttnBMDRegressor(image_size=32, max_epochs=2, random_state=0).fit(X, y)
-    >>> model.attention(X.head(2))["image_to_metadata"].shape[:2]
-    (2, 3)
-    """
-
-    fusion = "xattn"
-    __init__ = _named_init("xattn", loss="weighted_smooth_l1")
+def _named_model(fusion):
+    """The estimator class of the registered ``fusion`` with ``fusion`` fixed, as the registry
+    describes it (:data:`bmdkit.registry.FUSIONS`: class name, summary, changed defaults)."""
+    entry = FUSIONS.entry(fusion)
+    changed = "".join(f" and ``{k}={v!r}`` by default" for k, v in entry.estimator_defaults.items())
+    doc = (f"{entry.summary}\n\n    Same parameters as :class:`BMDRegressor`, with "
+           f"``fusion={fusion!r}`` fixed{changed}.\n    ")
+    return type(entry.estimator, (BMDRegressor,), {
+        "__module__": __name__, "__qualname__": entry.estimator, "__doc__": doc,
+        "fusion": fusion, "__init__": _named_init(fusion, **entry.estimator_defaults)})
 
 
-class ConcatBMDRegressor(BMDRegressor):
-    """Baseline: pooled image features concatenated with a metadata MLP embedding.
-
-    Same parameters as :class:`BMDRegressor`, with ``fusion="concat"`` fixed.
-    """
-
-    fusion = "concat"
-    __init__ = _named_init("concat")
-
-
-class DAFTBMDRegressor(BMDRegressor):
-    """Baseline: the metadata scales and shifts the image feature map (DAFT, Pölsterl et al. 2021).
-
-    Same parameters as :class:`BMDRegressor`, with ``fusion="daft"`` fixed.
-    """
-
-    fusion = "daft"
-    __init__ = _named_init("daft")
-
-
-class GatedBMDRegressor(BMDRegressor):
-    """Baseline: a learned per-sample gate between image and metadata features.
-
-    Same parameters as :class:`BMDRegressor`, with ``fusion="gated"`` fixed.
-    """
-
-    fusion = "gated"
-    __init__ = _named_init("gated")
-
-
-class LateFusionBMDRegressor(BMDRegressor):
-    """Baseline: a learned linear combination of an image-only and a metadata-only prediction.
-
-    Same parameters as :class:`BMDRegressor`, with ``fusion="late"`` fixed.
-    """
-
-    fusion = "late"
-    __init__ = _named_init("late")
-
-
-class ImageOnlyBMDRegressor(BMDRegressor):
-    """Baseline: the radiograph alone (metadata columns are ignored).
-
-    Same parameters as :class:`BMDRegressor`, with ``fusion="image"`` fixed.
-    """
-
-    fusion = "image"
-    __init__ = _named_init("image")
-
-
-class MetadataOnlyBMDRegressor(BMDRegressor):
-    """Baseline: the clinical metadata alone; X needs no image column.
-
-    Same parameters as :class:`BMDRegressor`, with ``fusion="metadata"`` fixed.
-
-    Examples
-    --------
-    >>> import numpy as np, pandas as pd
-    >>> from bmdkit import MetadataOnlyBMDRegressor
-    >>> rng = np.random.default_rng(0)
-    >>> X = pd.DataFrame({"age": rng.uniform(50, 90, 200), "sex": rng.choice(["F", "M"], 200)})
-    >>> y = 1.2 - 0.006 * X["age"] + 0.1 * (X["sex"] == "M") + rng.normal(0, 0.05, 200)
-    >>> model = MetadataOnlyBMDRegressor(max_epochs=20, random_state=0).fit(X, y)
-    >>> model.score(X, y) > 0.5
-    True
-    """
-
-    fusion = "metadata"
-    __init__ = _named_init("metadata")
+#: The named estimators, one per registered fusion with an estimator name
+#: (``XAttnBMDRegressor`` ... ``MetadataOnlyBMDRegressor``), made from the registry.
+NAMED_MODELS = {fusion: _named_model(fusion) for fusion in FUSIONS.names()
+                if FUSIONS.entry(fusion).estimator}
+globals().update({cls.__name__: cls for cls in NAMED_MODELS.values()})
+__all__ += [cls.__name__ for cls in NAMED_MODELS.values()]

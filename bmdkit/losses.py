@@ -18,11 +18,10 @@ from torch import nn
 
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.errors import ParameterError
+from bmdkit.registry import LOSSES, Entry
 
-__all__ = ["LOSSES", "TargetDensityWeights", "WeightedSmoothL1Loss", "make_criterion"]
-
-#: The losses of :class:`bmdkit.BMDRegressor` (its ``loss`` parameter).
-LOSSES = ("weighted_smooth_l1", "smooth_l1", "mse")
+__all__ = ["LOSSES", "TargetDensityWeights", "WeightedSmoothL1Loss", "make_criterion",
+           "register_loss", "uses_density_weights"]
 
 
 class TargetDensityWeights:
@@ -244,17 +243,48 @@ def make_criterion(loss, *, beta=1.0, weights=None, y_mean=0.0, y_scale=1.0):
     >>> settings["criterion"].__name__, settings["criterion__bin_edges"][[0, -1]].round(2).tolist()
     ('WeightedSmoothL1Loss', [-1.5, 1.5])
     """
-    if loss not in LOSSES:
-        raise ParameterError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if loss == "mse":
-        return dict(criterion=nn.MSELoss)
-    settings = dict(criterion=WeightedSmoothL1Loss, criterion__beta=beta)
-    if loss == "weighted_smooth_l1":
-        if weights is None:
-            raise ParameterError("loss='weighted_smooth_l1' needs fitted TargetDensityWeights")
-        edges = weights.bin_edges_
-        if edges.ndim == 2:  # one table per site, each moved to its own site's scale
-            y_mean, y_scale = np.asarray(y_mean)[:, None], np.asarray(y_scale)[:, None]
-        settings.update(criterion__bin_edges=(edges - y_mean) / y_scale,
-                        criterion__bin_weights=weights.bin_weights_)
-    return settings
+    return LOSSES.load(loss)(beta=beta, weights=weights, y_mean=y_mean, y_scale=y_scale)
+
+
+def register_loss(name, *, label=None, summary="", density_weights=False):
+    """Decorator adding a loss of one's own to :data:`bmdkit.registry.LOSSES` under ``name``.
+
+    The decorated function takes ``beta``, ``weights``, ``y_mean`` and ``y_scale``
+    (as :func:`make_criterion`) and returns the skorch criterion settings;
+    ``density_weights``: whether it needs fitted :class:`TargetDensityWeights`
+    (the estimator fits them for it). ``label`` is appended to a fusion's label
+    in model names (default: ``+name``).
+    """
+    def decorate(function):
+        LOSSES.add(Entry(name, f"+{name}" if label is None else label, function, summary,
+                         tags=("density_weights",) if density_weights else ()))
+        return function
+    return decorate
+
+
+def uses_density_weights(loss):
+    """Whether the loss ``loss`` needs fitted :class:`TargetDensityWeights`."""
+    return "density_weights" in LOSSES.entry(loss).tags
+
+
+# -- the built-in losses of bmdkit.registry.LOSSES --------------------------------------
+def smooth_l1_criterion(*, beta=1.0, **unused):
+    """Smooth L1 with every weight 1."""
+    return dict(criterion=WeightedSmoothL1Loss, criterion__beta=beta)
+
+
+def weighted_smooth_l1_criterion(*, beta=1.0, weights=None, y_mean=0.0, y_scale=1.0):
+    """Smooth L1 weighted by the table of fitted :class:`TargetDensityWeights`."""
+    if weights is None:
+        raise ParameterError("loss='weighted_smooth_l1' needs fitted TargetDensityWeights")
+    edges = weights.bin_edges_
+    if edges.ndim == 2:  # one table per site, each moved to its own site's scale
+        y_mean, y_scale = np.asarray(y_mean)[:, None], np.asarray(y_scale)[:, None]
+    return dict(criterion=WeightedSmoothL1Loss, criterion__beta=beta,
+                criterion__bin_edges=(edges - y_mean) / y_scale,
+                criterion__bin_weights=weights.bin_weights_)
+
+
+def mse_criterion(**unused):
+    """Mean squared error."""
+    return dict(criterion=nn.MSELoss)

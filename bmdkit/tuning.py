@@ -44,6 +44,7 @@ from sqlalchemy.engine import make_url
 
 from bmdkit.folds import cv_splits, run_folds
 from bmdkit.preprocessing import as_frame
+from bmdkit.registry import LOSSES
 
 __all__ = ["CPU_BACKBONES", "best_estimator", "make_storage", "progress_line", "search_space", "tune"]
 
@@ -96,7 +97,7 @@ def search_space(estimator):
         "dropout": FloatDistribution(0.0, 0.5),
         "embed_dim": CategoricalDistribution((32, 64, 128)),
         "n_heads": CategoricalDistribution((2, 4, 8)),
-        "loss": CategoricalDistribution(("smooth_l1", "weighted_smooth_l1")),
+        "loss": CategoricalDistribution(LOSSES.names("ablation")),
         "low_bmd_weight": FloatDistribution(1.0, 4.0),
         "lds_power": FloatDistribution(0.0, 1.0),
         "lds_sigma": FloatDistribution(0.5, 4.0),

@@ -61,7 +61,7 @@ def test_params_are_stored_unchanged_and_validated_in_fit(small):
         model.fit(X, y)
     with pytest.raises(ValueError, match="divisible by n_heads"):
         model.set_params(lr=1e-3).fit(X, y)
-    with pytest.raises(ValueError, match="fusion must be one of 'concat', 'daft'"):
+    with pytest.raises(ValueError, match="fusion must be one of 'xattn', 'concat'"):
         BMDRegressor(fusion="film").fit(X, y)
     with pytest.raises(TypeError):
         XAttnBMDRegressor(fusion="concat")
@@ -198,7 +198,7 @@ def test_attention_weights_are_returned_on_request(small):
     np.testing.assert_allclose(att["image_pooling"].sum(-1), 1, atol=1e-5)
     assert att["layer_weights"].sum() == pytest.approx(1)
     assert att["metadata_fields"] == ["age", "sex"]
-    with pytest.raises(ValueError, match="only for fusion='xattn'"):
+    with pytest.raises(ValueError, match=r"only for fusions with attention \(xattn\), not 'concat'"):
         ConcatBMDRegressor(**TINY).fit(X, y).attention(X)
 
 

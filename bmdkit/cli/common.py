@@ -22,13 +22,14 @@ import warnings
 from pathlib import Path
 
 from bmdkit.errors import BMDKitError, ParameterError
+from bmdkit.registry import FUSIONS
 
-#: Model choices: the registered fusions (bmdkit.nn.fusions), listed here so that
-#: ``--help`` needs no torch; tests check the two agree.
-MODELS = ("xattn", "concat", "daft", "gated", "late", "image", "metadata")
+#: Model choices: the registered fusions (bmdkit.registry, read without torch).
+MODELS = FUSIONS.names()
 #: The models ``demo`` and ``cv`` compare by default: XAttn-BMD's four.
-DEFAULT_MODELS = ("xattn", "concat", "image", "metadata")
-BASELINE = "concat"
+DEFAULT_MODELS = FUSIONS.names("default")
+#: The reference of relative changes.
+BASELINE = FUSIONS.names("baseline")[0]
 
 #: Defaults of the BMDRegressor parameters set by :func:`add_model_options`,
 #: and the demo cohort's size, as ``--help`` shows them: written here so that
@@ -254,9 +255,9 @@ def pop_groups(X, args):
 
 def make_models(names, params, image_col="image_path"):
     """{display name: unfitted BMDRegressor} for CLI model names (fusions)."""
-    from bmdkit.estimators import FUSION_LABELS, BMDRegressor
+    from bmdkit.estimators import BMDRegressor, model_label
 
-    return {FUSION_LABELS[name]: BMDRegressor(fusion=name, image_col=image_col, **params)
+    return {model_label(name): BMDRegressor(fusion=name, image_col=image_col, **params)
             for name in names}
 
 
