@@ -26,8 +26,8 @@ __all__ = ["ArchiveRun", "predict_archive", "prediction_columns", "write_results
 def prediction_columns(bmd, densitometer="lunar", sites=None):
     """The result columns ``bmdkit predict`` adds: predicted_bmd, t_score, who_category
     (per site, ``"<site>/<column>"``, for a model of several ``sites``; see
-    :func:`bmdkit.uncertainty.prediction_frame`)."""
-    from bmdkit.uncertainty import prediction_frame
+    :func:`bmdkit.referral.prediction_frame`)."""
+    from bmdkit.referral import prediction_frame
 
     return prediction_frame(bmd, sites=sites, device=densitometer)
 

@@ -15,7 +15,8 @@ training batch of a single sample (BatchNorm cannot train on one).
 
 :func:`torch_threads` sets torch's intra-op threads for the duration of a
 fit or predict (the estimators' ``n_threads``); :func:`check_device` checks the
-estimators' ``device``.
+estimators' ``device``; :data:`FAST_DATA_PATH` and :func:`fused_adamw` are the
+estimators' skorch settings of this data path and of the optimiser step.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from torch.utils.data import Dataset, Subset, default_collate
 
 from bmdkit.errors import InputError, ParameterError
 
-__all__ = ["ArrayDataset", "BatchIterator", "check_device", "torch_threads"]
+__all__ = ["FAST_DATA_PATH", "FUSED_ADAMW_DEVICES", "ArrayDataset", "BatchIterator", "check_device",
+           "fused_adamw", "torch_threads"]
 
 
 class ArrayDataset(Dataset):
@@ -226,3 +228,22 @@ def check_device(device, name="device"):
                          f"{torch.cuda.device_count() if torch.cuda.is_available() else 'no'} "
                          "CUDA device(s)")
     return parsed
+
+
+#: skorch settings that cut batches out of contiguous arrays (bmdkit.batching).
+FAST_DATA_PATH = dict(dataset=ArrayDataset, iterator_train=BatchIterator,
+                      iterator_valid=BatchIterator)
+#: Device types whose AdamW step runs as torch's one fused kernel over every parameter
+#: (measured in docs/performance.md). Devices left out (mps, ...) keep torch's default.
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")
+
+
+def fused_adamw(device):
+    """Whether AdamW steps with torch's fused kernel on ``device`` (None: not known here).
+
+    Examples
+    --------
+    >>> fused_adamw("cpu"), fused_adamw("cuda:1"), fused_adamw("mps"), fused_adamw(None)
+    (True, True, False, False)
+    """
+    return device is not None and torch.device(device).type in FUSED_ADAMW_DEVICES

@@ -18,9 +18,6 @@ True
 from __future__ import annotations
 
 import functools
-import inspect
-import os
-from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -30,65 +27,31 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.dataset import ValidSplit
 
-from bmdkit.batching import ArrayDataset, BatchIterator, check_device, torch_threads
+from bmdkit.batching import FAST_DATA_PATH, fused_adamw, torch_threads
 from bmdkit.checks import check_all, check_targets, warn_target_units
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.errors import InputError, ParameterError
-from bmdkit.inference import MISSING_IMAGE_POLICIES, predict_cached
-from bmdkit.io.transforms import CONTRASTS
+from bmdkit.estimator_params import CONSTRAINTS, named_init, signature_of
+from bmdkit.inference import predict_cached
 from bmdkit.losses import TargetDensityWeights, make_criterion, uses_density_weights
-from bmdkit.nn import PRECISIONS, BMDNet, fusion_class, fusion_names
-from bmdkit.nn.backbones import check_backbone, check_tiles
+from bmdkit.nn import BMDNet, fusion_class
+from bmdkit.nn.backbones import check_tiles
 from bmdkit.nn.frozen import FrozenFeatureDataset
-from bmdkit.params import Check, Interval, Options, validate_params
+from bmdkit.params import validate_params
 from bmdkit.persistence import load, register_estimator, save
 from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame
-from bmdkit.registry import FUSIONS, LOSSES
+from bmdkit.registry import FUSIONS, LOSSES, model_label
 from bmdkit.rng import FitRandomness
 
 __all__ = ["BMDRegressor", "NAMED_MODELS", "ablation_models", "load", "model_label"]
 
 #: Display names of the built-in fusions (read from :data:`bmdkit.registry.FUSIONS`).
 FUSION_LABELS = FUSIONS.labels()
-LR_SCHEDULES = ("cosine", None)
 #: Estimator parameters that are :class:`~bmdkit.nn.BMDNet`'s too: passed to it as skorch
 #: ``module__<name>``.
 MODULE_PARAMS = ("fusion", "backbone", "pretrained", "embed_dim", "n_heads", "n_layers", "dropout",
                  "augment", "freeze_backbone", "precision", "channels_last", "modality_dropout",
                  "image_tiles")
-#: skorch settings that cut batches out of contiguous arrays (bmdkit.batching).
-FAST_DATA_PATH = dict(dataset=ArrayDataset, iterator_train=BatchIterator,
-                      iterator_valid=BatchIterator)
-#: Device types whose AdamW step runs as torch's one fused kernel over every parameter
-#: (XAttn with resnet10t on 1 CPU thread: 12.9 ms a step, 51.5 ms with torch's per-tensor
-#: loop; docs/performance.md). Devices left out (mps, ...) keep torch's default.
-FUSED_ADAMW_DEVICES = ("cpu", "cuda")
-
-
-def _fused_adamw(device):
-    """Whether AdamW steps with torch's fused kernel on ``device`` (None: not known here).
-
-    Examples
-    --------
-    >>> _fused_adamw("cpu"), _fused_adamw("cuda:1"), _fused_adamw("mps"), _fused_adamw(None)
-    (True, True, False, False)
-    """
-    return device is not None and torch.device(device).type in FUSED_ADAMW_DEVICES
-
-
-def _column_names(value):
-    """A ParameterError unless ``value`` is a list-like of column names (not one string)."""
-    if isinstance(value, str) or not all(isinstance(name, str) for name in value):
-        raise ParameterError(f"expected a list of column names, got {value!r}")
-
-
-def _thresholds(value):
-    """A ParameterError unless ``value`` is a sequence of BMD thresholds (None: no threshold)."""
-    if isinstance(value, str) or not all(
-            name is None or Interval(Real, None, None).accepts(name) for name in value):
-        raise ParameterError(f"expected a sequence of numbers or None, got {value!r}")
-
-
 @register_estimator
 class BMDRegressor(RegressorMixin, BaseEstimator):
     """Femoral neck BMD from a radiograph plus metadata, as a scikit-learn regressor.
@@ -116,11 +79,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     pretrained : bool or path, default=False
         ``False``, or a local weights file for the backbone (no hub download).
     image_size : int, default=64
-        Side of the square network input in pixels. The defaults (resnet10t,
-        64 px, 20 epochs) are the configuration measured to learn on the demo
-        cohort within minutes on 2 CPU cores (docs/performance.md); real
-        radiographs keep more bone detail at 128 px and more, which needs
-        more epochs (resnet18 had not converged after 10 epochs at 128 px).
+        Side of the square network input in pixels. Why the defaults
+        (resnet10t, 64 px, 20 epochs), and what larger images need: docs/performance.md.
     image_tiles : (int, int), default=(1, 1)
         Cut each image into this grid of tiles (rows, cols) and encode every
         tile on its own (:class:`~bmdkit.nn.backbones.ImageEncoder`), so
@@ -162,7 +122,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         Backbone weights and images in channels-last memory format.
     compile : bool, default=False
         ``torch.compile`` the network (skorch's ``compile``): a one-off
-        compilation (tens of seconds on CPU) for faster steps afterwards.
+        compilation for faster steps afterwards (docs/performance.md).
     contrast : {"percentile", "minmax", "none"}, default="percentile"
         Per-image contrast normalisation before the network.
     cache_dir : str or None, default=None
@@ -310,64 +270,12 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- validation -----------------------------------------------------------------
-    #: What each parameter accepts (:mod:`bmdkit.params`): checked at ``fit`` by
-    #: :meth:`_check_params`, one ParameterError naming the parameter; a subclass adds
-    #: its own parameters to a copy (``{**BMDRegressor._parameter_constraints, ...}``).
-    _parameter_constraints = {
-        "fusion": [Check(fusion_class, lambda: f"one of {', '.join(map(repr, fusion_names()))}",
-                         ("no_such_fusion",))],
-        "image_col": [str, None],
-        "numeric_cols": [None, Check(_column_names, "a list of column names", ("age",))],
-        "categorical_cols": [None, Check(_column_names, "a list of column names", ("sex",))],
-        "backbone": [Check(check_backbone, "a timm model name (see timm.list_models())",
-                           (12345, "no_such_net"))],
-        "pretrained": [bool, str, os.PathLike],
-        "image_size": [Interval(Integral, 1, None)],
-        "image_tiles": [Check(check_tiles, "a pair (rows, cols) of positive integers",
-                              ((2, 0), "2x2"))],
-        "embed_dim": [Interval(Integral, 1, None)],
-        "n_heads": [Interval(Integral, 1, None)],
-        "n_layers": [Interval(Integral, 1, None)],
-        "dropout": [Interval(Real, 0, 1, closed="left")],
-        "augment": [bool],
-        "modality_dropout": [Interval(Real, 0, 1, closed="left")],
-        "missing_image": [Options(MISSING_IMAGE_POLICIES)],
-        "freeze_backbone": [bool],
-        "precision": [Options(PRECISIONS)],
-        "channels_last": [bool],
-        "compile": [bool],
-        "contrast": [Options(CONTRASTS)],
-        "cache_dir": [None, str, os.PathLike],
-        "loss": [Check(LOSSES.entry, lambda: f"one of {', '.join(map(repr, LOSSES))}",
-                       ("no_such_loss",))],
-        "smooth_l1_beta": [Interval(Real, 0, None, closed="neither")],
-        "lds_bins": [Interval(Integral, 1, None)],
-        "lds_sigma": [Interval(Real, 0, None, closed="neither")],
-        "lds_power": [Interval(Real, 0, 1)],
-        "max_weight_ratio": [Interval(Real, 1, None)],
-        "low_bmd_threshold": [Interval(Real, None, None),
-                              Check(_thresholds, "a sequence of numbers or None (one per site)",
-                                    ("low",))],
-        "low_bmd_weight": [Interval(Real, 0, None, closed="neither")],
-        "max_epochs": [Interval(Integral, 1, None)],
-        "batch_size": [Interval(Integral, 1, None)],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None)],
-        "lr_schedule": [Options(LR_SCHEDULES)],
-        "early_stopping": [bool],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None)],
-        "callbacks": [None, list, tuple],
-        "random_state": [None, Interval(Integral, 0, 2**32 - 1), np.random.RandomState],
-        "device": [Check(check_device, "a torch device that torch sees, such as 'cpu', 'cuda' "
-                                       "or 'cuda:1'", ("nonsense", 3))],
-        "n_threads": [None, Interval(Integral, 1, None)],
-        "verbose": [bool, Interval(Integral, 0, None)],
-    }
+    #: What each parameter accepts (:mod:`bmdkit.estimator_params`), checked at ``fit``; a
+    #: subclass extends a copy (``{**BMDRegressor._parameter_constraints, ...}``).
+    _parameter_constraints = CONSTRAINTS
 
     def _check_params(self):
-        """Every parameter against :attr:`_parameter_constraints`, then those that depend on
-        each other; one ParameterError naming the parameter(s)."""
+        """Each parameter against its constraints, then those that depend on each other."""
         validate_params(self._parameter_constraints, self.get_params(deep=False))
         rows, cols = check_tiles(self.image_tiles)
         if self.image_size % rows or self.image_size % cols:
@@ -496,13 +404,13 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         """The initialised skorch net of ``settings``: the one net factory, of fit and of
         :func:`bmdkit.load`.
 
-        Batches come from contiguous arrays (:data:`FAST_DATA_PATH`), shuffled by
+        Batches come from contiguous arrays (:data:`bmdkit.batching.FAST_DATA_PATH`), shuffled by
         ``rng``; a frozen backbone's features take the place of the images
         (:class:`~bmdkit.nn.frozen.FrozenFeatureDataset`); AdamW steps with torch's
-        fused kernel on the device types in :data:`FUSED_ADAMW_DEVICES`.
+        fused kernel on the device types in :data:`bmdkit.batching.FUSED_ADAMW_DEVICES`.
         """
         # set here, not kept from a saved file: the device a model is loaded on decides
-        fused = _fused_adamw(settings.get("device"))
+        fused = fused_adamw(settings.get("device"))
         net = self._make_net(
             **dict(settings, optimizer__fused=fused), **FAST_DATA_PATH,
             iterator_train__shuffle=True, iterator_train__generator=rng.cpu,
@@ -653,18 +561,6 @@ def ablation_models(fusions=None, losses=None, **params):
             for loss in losses for fusion in fusions}
 
 
-def model_label(fusion, loss=None):
-    """A model's display name: its fusion's label, and its loss's unless that is empty.
-
-    Examples
-    --------
-    >>> model_label("xattn"), model_label("concat", "weighted_smooth_l1")
-    ('XAttn', 'Concat +wSL1')
-    """
-    loss_label = LOSSES.entry(loss).label if loss is not None else ""
-    return " ".join(filter(None, [FUSIONS.entry(fusion).label, loss_label]))
-
-
 def _site_names(y_given, y):
     """Names of the columns (sites) of a 2-D target, or ``None`` for one site."""
     if y.ndim == 1:
@@ -680,30 +576,7 @@ def derived_signature(*, drop=(), add=None):
     scikit-learn reads an estimator's parameter names from its ``__init__``
     signature, so a subclass taking ``**kwargs`` declares them this way.
     """
-    base = inspect.signature(BMDRegressor.__init__)
-    params = [p for name, p in base.parameters.items() if name not in drop]
-    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
-               for name, default in (add or {}).items()]
-    return base.replace(parameters=params)
-
-
-def _named_init(fusion, **defaults):
-    """``__init__`` of a named model: BMDRegressor's parameters less ``fusion``, ``defaults`` changed."""
-    signature = derived_signature(drop=("fusion",))
-    signature = signature.replace(parameters=[
-        p.replace(default=defaults[name]) if name in defaults else p
-        for name, p in signature.parameters.items()])
-
-    def __init__(self, **kwargs):
-        bound = signature.bind(self, **kwargs)
-        bound.apply_defaults()
-        for name, value in list(bound.arguments.items())[1:]:
-            setattr(self, name, value)
-
-    __init__.__signature__ = signature
-    changed = "".join(f", {k}={v!r} by default" for k, v in defaults.items())
-    __init__.__doc__ = f"Same parameters as BMDRegressor, with fusion={fusion!r} fixed{changed}."
-    return __init__
+    return signature_of(BMDRegressor, drop=drop, add=add)
 
 
 def _named_model(fusion):
@@ -715,7 +588,8 @@ def _named_model(fusion):
            f"``fusion={fusion!r}`` fixed{changed}.\n    ")
     return type(entry.estimator, (BMDRegressor,), {
         "__module__": __name__, "__qualname__": entry.estimator, "__doc__": doc,
-        "fusion": fusion, "__init__": _named_init(fusion, **entry.estimator_defaults)})
+        "fusion": fusion,
+        "__init__": named_init(BMDRegressor, fusion, **entry.estimator_defaults)})
 
 
 #: The named estimators, one per registered fusion with an estimator name

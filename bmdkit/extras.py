@@ -9,7 +9,7 @@ extra                     brings, for
 ========================  ==============================================================
 
 The compressed-DICOM codecs (python-gdcm, pylibjpeg) are not an extra: reading
-clinical DICOM archives is what bmdkit is for, and they weigh ~3 % of torch.
+clinical DICOM archives is what bmdkit is for, and they weigh little beside torch.
 """
 
 from __future__ import annotations

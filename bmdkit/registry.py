@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from bmdkit.errors import ParameterError
 
-__all__ = ["FUSIONS", "LOSSES", "Entry", "Registry"]
+__all__ = ["FUSIONS", "LOSSES", "Entry", "Registry", "model_label"]
 
 
 @dataclass
@@ -153,3 +153,15 @@ LOSSES = Registry("loss", [
           tags=("ablation", "density_weights")),
     Entry("mse", "+MSE", "bmdkit.losses:mse_criterion", "Mean squared error."),
 ])
+
+
+def model_label(fusion, loss=None):
+    """A model's display name: its fusion's label, and its loss's unless that is empty.
+
+    Examples
+    --------
+    >>> model_label("xattn"), model_label("concat", "weighted_smooth_l1")
+    ('XAttn', 'Concat +wSL1')
+    """
+    loss_label = LOSSES.entry(loss).label if loss is not None else ""
+    return " ".join(filter(None, [FUSIONS.entry(fusion).label, loss_label]))

@@ -26,7 +26,7 @@ from bmdkit.clinical import WHO_CATEGORIES, t_score, who_category
 from bmdkit.evaluation import KEY_METRICS
 from bmdkit.files import atomic_path, write_text
 from bmdkit.metrics import has_t_score_reference
-from bmdkit.uncertainty import referral_analysis, referral_curve
+from bmdkit.referral import referral_analysis, referral_curve
 
 __all__ = ["FIGURES", "INTERVAL_FIGURES", "extra_figure_section", "referral_table",
            "summary_table", "write_report"]

@@ -226,8 +226,8 @@ def add_jobs_option(parser):
 def n_jobs(args):
     """``--n-jobs``, or its default: every CPU core on the CPU, one process on a GPU.
 
-    On 2 CPU cores two one-thread fits ran 1.33x faster than one two-thread fit
-    (docs/demo.md); processes sharing one GPU would compete for its memory.
+    On CPU cores, one-thread fits side by side beat fewer many-thread fits (measured in
+    docs/demo.md); processes sharing one GPU would compete for its memory.
     """
     if args.n_jobs is not None:
         return args.n_jobs

@@ -88,9 +88,9 @@ def add_parser(subparsers):
 
 def run_predict(args):
     from bmdkit.archive import predict_archive
+    from bmdkit.conformal import interval_metrics
     from bmdkit.io.results import read_rows
     from bmdkit.metrics import compute_metrics
-    from bmdkit.uncertainty import interval_metrics
 
     run = predict_archive(
         args.model, args.out, csv=args.csv, dicom_dir=args.dicom_dir, metadata=args.metadata,
