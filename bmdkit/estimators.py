@@ -32,6 +32,7 @@ from bmdkit.checks import check_all, check_targets, warn_target_units
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.errors import InputError, ParameterError
 from bmdkit.estimator_params import CONSTRAINTS, named_init, signature_of
+from bmdkit.estimator_state import from_state, to_state
 from bmdkit.inference import predict_cached
 from bmdkit.losses import TargetDensityWeights, make_criterion, uses_density_weights
 from bmdkit.nn import BMDNet, fusion_class
@@ -39,7 +40,7 @@ from bmdkit.nn.backbones import check_tiles
 from bmdkit.nn.frozen import FrozenFeatureDataset
 from bmdkit.params import validate_params
 from bmdkit.persistence import load, register_estimator, save
-from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame
+from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame, site_names_of
 from bmdkit.registry import FUSIONS, LOSSES, model_label
 from bmdkit.rng import FitRandomness
 
@@ -340,7 +341,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             net.partial_fit(arrays, y_scaled)
         self.preprocessor_, self.y_mean_, self.y_scale_ = preprocessor, scaling.mean, scaling.scale
         self.loss_weights_, self.net_ = loss_weights, net
-        self.sites_ = _site_names(y_given, y)
+        self.sites_ = site_names_of(y_given, y)
         self.feature_names_in_ = preprocessor.feature_names_in_
         return self
 
@@ -474,12 +475,20 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             scaled = self.net_.predict(arrays)
         return self._target_scaling.inverse_transform(scaled)
 
+    def to_state(self):
+        """``(state, tensors)``: the fitted model as plain values, and its network's tensors."""
+        return to_state(self)
+
+    @classmethod
+    def from_state(cls, state, tensors, *, device=None):
+        """The fitted model of :meth:`to_state`'s output (:mod:`bmdkit.estimator_state`)."""
+        return from_state(cls, state, tensors, device=device)
+
     def save(self, path, *, overwrite=False, densitometer=None):
         """Save the fitted model to the folder ``path`` without pickle.
 
-        Weights go to safetensors, everything else (the ``densitometer``
-        scale of its BMD included) to JSON; restore with :func:`bmdkit.load`.
-        See :func:`bmdkit.persistence.save`.
+        Weights go to safetensors, the rest of :meth:`to_state` (and the ``densitometer``)
+        to JSON; restore with :func:`bmdkit.load` (:func:`bmdkit.persistence.save`).
         """
         return save(self, path, overwrite=overwrite, densitometer=densitometer)
 
@@ -559,15 +568,6 @@ def ablation_models(fusions=None, losses=None, **params):
     losses = LOSSES.names("ablation") if losses is None else losses
     return {model_label(fusion, loss): BMDRegressor(fusion=fusion, loss=loss, **params)
             for loss in losses for fusion in fusions}
-
-
-def _site_names(y_given, y):
-    """Names of the columns (sites) of a 2-D target, or ``None`` for one site."""
-    if y.ndim == 1:
-        return None
-    if hasattr(y_given, "columns"):
-        return [str(c) for c in y_given.columns]
-    return [f"site_{j}" for j in range(y.shape[1])]
 
 
 def derived_signature(*, drop=(), add=None):

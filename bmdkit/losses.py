@@ -129,6 +129,19 @@ class TargetDensityWeights:
         self.bin_weights_ = np.stack([t.bin_weights_ for t in tables])
         return self
 
+    def to_state(self):
+        """The fitted weights as plain values: parameters and the weight table(s)."""
+        return {"params": {k: v for k, v in vars(self).items() if not k.endswith("_")},
+                "bin_edges_": self.bin_edges_.tolist(), "bin_weights_": self.bin_weights_.tolist()}
+
+    @classmethod
+    def from_state(cls, state):
+        """The fitted weights of :meth:`to_state`'s ``state``."""
+        weights = cls(**state["params"])
+        weights.bin_edges_ = np.asarray(state["bin_edges_"], np.float64)
+        weights.bin_weights_ = np.asarray(state["bin_weights_"], np.float64)
+        return weights
+
     def __call__(self, y):
         """Weights of targets ``y`` (array-like), as a float64 array (n,), or (n, k) for k sites."""
         if self.bin_edges_.ndim == 2:

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import json
 import numbers
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +48,7 @@ from bmdkit.conformal import (  # re-exported: the public names of bmdkit.uncert
     cross_fit_intervals,
     interval_metrics,
 )
-from bmdkit.errors import FileClashError, InputError, ParameterError, SavedFileError
+from bmdkit.errors import InputError, ParameterError, SavedFileError
 from bmdkit.folds import run_folds, take_rows
 from bmdkit.model_selection import BMDStratifiedKFold, quantile_bins
 from bmdkit.params import Check, Interval, Options, validate_params
@@ -362,38 +360,43 @@ class ConformalBMDRegressor(RegressorMixin, BaseEstimator):
         written beside ``path`` and renamed into place, so a failure leaves
         nothing half-written. Restore with :func:`bmdkit.uncertainty.load`.
         """
-        from bmdkit.persistence import META_FILE
+        from bmdkit.persistence import META_FILE, check_destination, write_folder
         from bmdkit.persistence import save as save_model
 
         check_is_fitted(self, "estimators_")
         path = Path(path)
-        saved = (path / CONFORMAL_FILE).is_file() or (path / META_FILE).is_file()
-        if path.exists() and not (overwrite and saved):
-            raise FileClashError(
-                f"{path} exists; pass overwrite=True to replace a saved model" if saved
-                else f"{path} exists and is not a saved bmdkit model")
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-        try:
-            names = [f"model_{k}" for k in range(len(self.estimators_))]
-            for name, fitted in zip(names, self.estimators_):
-                save_model(fitted, tmp / name)
-            meta = {"format": _FORMAT, "method": self.method,
-                    "confidence": float(self.confidence), "models": names,
-                    "calibration_scores": self.calibration_scores_.tolist(),
-                    "score_model": self.score_model_.tolist(),
-                    "calibration_rows": self.calibration_rows_.tolist()}
-            (tmp / CONFORMAL_FILE).write_text(json.dumps(meta), encoding="utf-8")
-            if path.exists():
-                old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
-                path.rename(old / "model")
-                tmp.rename(path)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        check_destination(path, overwrite=overwrite,
+                          saved=(path / CONFORMAL_FILE).is_file() or (path / META_FILE).is_file())
+        state, estimators = self.to_state()
+
+        def write(folder):
+            for name, fitted in zip(state["models"], estimators):
+                save_model(fitted, folder / name)
+            (folder / CONFORMAL_FILE).write_text(json.dumps(state), encoding="utf-8")
+        return write_folder(path, write)
+
+    def to_state(self):
+        """``(state, fitted models)``: the calibration as plain values, and the models."""
+        check_is_fitted(self, "estimators_")
+        return {"format": _FORMAT, "method": self.method, "confidence": float(self.confidence),
+                "models": [f"model_{k}" for k in range(len(self.estimators_))],
+                "calibration_scores": self.calibration_scores_.tolist(),
+                "score_model": self.score_model_.tolist(),
+                "calibration_rows": self.calibration_rows_.tolist()}, list(self.estimators_)
+
+    @classmethod
+    def from_state(cls, state, estimators):
+        """The fitted wrapper of :meth:`to_state`'s ``state`` around the fitted ``estimators``."""
+        model = cls(clone(estimators[0]), confidence=state["confidence"],
+                    method=state["method"], cv=len(estimators))
+        model.estimators_ = list(estimators)
+        model.calibration_scores_ = np.asarray(state["calibration_scores"], dtype=np.float64)
+        model.score_model_ = np.asarray(state["score_model"], dtype=np.intp)
+        model.calibration_rows_ = np.asarray(state["calibration_rows"], dtype=np.intp)
+        if (len(model.score_model_) != len(model.calibration_scores_)
+                or (len(estimators) and model.score_model_.max(initial=0) >= len(estimators))):
+            raise SavedFileError("the saved scores and models do not match")
+        return model
 
 
 def load(path, *, device=None):
@@ -415,13 +418,7 @@ def load(path, *, device=None):
     if not all(isinstance(n, str) and n.startswith("model_") and "/" not in n for n in names):
         raise SavedFileError(f"{meta_path} names unexpected model folders {names}")
     estimators = [load_model(path / name, device=device) for name in names]
-    model = ConformalBMDRegressor(clone(estimators[0]), confidence=meta["confidence"],
-                                  method=meta["method"], cv=len(names))
-    model.estimators_ = estimators
-    model.calibration_scores_ = np.asarray(meta["calibration_scores"], dtype=np.float64)
-    model.score_model_ = np.asarray(meta["score_model"], dtype=np.intp)
-    model.calibration_rows_ = np.asarray(meta["calibration_rows"], dtype=np.intp)
-    if (len(model.score_model_) != len(model.calibration_scores_)
-            or (len(names) and model.score_model_.max(initial=0) >= len(names))):
-        raise SavedFileError(f"{meta_path} is inconsistent: scores and models do not match")
-    return model
+    try:
+        return ConformalBMDRegressor.from_state(meta, estimators)
+    except SavedFileError as error:
+        raise SavedFileError(f"{meta_path} is inconsistent: {error}") from None

@@ -127,8 +127,9 @@ class MetadataPositionPooling(nn.Module):
     pooling starts as the plain mean. The logits are not divided by
     ``sqrt(d)``: starting at zero, they need no taming at initialisation, and
     their scale sets how fast the weights can sharpen on the named place
-    (docs/model.md, bilateral cohort). Weights saved before this choice load
-    with the ``1 / sqrt(d)`` they were trained with (``logit_scale``).
+    (docs/model.md, bilateral cohort). Weights saved before this choice (model
+    format 1) load with the ``1 / sqrt(d)`` they were trained with (``logit_scale``,
+    set by the migration step of :mod:`bmdkit.persistence`).
     """
 
     def __init__(self, embed_dim):
@@ -139,12 +140,6 @@ class MetadataPositionPooling(nn.Module):
         nn.init.zeros_(self.query.bias)
         # a buffer, so that a saved model keeps the scale its weights were trained with
         self.register_buffer("logit_scale", torch.tensor(1.0))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # weights saved before the scale was a buffer were trained with logits / sqrt(d)
-        state_dict.setdefault(prefix + "logit_scale",
-                              torch.tensor(self.key.out_features ** -0.5))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, tokens, metadata, positions):
         logits = self.query(metadata) @ self.key(positions).T * self.logit_scale
