@@ -25,7 +25,13 @@ name, never one a file gives) when a class is not registered, so that
 ``bmdkit.persistence.load`` loads the built-in models as it always did.
 
 The folder is written to a temporary sibling and renamed into place, so a
-failure leaves no half-written model.
+failure leaves no half-written model (:func:`write_folder`, which the conformal
+wrapper's folders use too). This module only writes and reads files: what goes
+in them is each object's own ``to_state()``, and ``from_state()`` rebuilds it
+(:mod:`bmdkit.estimator_state`). ``model.json`` records :data:`FORMAT_VERSION`;
+a model of an older version is brought up to date by the steps of
+:data:`MIGRATIONS` (one per version), one of a newer or unknown version is
+refused with a message naming it and what to do.
 
 Parameters that JSON cannot hold (skorch ``callbacks``, a ``RandomState``
 instance) only matter for training: they are dropped with a warning, listed
