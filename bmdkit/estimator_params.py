@@ -6,7 +6,8 @@ library), which ``BMDRegressor._parameter_constraints`` is and its subclasses
 extend; ``tests/test_params.py`` fails for a parameter without an entry and
 derives its bad-type and bad-value cases from the table. :func:`signature_of`
 and :func:`named_init` give a subclass taking ``**kwargs`` the signature that
-scikit-learn reads its parameter names from.
+scikit-learn reads its parameter names from; :func:`named_model` makes the
+named estimators (``XAttnBMDRegressor`` ...) from the fusion registry.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from bmdkit.io.transforms import CONTRASTS
 from bmdkit.nn import PRECISIONS, fusion_class, fusion_names
 from bmdkit.nn.backbones import check_backbone, check_tiles
 from bmdkit.params import Check, Interval, Options
-from bmdkit.registry import LOSSES
+from bmdkit.registry import FUSIONS, LOSSES
 
-__all__ = ["CONSTRAINTS", "LR_SCHEDULES", "named_init", "signature_of"]
+__all__ = ["CONSTRAINTS", "LR_SCHEDULES", "named_init", "named_model", "signature_of"]
 
 LR_SCHEDULES = ("cosine", None)
 
@@ -77,7 +78,7 @@ CONSTRAINTS = {
     "lds_sigma": [Interval(Real, 0, None, closed="neither")],
     "lds_power": [Interval(Real, 0, 1)],
     "max_weight_ratio": [Interval(Real, 1, None)],
-    "low_bmd_threshold": [Interval(Real, None, None),
+    "low_bmd_threshold": [None, Interval(Real, None, None),
                           Check(_thresholds, "a sequence of numbers or None (one per site)",
                                 ("low",))],
     "low_bmd_weight": [Interval(Real, 0, None, closed="neither")],
@@ -128,3 +129,16 @@ def named_init(base, fusion, **defaults):
     changed = "".join(f", {k}={v!r} by default" for k, v in defaults.items())
     __init__.__doc__ = f"Same parameters as BMDRegressor, with fusion={fusion!r} fixed{changed}."
     return __init__
+
+
+def named_model(base, fusion, module):
+    """The subclass of ``base`` with the registered ``fusion`` fixed, as the registry describes
+    it (:data:`bmdkit.registry.FUSIONS`: class name, summary, changed defaults), defined as
+    if in ``module`` (where persistence and pickle look for it)."""
+    entry = FUSIONS.entry(fusion)
+    changed = "".join(f" and ``{k}={v!r}`` by default" for k, v in entry.estimator_defaults.items())
+    doc = (f"{entry.summary}\n\n    Same parameters as :class:`{base.__name__}`, with "
+           f"``fusion={fusion!r}`` fixed{changed}.\n    ")
+    return type(entry.estimator, (base,), {
+        "__module__": module, "__qualname__": entry.estimator, "__doc__": doc, "fusion": fusion,
+        "__init__": named_init(base, fusion, **entry.estimator_defaults)})

@@ -31,7 +31,7 @@ from bmdkit.batching import FAST_DATA_PATH, fused_adamw, torch_threads
 from bmdkit.checks import check_all, check_targets, warn_target_units
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
 from bmdkit.errors import InputError, ParameterError
-from bmdkit.estimator_params import CONSTRAINTS, named_init, signature_of
+from bmdkit.estimator_params import CONSTRAINTS, named_model, signature_of
 from bmdkit.estimator_state import from_state, to_state
 from bmdkit.inference import predict_cached
 from bmdkit.losses import TargetDensityWeights, make_criterion, uses_density_weights
@@ -579,22 +579,9 @@ def derived_signature(*, drop=(), add=None):
     return signature_of(BMDRegressor, drop=drop, add=add)
 
 
-def _named_model(fusion):
-    """The estimator class of the registered ``fusion`` with ``fusion`` fixed, as the registry
-    describes it (:data:`bmdkit.registry.FUSIONS`: class name, summary, changed defaults)."""
-    entry = FUSIONS.entry(fusion)
-    changed = "".join(f" and ``{k}={v!r}`` by default" for k, v in entry.estimator_defaults.items())
-    doc = (f"{entry.summary}\n\n    Same parameters as :class:`BMDRegressor`, with "
-           f"``fusion={fusion!r}`` fixed{changed}.\n    ")
-    return type(entry.estimator, (BMDRegressor,), {
-        "__module__": __name__, "__qualname__": entry.estimator, "__doc__": doc,
-        "fusion": fusion,
-        "__init__": named_init(BMDRegressor, fusion, **entry.estimator_defaults)})
-
-
 #: The named estimators, one per registered fusion with an estimator name
 #: (``XAttnBMDRegressor`` ... ``MetadataOnlyBMDRegressor``), made from the registry.
-NAMED_MODELS = {fusion: _named_model(fusion) for fusion in FUSIONS.names()
-                if FUSIONS.entry(fusion).estimator}
+NAMED_MODELS = {fusion: named_model(BMDRegressor, fusion, __name__)
+                for fusion in FUSIONS.names() if FUSIONS.entry(fusion).estimator}
 globals().update({cls.__name__: cls for cls in NAMED_MODELS.values()})
 __all__ += [cls.__name__ for cls in NAMED_MODELS.values()]
