@@ -18,6 +18,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from bmdkit.errors import InputError, MissingFileError, ParameterError
+
 __all__ = ["ArchiveRun", "load_model", "predict_archive", "prediction_columns", "result_columns",
            "write_results"]
 
@@ -25,8 +27,8 @@ __all__ = ["ArchiveRun", "load_model", "predict_archive", "prediction_columns", 
 def prediction_columns(bmd, densitometer="lunar", sites=None):
     """The result columns ``bmdkit predict`` adds: predicted_bmd, t_score, who_category
     (per site, ``"<site>/<column>"``, for a model of several ``sites``; see
-    :func:`bmdkit.uncertainty.prediction_frame`)."""
-    from bmdkit.uncertainty import prediction_frame
+    :func:`bmdkit.referral.prediction_frame`)."""
+    from bmdkit.referral import prediction_frame
 
     return prediction_frame(bmd, sites=sites, device=densitometer)
 
@@ -93,7 +95,7 @@ def _csv_rows(csv, *, images, image_col, target, drop, key):
         _unique_key(table, key, csv)
         return table, X, key, {}
     if "row" in table.columns:
-        raise ValueError(f"{csv} has a column 'row'; name a column of unique values "
+        raise InputError(f"{csv} has a column 'row'; name a column of unique values "
                          "with --key")
     return table.assign(row=range(len(table)))[["row", *table.columns]], X, "row", {}
 
@@ -107,7 +109,7 @@ def _dicom_rows(root, model, *, metadata, key):
 
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"--dicom-dir {root} is not a folder")
+        raise MissingFileError(f"--dicom-dir {root} is not a folder")
     relative = sorted(
         p.relative_to(root).as_posix() for p in root.rglob("*")
         if p.is_file() and (p.suffix.lower() in DICOM_SUFFIXES or not p.suffix)
@@ -135,7 +137,7 @@ def _dicom_rows(root, model, *, metadata, key):
         fields = {f: c for f, c in DICOM_FIELDS.items() if c in lacking}
         unknown = [c for c in lacking if c not in fields.values()]
         if unknown:
-            raise ValueError(f"the model needs the columns {unknown}, which neither --metadata "
+            raise InputError(f"the model needs the columns {unknown}, which neither --metadata "
                              f"nor the DICOM headers ({list(DICOM_FIELDS.values())}) give")
         headers = read_dicom_metadata(X[image_col])
         for position, why in dicom_metadata_problems(headers, fields).items():
@@ -206,14 +208,14 @@ def predict_archive(model, out, *, csv=None, dicom_dir=None, metadata=None, key=
     from bmdkit.nn import fusion_class
 
     if (csv is None) == (dicom_dir is None):
-        raise ValueError("give either --csv or --dicom-dir")
+        raise ParameterError("give either --csv or --dicom-dir")
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 0:
-        raise ValueError(f"--workers must be 0 or more, got {workers}")
+        raise ParameterError(f"--workers must be 0 or more, got {workers}")
     out = Path(out)
     path, (model, conformal) = model, load_model(model, device=device)
     if confidence is not None and not conformal:
-        raise ValueError(f"--confidence needs a model fitted with --conformal; {path} "
+        raise ParameterError(f"--confidence needs a model fitted with --conformal; {path} "
                          "has no intervals")
     member = model.estimators_[0] if conformal else model  # how images and metadata are read
     members = model.estimators_ if conformal else [model]
@@ -228,7 +230,7 @@ def predict_archive(model, out, *, csv=None, dicom_dir=None, metadata=None, key=
                       UserWarning, stacklevel=2)
     densitometer = densitometer or saved
     if target is not None and member.sites_ and target not in member.sites_:
-        raise ValueError(f"{path} predicts the sites {member.sites_}: --target must name "
+        raise ParameterError(f"{path} predicts the sites {member.sites_}: --target must name "
                          f"the column of one of them to score it, not {target!r}")
     if csv is not None:
         rows, X, key, skip = _csv_rows(csv, images=fusion_class(member.fusion).uses_image,

@@ -14,7 +14,9 @@ estimators pass a generator of their own (:mod:`bmdkit.rng`) and drop a last
 training batch of a single sample (BatchNorm cannot train on one).
 
 :func:`torch_threads` sets torch's intra-op threads for the duration of a
-fit or predict (the estimators' ``n_threads``).
+fit or predict (the estimators' ``n_threads``); :func:`check_device` checks the
+estimators' ``device``; :data:`FAST_DATA_PATH` and :func:`fused_adamw` are the
+estimators' skorch settings of this data path and of the optimiser step.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, default_collate
 
-__all__ = ["ArrayDataset", "BatchIterator", "torch_threads"]
+from bmdkit.errors import InputError, ParameterError
+
+__all__ = ["FAST_DATA_PATH", "FUSED_ADAMW_DEVICES", "ArrayDataset", "BatchIterator", "check_device",
+           "fused_adamw", "torch_threads"]
 
 
 class ArrayDataset(Dataset):
@@ -54,7 +59,7 @@ class ArrayDataset(Dataset):
         arrays = list(self.X.values()) if isinstance(X, dict) else [self.X]
         lengths = {len(a) for a in arrays + ([] if self.y is None else [self.y])}
         if len(lengths) != 1:
-            raise ValueError(f"X and y hold different numbers of rows: {sorted(lengths)}")
+            raise InputError(f"X and y hold different numbers of rows: {sorted(lengths)}")
         self._length = lengths.pop()
 
     def __len__(self):
@@ -195,3 +200,50 @@ def torch_threads(n_threads):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def check_device(device, name="device"):
+    """``device`` as a :class:`torch.device`, or a ParameterError naming ``name``.
+
+    A string torch cannot read, or a CUDA device where torch sees none (or not
+    that many), is named in the message instead of torch's own error.
+
+    Examples
+    --------
+    >>> check_device("cpu")
+    device(type='cpu')
+    >>> check_device("nonsense")
+    Traceback (most recent call last):
+    ...
+    bmdkit.errors.ParameterError: device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'nonsense'
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ParameterError(f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1', "
+                         f"got {device!r}") from None
+    if parsed.type == "cuda" and (not torch.cuda.is_available() or (
+            parsed.index is not None and parsed.index >= torch.cuda.device_count())):
+        raise ParameterError(f"{name}={device!r}, but torch sees "
+                         f"{torch.cuda.device_count() if torch.cuda.is_available() else 'no'} "
+                         "CUDA device(s)")
+    return parsed
+
+
+#: skorch settings that cut batches out of contiguous arrays (bmdkit.batching).
+FAST_DATA_PATH = dict(dataset=ArrayDataset, iterator_train=BatchIterator,
+                      iterator_valid=BatchIterator)
+#: Device types whose AdamW step runs as torch's one fused kernel over every parameter
+#: (measured in docs/performance.md). Devices left out (mps, ...) keep torch's default.
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")
+
+
+def fused_adamw(device):
+    """Whether AdamW steps with torch's fused kernel on ``device`` (None: not known here).
+
+    Examples
+    --------
+    >>> fused_adamw("cpu"), fused_adamw("cuda:1"), fused_adamw("mps"), fused_adamw(None)
+    (True, True, False, False)
+    """
+    return device is not None and torch.device(device).type in FUSED_ADAMW_DEVICES

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -142,8 +141,6 @@ def checkpoint_callbacks(estimator, X, y, rng):
     folder = estimator.checkpoint_dir
     if folder is None:
         return []
-    if not isinstance(folder, (str, os.PathLike)):
-        raise ValueError(f"checkpoint_dir must be None or a folder path, got {folder!r}")
     return [("checkpoint", EpochCheckpoint(folder, fit_fingerprint(estimator, X, y),
                                            (rng.cpu, rng.modules)))]
 

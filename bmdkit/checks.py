@@ -23,6 +23,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from bmdkit.errors import InputError
+
 __all__ = [
     "ImputationWarning", "InputColumnWarning", "InputError", "TargetUnitWarning", "check_all",
     "check_columns", "check_distinct_columns", "check_image_paths", "check_no_datetimes",
@@ -32,35 +34,6 @@ __all__ = [
     "numeric_like_columns", "suspicious_columns", "warn_input_columns", "warn_missing_values",
     "warn_target_units",
 ]
-
-
-class InputError(ValueError):
-    """Bad input data: every offending item is named in the message and in ``problems``.
-
-    Parameters
-    ----------
-    summary : str
-        What is wrong, e.g. ``"2 image files are missing"``.
-    problems : dict
-        Offending item (a row label, a column name, a path...) -> what is
-        wrong with it. All of them are listed in the message.
-
-    Examples
-    --------
-    >>> err = InputError("2 targets are not finite", {3: "nan", 7: "inf"})
-    >>> print(err)
-    2 targets are not finite:
-      3: nan
-      7: inf
-    >>> isinstance(err, ValueError), err.problems[7]
-    (True, 'inf')
-    """
-
-    def __init__(self, summary, problems):
-        self.summary = summary
-        self.problems = dict(problems)
-        lines = [f"  {item}: {why}" if why else f"  {item}" for item, why in self.problems.items()]
-        super().__init__("\n".join([f"{summary}:", *lines]) if lines else summary)
 
 
 class ImputationWarning(UserWarning):
@@ -95,7 +68,7 @@ def check_all(*checks):
     >>> check_all(lambda: check_columns(X, ["sex"]), lambda: check_numeric(X, ["age"]))
     Traceback (most recent call last):
     ...
-    bmdkit.checks.InputError: 1 column not found (X has: ['age']); 1 value in numeric columns not a finite number (row, column: value):
+    bmdkit.errors.InputError: 1 column not found (X has: ['age']); 1 value in numeric columns not a finite number (row, column: value):
       'sex'
       1, 'age': 'old'
     """
@@ -145,14 +118,14 @@ def check_targets(y, n_rows=None, *, multi_output=False):
     >>> check_targets([0.8, float("nan"), "n/a"])
     Traceback (most recent call last):
     ...
-    bmdkit.checks.InputError: 2 target values missing, not a number or infinite (row: value):
+    bmdkit.errors.InputError: 2 target values missing, not a number or infinite (row: value):
       1: nan
       2: 'n/a'
     >>> import pandas as pd
     >>> check_targets(pd.DataFrame({"neck": [0.8, 0.7], "hip": [0.9, None]}), multi_output=True)
     Traceback (most recent call last):
     ...
-    bmdkit.checks.InputError: 1 target value missing, not a number or infinite (row, column: value):
+    bmdkit.errors.InputError: 1 target value missing, not a number or infinite (row, column: value):
       1, 'hip': nan
     """
     if y is None:
@@ -306,7 +279,7 @@ def check_columns(X, columns, *, role="column"):
     >>> check_columns(pd.DataFrame({"age": [70]}), ["image_path", "age", "sex"], role="X column")
     Traceback (most recent call last):
     ...
-    bmdkit.checks.InputError: 2 X columns not found (X has: ['age']):
+    bmdkit.errors.InputError: 2 X columns not found (X has: ['age']):
       'image_path'
       'sex'
     """
@@ -323,7 +296,7 @@ def check_distinct_columns(numeric, categorical):
     >>> check_distinct_columns(["age", "grade"], ["grade", "sex", "sex"])
     Traceback (most recent call last):
     ...
-    bmdkit.checks.InputError: 2 columns named twice (both numeric_cols and categorical_cols, or twice in one):
+    bmdkit.errors.InputError: 2 columns named twice (both numeric_cols and categorical_cols, or twice in one):
       'grade': numeric and categorical
       'sex': listed 2 times in categorical_cols
     """
@@ -351,7 +324,7 @@ def check_no_datetimes(X, columns):
     >>> check_no_datetimes(X, ["scan", "sex"])
     Traceback (most recent call last):
     ...
-    bmdkit.checks.InputError: 1 date/time column cannot be a model input: derive a number from it (e.g. an age) or drop it:
+    bmdkit.errors.InputError: 1 date/time column cannot be a model input: derive a number from it (e.g. an age) or drop it:
       'scan': datetime64[us]
     """
     found = {repr(c): str(X[c].dtype) for c in columns
@@ -370,7 +343,7 @@ def check_unique_columns(X):
     >>> check_unique_columns(pd.DataFrame([[1, 2, 3]], columns=["age", "bmi", "age"]))
     Traceback (most recent call last):
     ...
-    bmdkit.checks.InputError: 1 column name appears more than once in X (name: count):
+    bmdkit.errors.InputError: 1 column name appears more than once in X (name: count):
       'age': 2
     """
     counts = pd.Series(list(X.columns), dtype=object).value_counts(sort=False)
@@ -390,7 +363,7 @@ def check_numeric(X, columns):
     >>> check_numeric(X, ["age", "bmi"])
     Traceback (most recent call last):
     ...
-    bmdkit.checks.InputError: 2 values in numeric columns not a finite number (row, column: value):
+    bmdkit.errors.InputError: 2 values in numeric columns not a finite number (row, column: value):
       1, 'age': 'seventy'
       2, 'bmi': inf
     """

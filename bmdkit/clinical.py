@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bmdkit.errors import InputError, ParameterError
+
 __all__ = [
     "REFERENCES", "SBMD_EQUATIONS", "WHO_CATEGORIES", "WHO_T_SCORE_CUTOFFS",
     "bmd_at_t_score", "convert_bmd", "screening_thresholds", "t_score", "who_category",
@@ -70,10 +72,10 @@ def _equation(device, site):
         slope, intercept = device
         return float(slope), float(intercept)
     if site not in SBMD_EQUATIONS:
-        raise ValueError(f"no sBMD equations for site {site!r}; known: {sorted(SBMD_EQUATIONS)}")
+        raise ParameterError(f"no sBMD equations for site {site!r}; known: {sorted(SBMD_EQUATIONS)}")
     equations = SBMD_EQUATIONS[site]
     if device not in equations:
-        raise ValueError(
+        raise ParameterError(
             f"unknown device {device!r} for {site}; known: {sorted(equations)}, "
             "or pass (slope, intercept) of sBMD = slope * BMD + intercept"
         )
@@ -86,10 +88,10 @@ def _reference(reference, site):
         mean, sd, *device = reference
         return float(mean), float(sd), (device[0] if device else "hologic")
     if reference not in REFERENCES:
-        raise ValueError(f"unknown reference {reference!r}; known: {sorted(REFERENCES)}")
+        raise ParameterError(f"unknown reference {reference!r}; known: {sorted(REFERENCES)}")
     values = REFERENCES[reference]
     if site not in values:
-        raise ValueError(f"reference {reference!r} has no site {site!r}")
+        raise ParameterError(f"reference {reference!r} has no site {site!r}")
     mean, sd = values[site]
     return mean, sd, values["device"]
 
@@ -184,7 +186,7 @@ def who_category(t, *, cutoffs=WHO_T_SCORE_CUTOFFS):
     """
     t = np.asarray(t, dtype=np.float64)
     if np.isnan(t).any():
-        raise ValueError("T-scores contain NaN")
+        raise InputError("T-scores contain NaN")
     low, high = cutoffs
     index = np.where(t <= low, 0, np.where(t < high, 1, 2))
     categories = np.asarray(WHO_CATEGORIES, dtype=object)[index]

@@ -1,75 +1,59 @@
-"""scikit-learn estimators: BMDRegressor and the named XAttn-BMD models."""
+"""scikit-learn estimators: BMDRegressor and the named XAttn-BMD models.
+
+The named models (``XAttnBMDRegressor``, ``ConcatBMDRegressor``, ...,
+``MetadataOnlyBMDRegressor``) are BMDRegressor with one fusion fixed, made from
+the fusion registry (:data:`bmdkit.registry.FUSIONS`: class name, summary and
+changed defaults). A metadata-only model needs no image column:
+
+>>> import numpy as np, pandas as pd
+>>> from bmdkit import MetadataOnlyBMDRegressor
+>>> rng = np.random.default_rng(0)
+>>> X = pd.DataFrame({"age": rng.uniform(50, 90, 200), "sex": rng.choice(["F", "M"], 200)})
+>>> y = 1.2 - 0.006 * X["age"] + 0.1 * (X["sex"] == "M") + rng.normal(0, 0.05, 200)
+>>> model = MetadataOnlyBMDRegressor(max_epochs=20, random_state=0).fit(X, y)
+>>> model.score(X, y) > 0.5
+True
+"""
 
 from __future__ import annotations
 
 import functools
-import inspect
-import numbers
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetRegressor
 from skorch.callbacks import EarlyStopping, LRScheduler
-from skorch.dataset import ValidSplit, unpack_data
+from skorch.dataset import ValidSplit
 
-from bmdkit.batching import ArrayDataset, BatchIterator, torch_threads
+from bmdkit.batching import FAST_DATA_PATH, fused_adamw, torch_threads
 from bmdkit.checkpoint import checkpoint_callbacks, epochs_left
 from bmdkit.checks import check_all, check_targets, warn_target_units
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
-from bmdkit.inference import MISSING_IMAGE_POLICIES, predict_cached
-from bmdkit.losses import LOSSES, TargetDensityWeights, make_criterion
-from bmdkit.nn import PRECISIONS, BMDNet, fusion_class
+from bmdkit.errors import InputError, ParameterError
+from bmdkit.estimator_params import CONSTRAINTS, named_model, signature_of
+from bmdkit.estimator_state import from_state, to_state
+from bmdkit.inference import predict_cached
+from bmdkit.losses import TargetDensityWeights, make_criterion, uses_density_weights
+from bmdkit.nn import BMDNet, fusion_class
 from bmdkit.nn.backbones import check_tiles
 from bmdkit.nn.frozen import FrozenFeatureDataset
+from bmdkit.params import validate_params
 from bmdkit.persistence import load, register_estimator, save
-from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame
+from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame, site_names_of
+from bmdkit.registry import FUSIONS, LOSSES, model_label
 from bmdkit.rng import FitRandomness
 
-__all__ = [
-    "BMDRegressor", "XAttnBMDRegressor", "ConcatBMDRegressor", "DAFTBMDRegressor",
-    "GatedBMDRegressor", "LateFusionBMDRegressor", "ImageOnlyBMDRegressor",
-    "MetadataOnlyBMDRegressor", "ablation_models", "load",
-]
+__all__ = ["BMDRegressor", "NAMED_MODELS", "ablation_models", "load", "model_label"]
 
-#: Display names of the fusions and losses in :func:`ablation_models`.
-FUSION_LABELS = {"xattn": "XAttn", "concat": "Concat", "daft": "DAFT", "gated": "Gated",
-                 "late": "Late", "image": "Image-only", "metadata": "Metadata-only"}
-LOSS_LABELS = {"smooth_l1": "", "weighted_smooth_l1": " +wSL1", "mse": " +MSE"}
-LR_SCHEDULES = ("cosine", None)
+#: Display names of the built-in fusions (read from :data:`bmdkit.registry.FUSIONS`).
+FUSION_LABELS = FUSIONS.labels()
 #: Estimator parameters that are :class:`~bmdkit.nn.BMDNet`'s too: passed to it as skorch
 #: ``module__<name>``.
 MODULE_PARAMS = ("fusion", "backbone", "pretrained", "embed_dim", "n_heads", "n_layers", "dropout",
                  "augment", "freeze_backbone", "precision", "channels_last", "modality_dropout",
                  "image_tiles")
-#: skorch settings that cut batches out of contiguous arrays (bmdkit.batching).
-FAST_DATA_PATH = dict(dataset=ArrayDataset, iterator_train=BatchIterator,
-                      iterator_valid=BatchIterator)
-#: Device types whose AdamW step runs as torch's one fused kernel over every parameter
-#: (XAttn with resnet10t on 1 CPU thread: 12.9 ms a step, 51.5 ms with torch's per-tensor
-#: loop; docs/performance.md). Devices left out (mps, ...) keep torch's default.
-FUSED_ADAMW_DEVICES = ("cpu", "cuda")
-
-
-def _fused_adamw(device):
-    """Whether AdamW steps with torch's fused kernel on ``device`` (None: not known here).
-
-    Examples
-    --------
-    >>> _fused_adamw("cpu"), _fused_adamw("cuda:1"), _fused_adamw("mps"), _fused_adamw(None)
-    (True, True, False, False)
-    """
-    return device is not None and torch.device(device).type in FUSED_ADAMW_DEVICES
-
-
-def _is_real(value):
-    """Whether ``value`` is a finite real number (not a bool)."""
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and np.isfinite(value))
-
-
 @register_estimator
 class BMDRegressor(RegressorMixin, BaseEstimator):
     """Femoral neck BMD from a radiograph plus metadata, as a scikit-learn regressor.
@@ -97,11 +81,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     pretrained : bool or path, default=False
         ``False``, or a local weights file for the backbone (no hub download).
     image_size : int, default=64
-        Side of the square network input in pixels. The defaults (resnet10t,
-        64 px, 20 epochs) are the configuration measured to learn on the demo
-        cohort within minutes on 2 CPU cores (docs/performance.md); real
-        radiographs keep more bone detail at 128 px and more, which needs
-        more epochs (resnet18 had not converged after 10 epochs at 128 px).
+        Side of the square network input in pixels. Why the defaults
+        (resnet10t, 64 px, 20 epochs), and what larger images need: docs/performance.md.
     image_tiles : (int, int), default=(1, 1)
         Cut each image into this grid of tiles (rows, cols) and encode every
         tile on its own (:class:`~bmdkit.nn.backbones.ImageEncoder`), so
@@ -143,7 +124,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         Backbone weights and images in channels-last memory format.
     compile : bool, default=False
         ``torch.compile`` the network (skorch's ``compile``): a one-off
-        compilation (tens of seconds on CPU) for faster steps afterwards.
+        compilation for faster steps afterwards (docs/performance.md).
     contrast : {"percentile", "minmax", "none"}, default="percentile"
         Per-image contrast normalisation before the network.
     cache_dir : str or None, default=None
@@ -203,13 +184,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         1 prints skorch's per-epoch table (train loss, and validation loss
         with early stopping).
     checkpoint_dir : str, Path or None, default=None
-        Save the whole training state (weights, optimiser, scheduler, early
-        stopping, random generators) there after every epoch
-        (:class:`bmdkit.checkpoint.EpochCheckpoint`); a fit finding a
-        checkpoint of the same parameters and data there resumes from its
-        last epoch and ends as an uninterrupted fit would (on CPU). Each fit's
-        file is named by its parameters and data, so the fits of a
-        cross-validation's folds (in parallel too) share one folder.
+        Save the whole training state there after every epoch
+        (:class:`bmdkit.checkpoint.EpochCheckpoint`): a fit of the same
+        parameters and data resumes from its last epoch, as if uninterrupted.
 
     Attributes
     ----------
@@ -302,52 +279,21 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
 
     # -- validation -----------------------------------------------------------------
+    #: What each parameter accepts (:mod:`bmdkit.estimator_params`), checked at ``fit``; a
+    #: subclass extends a copy (``{**BMDRegressor._parameter_constraints, ...}``).
+    _parameter_constraints = CONSTRAINTS
+
     def _check_params(self):
-        fusion_class(self.fusion)  # raises naming the registered fusions
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        for name in ("image_size", "embed_dim", "n_heads", "n_layers", "max_epochs", "batch_size",
-                     "n_iter_no_change", "lds_bins"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not self.lds_sigma > 0:
-            raise ValueError(f"lds_sigma must be > 0, got {self.lds_sigma!r}")
-        if not 0 <= self.lds_power <= 1:
-            raise ValueError(f"lds_power must be in [0, 1], got {self.lds_power!r}")
-        if not self.max_weight_ratio >= 1:
-            raise ValueError(f"max_weight_ratio must be >= 1, got {self.max_weight_ratio!r}")
+        """Each parameter against its constraints, then those that depend on each other."""
+        validate_params(self._parameter_constraints, self.get_params(deep=False))
         rows, cols = check_tiles(self.image_tiles)
         if self.image_size % rows or self.image_size % cols:
-            raise ValueError(f"image_size ({self.image_size}) must be divisible by the rows and "
-                             f"the columns of image_tiles {self.image_tiles!r}")
+            raise ParameterError(f"image_size ({self.image_size}) must be divisible by the rows "
+                                 f"and the columns of image_tiles {self.image_tiles!r}")
         if self.embed_dim % self.n_heads:
-            raise ValueError(
+            raise ParameterError(
                 f"embed_dim ({self.embed_dim}) must be divisible by n_heads ({self.n_heads})"
             )
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(
-                f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
-            )
-        for name, low, strict in (("lr", 0, True), ("weight_decay", 0, False),
-                                  ("smooth_l1_beta", 0, True), ("low_bmd_weight", 0, True)):
-            value = getattr(self, name)
-            if not (_is_real(value) and (value > low if strict else value >= low)):
-                raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
-        for name in ("dropout", "modality_dropout"):
-            value = getattr(self, name)
-            if not (_is_real(value) and 0 <= value < 1):
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-        if self.missing_image not in MISSING_IMAGE_POLICIES:
-            raise ValueError(f"missing_image must be one of {MISSING_IMAGE_POLICIES}, got "
-                             f"{self.missing_image!r}")
-        if self.n_threads is not None and not (
-                isinstance(self.n_threads, numbers.Integral) and self.n_threads >= 1):
-            raise ValueError(f"n_threads must be None or a positive integer, got {self.n_threads!r}")
 
     def _metadata_frame(self, X):
         """X as the preprocessor should see it for this fusion."""
@@ -404,7 +350,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             net.partial_fit(arrays, y_scaled, epochs=epochs_left(net, self.max_epochs))
         self.preprocessor_, self.y_mean_, self.y_scale_ = preprocessor, scaling.mean, scaling.scale
         self.loss_weights_, self.net_ = loss_weights, net
-        self.sites_ = _site_names(y_given, y)
+        self.sites_ = site_names_of(y_given, y)
         self.feature_names_in_ = preprocessor.feature_names_in_
         return self
 
@@ -413,7 +359,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         """``(fitted preprocessor, arrays of X, y as float64)``; bad X and y named in one error."""
         X = self._metadata_frame(X)
         if len(X) < 2:
-            raise ValueError(f"need at least 2 training rows, got n_samples={len(X)}")
+            raise InputError(f"need at least 2 training rows, got n_samples={len(X)}")
         y, (preprocessor, arrays) = check_all(
             lambda: check_targets(y, len(X), multi_output=True), lambda: self._preprocess(X))
         warn_target_units(y)
@@ -429,11 +375,11 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         n_meta = len(preprocessor.numeric_cols_) + len(preprocessor.categorical_cols_)
         if fusion_class(self.fusion).uses_metadata and n_meta == 0:
             if X.shape[1] == 0:  # scikit-learn's wording for empty data (check_estimator)
-                raise ValueError(
+                raise InputError(
                     f"fusion={self.fusion!r} needs at least one metadata column; X has 0 "
                     f"feature(s) (shape={X.shape}) while a minimum of 1 is required."
                 )
-            raise ValueError(
+            raise InputError(
                 f"fusion={self.fusion!r} needs at least one metadata column; none was selected "
                 f"besides image_col={self.image_col!r} (X columns: {list(X.columns)}, "
                 f"numeric_cols={self.numeric_cols!r}, categorical_cols={self.categorical_cols!r})"
@@ -442,7 +388,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
 
     def _fit_loss_weights(self, y):
         """The target-density weights of ``"weighted_smooth_l1"``, fitted on ``y``; else None."""
-        if self.loss != "weighted_smooth_l1":
+        if not uses_density_weights(self.loss):
             return None
         return TargetDensityWeights(
             n_bins=self.lds_bins, sigma=self.lds_sigma, power=self.lds_power,
@@ -468,13 +414,13 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         """The initialised skorch net of ``settings``: the one net factory, of fit and of
         :func:`bmdkit.load`.
 
-        Batches come from contiguous arrays (:data:`FAST_DATA_PATH`), shuffled by
+        Batches come from contiguous arrays (:data:`bmdkit.batching.FAST_DATA_PATH`), shuffled by
         ``rng``; a frozen backbone's features take the place of the images
         (:class:`~bmdkit.nn.frozen.FrozenFeatureDataset`); AdamW steps with torch's
-        fused kernel on the device types in :data:`FUSED_ADAMW_DEVICES`.
+        fused kernel on the device types in :data:`bmdkit.batching.FUSED_ADAMW_DEVICES`.
         """
         # set here, not kept from a saved file: the device a model is loaded on decides
-        fused = _fused_adamw(settings.get("device"))
+        fused = fused_adamw(settings.get("device"))
         net = self._make_net(
             **dict(settings, optimizer__fused=fused), **FAST_DATA_PATH,
             iterator_train__shuffle=True, iterator_train__generator=rng.cpu,
@@ -538,12 +484,20 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             scaled = self.net_.predict(arrays)
         return self._target_scaling.inverse_transform(scaled)
 
+    def to_state(self):
+        """``(state, tensors)``: the fitted model as plain values, and its network's tensors."""
+        return to_state(self)
+
+    @classmethod
+    def from_state(cls, state, tensors, *, device=None):
+        """The fitted model of :meth:`to_state`'s output (:mod:`bmdkit.estimator_state`)."""
+        return from_state(cls, state, tensors, device=device)
+
     def save(self, path, *, overwrite=False, densitometer=None):
         """Save the fitted model to the folder ``path`` without pickle.
 
-        Weights go to safetensors, everything else (the ``densitometer``
-        scale of its BMD included) to JSON; restore with :func:`bmdkit.load`.
-        See :func:`bmdkit.persistence.save`.
+        Weights go to safetensors, the rest of :meth:`to_state` (and the ``densitometer``)
+        to JSON; restore with :func:`bmdkit.load` (:func:`bmdkit.persistence.save`).
         """
         return save(self, path, overwrite=overwrite, densitometer=densitometer)
 
@@ -560,28 +514,19 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             ``(n, N_img)``: the weight the metadata give each image token's
             position when the image tokens are pooled; ``layer_weights``
             ``(L,)``; ``metadata_fields``: field names in token order.
+
+        Examples
+        --------
+        >>> from bmdkit import XAttnBMDRegressor
+        >>> from bmdkit.datasets import make_synthetic_cohort
+        >>> X, y = make_synthetic_cohort(n=40, image_size=32, random_state=0)  # synthetic phantoms
+        >>> model = XAttnBMDRegressor(image_size=32, max_epochs=2, random_state=0).fit(X, y)
+        >>> model.attention(X.head(2))["image_to_metadata"].shape[:2]
+        (2, 3)
         """
-        check_is_fitted(self, "net_")
-        if not fusion_class(self.fusion).has_attention:
-            raise ValueError(
-                f"attention weights exist only for fusion='xattn', not {self.fusion!r}")
-        parts = {"image_to_metadata": [], "metadata_to_image": [], "image_pooling": []}
-        self.net_.module_.eval()
-        with torch_threads(self.n_threads), torch.no_grad():
-            dataset = self.net_.get_dataset(self._predict_inputs(X))
-            # no rows: one pass over an empty batch gives the arrays' shapes
-            batches = self.net_.get_iterator(dataset, training=False) if len(dataset) else [
-                dataset.batch(np.arange(0))]
-            for batch in batches:
-                _, attention = self.net_.infer(unpack_data(batch)[0], return_attention=True)
-                for key in parts:
-                    parts[key].append(attention[key].float().cpu().numpy())
-        result = {key: np.concatenate(value) for key, value in parts.items()}
-        result["layer_weights"] = attention["layer_weights"].float().cpu().numpy()
-        result["metadata_fields"] = (
-            self.preprocessor_.numeric_cols_ + self.preprocessor_.categorical_cols_
-        )
-        return result
+        from bmdkit.explain import attention_maps
+
+        return attention_maps(self, X)
 
     def explain(self, X, **kwargs):
         """Grad-CAM image saliency and metadata Shapley values for the rows of ``X``.
@@ -603,42 +548,35 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         return tags
 
 
-def ablation_models(fusions=("xattn", "concat", "daft", "gated", "late"),
-                    losses=("smooth_l1", "weighted_smooth_l1"), **params):
+def ablation_models(fusions=None, losses=None, **params):
     """The paper's ablation as a :func:`~bmdkit.evaluation.compare_models` preset: fusions × losses.
 
     Parameters
     ----------
-    fusions : sequence of str
-        Registered fusions (:func:`bmdkit.nn.fusions.fusion_names`).
-    losses : sequence of str
-        ``BMDRegressor`` losses.
+    fusions : sequence of str or None, default=None
+        Registered fusions (:data:`bmdkit.registry.FUSIONS`); None: those
+        tagged ``"ablation"`` (XAttn, Concat, DAFT, Gated, Late).
+    losses : sequence of str or None, default=None
+        Registered losses (:data:`bmdkit.registry.LOSSES`); None: those
+        tagged ``"ablation"`` (unweighted and weighted Smooth L1).
     **params
         Other ``BMDRegressor`` parameters, the same for every model.
 
     Returns
     -------
     dict of str to BMDRegressor
-        Named ``"XAttn"``, ``"Concat"``, … for the unweighted loss and
-        ``"XAttn +wSL1"`` … for the weighted one.
+        Named by the registries' labels: ``"XAttn"``, ``"Concat"``, … for the
+        unweighted loss and ``"XAttn +wSL1"`` … for the weighted one.
 
     Examples
     --------
     >>> list(ablation_models(["xattn", "concat"], ["smooth_l1", "weighted_smooth_l1"]))
     ['XAttn', 'Concat', 'XAttn +wSL1', 'Concat +wSL1']
     """
-    return {f"{FUSION_LABELS.get(fusion, fusion)}{LOSS_LABELS.get(loss, ' +' + loss)}":
-            BMDRegressor(fusion=fusion, loss=loss, **params)
+    fusions = FUSIONS.names("ablation") if fusions is None else fusions
+    losses = LOSSES.names("ablation") if losses is None else losses
+    return {model_label(fusion, loss): BMDRegressor(fusion=fusion, loss=loss, **params)
             for loss in losses for fusion in fusions}
-
-
-def _site_names(y_given, y):
-    """Names of the columns (sites) of a 2-D target, or ``None`` for one site."""
-    if y.ndim == 1:
-        return None
-    if hasattr(y_given, "columns"):
-        return [str(c) for c in y_given.columns]
-    return [f"site_{j}" for j in range(y.shape[1])]
 
 
 def derived_signature(*, drop=(), add=None):
@@ -647,120 +585,12 @@ def derived_signature(*, drop=(), add=None):
     scikit-learn reads an estimator's parameter names from its ``__init__``
     signature, so a subclass taking ``**kwargs`` declares them this way.
     """
-    base = inspect.signature(BMDRegressor.__init__)
-    params = [p for name, p in base.parameters.items() if name not in drop]
-    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
-               for name, default in (add or {}).items()]
-    return base.replace(parameters=params)
+    return signature_of(BMDRegressor, drop=drop, add=add)
 
 
-def _named_init(fusion, **defaults):
-    """``__init__`` of a named model: BMDRegressor's parameters less ``fusion``, ``defaults`` changed."""
-    signature = derived_signature(drop=("fusion",))
-    signature = signature.replace(parameters=[
-        p.replace(default=defaults[name]) if name in defaults else p
-        for name, p in signature.parameters.items()])
-
-    def __init__(self, **kwargs):
-        bound = signature.bind(self, **kwargs)
-        bound.apply_defaults()
-        for name, value in list(bound.arguments.items())[1:]:
-            setattr(self, name, value)
-
-    __init__.__signature__ = signature
-    changed = "".join(f", {k}={v!r} by default" for k, v in defaults.items())
-    __init__.__doc__ = f"Same parameters as BMDRegressor, with fusion={fusion!r} fixed{changed}."
-    return __init__
-
-
-class XAttnBMDRegressor(BMDRegressor):
-    """XAttn-BMD: bidirectional cross-attention fusion of radiograph and metadata.
-
-    Same parameters as :class:`BMDRegressor`, with ``fusion="xattn"`` fixed
-    and, as in the paper, ``loss="weighted_smooth_l1"`` by default: on the
-    demo cohort it found 10 of the 19 osteoporotic subjects instead of 7 at a
-    specificity 4 points lower at T = -1 (docs/model.md).
-
-    Examples
-    --------
-    >>> from bmdkit import XAttnBMDRegressor
-    >>> from bmdkit.datasets import make_synthetic_cohort
-    >>> X, y = make_synthetic_cohort(n=40, image_size=32, random_state=0)  # synthetic phantoms
-    >>> model = XAttnBMDRegressor(image_size=32, max_epochs=2, random_state=0).fit(X, y)
-    >>> model.attention(X.head(2))["image_to_metadata"].shape[:2]
-    (2, 3)
-    """
-
-    fusion = "xattn"
-    __init__ = _named_init("xattn", loss="weighted_smooth_l1")
-
-
-class ConcatBMDRegressor(BMDRegressor):
-    """Baseline: pooled image features concatenated with a metadata MLP embedding.
-
-    Same parameters as :class:`BMDRegressor`, with ``fusion="concat"`` fixed.
-    """
-
-    fusion = "concat"
-    __init__ = _named_init("concat")
-
-
-class DAFTBMDRegressor(BMDRegressor):
-    """Baseline: the metadata scales and shifts the image feature map (DAFT, Pölsterl et al. 2021).
-
-    Same parameters as :class:`BMDRegressor`, with ``fusion="daft"`` fixed.
-    """
-
-    fusion = "daft"
-    __init__ = _named_init("daft")
-
-
-class GatedBMDRegressor(BMDRegressor):
-    """Baseline: a learned per-sample gate between image and metadata features.
-
-    Same parameters as :class:`BMDRegressor`, with ``fusion="gated"`` fixed.
-    """
-
-    fusion = "gated"
-    __init__ = _named_init("gated")
-
-
-class LateFusionBMDRegressor(BMDRegressor):
-    """Baseline: a learned linear combination of an image-only and a metadata-only prediction.
-
-    Same parameters as :class:`BMDRegressor`, with ``fusion="late"`` fixed.
-    """
-
-    fusion = "late"
-    __init__ = _named_init("late")
-
-
-class ImageOnlyBMDRegressor(BMDRegressor):
-    """Baseline: the radiograph alone (metadata columns are ignored).
-
-    Same parameters as :class:`BMDRegressor`, with ``fusion="image"`` fixed.
-    """
-
-    fusion = "image"
-    __init__ = _named_init("image")
-
-
-class MetadataOnlyBMDRegressor(BMDRegressor):
-    """Baseline: the clinical metadata alone; X needs no image column.
-
-    Same parameters as :class:`BMDRegressor`, with ``fusion="metadata"`` fixed.
-
-    Examples
-    --------
-    >>> import numpy as np, pandas as pd
-    >>> from bmdkit import MetadataOnlyBMDRegressor
-    >>> rng = np.random.default_rng(0)
-    >>> X = pd.DataFrame({"age": rng.uniform(50, 90, 200), "sex": rng.choice(["F", "M"], 200)})
-    >>> y = 1.2 - 0.006 * X["age"] + 0.1 * (X["sex"] == "M") + rng.normal(0, 0.05, 200)
-    >>> model = MetadataOnlyBMDRegressor(max_epochs=20, random_state=0).fit(X, y)
-    >>> model.score(X, y) > 0.5
-    True
-    """
-
-    fusion = "metadata"
-    __init__ = _named_init("metadata")
+#: The named estimators, one per registered fusion with an estimator name
+#: (``XAttnBMDRegressor`` ... ``MetadataOnlyBMDRegressor``), made from the registry.
+NAMED_MODELS = {fusion: named_model(BMDRegressor, fusion, __name__)
+                for fusion in FUSIONS.names() if FUSIONS.entry(fusion).estimator}
+globals().update({cls.__name__: cls for cls in NAMED_MODELS.values()})
+__all__ += [cls.__name__ for cls in NAMED_MODELS.values()]

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from bmdkit.conformal import cross_fit_intervals, interval_metrics
+from bmdkit.errors import InputError, MissingFileError, ParameterError
 from bmdkit.files import atomic_path
 from bmdkit.fit_store import FitStore
 from bmdkit.folds import FoldResult, cv_splits, run_folds
@@ -33,7 +34,7 @@ from bmdkit.metrics import (
     resolve_thresholds,
     site_names,
 )
-from bmdkit.uncertainty import cross_fit_intervals, interval_metrics
+from bmdkit.significance import bootstrap_intervals, corrected_paired_ttest, paired_tests
 
 __all__ = ["PAPER_XATTN_VS_CONCAT", "ComparisonResults", "FoldResult", "compare_models",
            "corrected_paired_ttest", "cv_splits", "paper_comparison", "run_folds"]
@@ -56,48 +57,6 @@ CHANGE_METRICS = ("mse", "mae", "r2")
 _FOLD_COLUMNS = ("model", "fold", "n_train", "n_test", "fit_time")
 
 
-def corrected_paired_ttest(differences, n_train, n_test):
-    """Two-sided p-value of the corrected resampled t-test (Nadeau & Bengio 2003).
-
-    Cross-validation folds share training rows, so the plain paired t-test
-    over folds is too liberal; the correction inflates the variance by
-    ``1/k + n_test/n_train``.
-
-    Parameters
-    ----------
-    differences : array-like of shape (k,)
-        Per-fold score differences between two models.
-    n_train, n_test : float
-        Training and test rows per fold (means over folds).
-
-    Examples
-    --------
-    >>> round(corrected_paired_ttest([0.1, 0.2, 0.15, 0.12], n_train=90, n_test=10), 4)
-    0.0121
-    """
-    d = np.asarray(differences, dtype=np.float64)
-    d = d[np.isfinite(d)]
-    k = len(d)
-    if k < 2:
-        return float("nan")
-    variance = (1.0 / k + n_test / n_train) * np.var(d, ddof=1)
-    if variance == 0:
-        return float("nan") if np.mean(d) == 0 else 0.0
-    t = np.mean(d) / np.sqrt(variance)
-    return float(2 * stats.t.sf(abs(t), k - 1))
-
-
-def _paired_pvalues(model, base):
-    """p-values of paired t-test and Wilcoxon signed-rank over folds with both finite."""
-    keep = np.isfinite(model) & np.isfinite(base)
-    model, base = model[keep], base[keep]
-    if len(model) < 2 or np.all(model == base):
-        return float("nan"), float("nan")
-    p_t = float(stats.ttest_rel(model, base).pvalue)
-    p_w = float(stats.wilcoxon(model - base).pvalue)
-    return p_t, p_w
-
-
 @dataclass
 class ComparisonResults:
     """Per-fold scores and out-of-fold predictions of several models.
@@ -112,7 +71,7 @@ class ComparisonResults:
         Out-of-fold predictions, long format: ``model``, ``fold``, ``row``
         (position in X), (several sites: ``site``), ``y_true``, ``y_pred``, and
         with a ``confidence`` the conformal interval ``y_lower``, ``y_upper``
-        (:func:`bmdkit.uncertainty.cross_fit_intervals`, per site).
+        (:func:`bmdkit.conformal.cross_fit_intervals`, per site).
     thresholds : dict of str to float
         Screening thresholds (g/cm²) by name (several sites: ``{site: {name:
         value}}`` for the sites with a T-score reference).
@@ -175,7 +134,7 @@ class ComparisonResults:
         (None, {}, True, 80)
         """
         if self.sites is None or site not in self.sites:
-            raise ValueError(f"no site {site!r} in these results (sites: {self.sites})")
+            raise ParameterError(f"no site {site!r} in these results (sites: {self.sites})")
         prefix = f"{site}/"
         scores = self.fold_scores[
             [c for c in self.fold_scores.columns if c in _FOLD_COLUMNS or c.startswith(prefix)]]
@@ -198,9 +157,9 @@ class ComparisonResults:
     def _baseline(self, baseline):
         baseline = baseline if baseline is not None else self.baseline
         if baseline is None:
-            raise ValueError("no baseline: pass baseline=<model name>")
+            raise ParameterError("no baseline: pass baseline=<model name>")
         if baseline not in self.model_names:
-            raise ValueError(f"baseline {baseline!r} is not one of {self.model_names}")
+            raise ParameterError(f"baseline {baseline!r} is not one of {self.model_names}")
         return baseline
 
     def per_fold(self, metric):
@@ -247,25 +206,7 @@ class ComparisonResults:
             ``p_ttest`` (paired t-test), ``p_wilcoxon`` (Wilcoxon signed-rank)
             and ``p_corrected`` (:func:`corrected_paired_ttest`).
         """
-        baseline = self._baseline(baseline)
-        n_train, n_test = self._fold_sizes()
-        rows = []
-        for metric in (m for m in self.metric_names if metrics is None or m in metrics):
-            per_fold = self.per_fold(metric)
-            base = per_fold[baseline].to_numpy()
-            for model in self.model_names:
-                if model == baseline:
-                    continue
-                values = per_fold[model].to_numpy()
-                diff = (values - base)[np.isfinite(values - base)]
-                p_t, p_w = _paired_pvalues(values, base)
-                rows.append(dict(
-                    model=model, metric=metric,
-                    mean_difference=float(diff.mean()) if diff.size else float("nan"),
-                    p_ttest=p_t, p_wilcoxon=p_w,
-                    p_corrected=corrected_paired_ttest(diff, n_train, n_test),
-                ))
-        return pd.DataFrame(rows)
+        return paired_tests(self, baseline, metrics)
 
     def pooled_metrics(self):
         """Metrics of the pooled out-of-fold predictions, one row per model."""
@@ -310,32 +251,8 @@ class ComparisonResults:
         >>> bool(ci["low"] < ci["estimate"] < ci["high"])
         True
         """
-        metrics = [m for m in metrics if m in self.metric_names]
-        functions = {m: _resampled_metric(m, self.thresholds) for m in metrics}
-        pooled = self.pooled_metrics()
-        subjects = np.unique(self.predictions["row"])
-        rng = np.random.default_rng(random_state)
-        counts = np.stack([np.bincount(rng.integers(0, len(subjects), len(subjects)),
-                                       minlength=len(subjects)) for _ in range(n_boot)])
-        tail = 100 * (1 - level) / 2
-        table = {}
-        for model, part in self.predictions.groupby("model", sort=False):
-            columns = [part[c].to_numpy(np.float64) if c in part else None
-                       for c in ("y_true", "y_pred", "y_lower", "y_upper")]
-            weights = counts[:, np.searchsorted(subjects, part["row"].to_numpy())].astype(float)
-            row = {}
-            for metric, function in functions.items():
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    values = function(weights, *columns)
-                values = values[np.isfinite(values)]
-                low, high = (np.percentile(values, [tail, 100 - tail]) if len(values)
-                             else (np.nan, np.nan))
-                row.update({(metric, "estimate"): pooled.loc[model, metric],
-                            (metric, "low"): low, (metric, "high"): high})
-            table[model] = row
-        frame = pd.DataFrame(table).T.reindex(self.model_names)
-        frame.columns = pd.MultiIndex.from_tuples(frame.columns)
-        return frame
+        return bootstrap_intervals(self, metrics, n_boot=n_boot, level=level,
+                                   random_state=random_state)
 
     def headline_test(self, headline=None, metric="mse"):
         """One sentence: did ``headline`` beat the baseline significantly on ``metric``?
@@ -417,48 +334,13 @@ class ComparisonResults:
         path = Path(path)
         for name in ("fold_scores.csv", "predictions.csv", "results.json"):
             if not (path / name).is_file():
-                raise FileNotFoundError(f"{path / name} not found: not a saved results folder")
+                raise MissingFileError(f"{path / name} not found: not a saved results folder")
         meta = json.loads((path / "results.json").read_text())
         return cls(
             fold_scores=pd.read_csv(path / "fold_scores.csv"),
             predictions=pd.read_csv(path / "predictions.csv"),
             **meta,
         )
-
-
-def _resampled_metric(name, thresholds):
-    """``f(W, y_true, y_pred, y_lower, y_upper)``: metric ``name`` of every bootstrap resample.
-
-    ``W`` (n_boot, n) holds how often each prediction is drawn; the metric is
-    its weighted form, so all resamples cost a few matrix products. With
-    ``W`` all ones it equals :func:`bmdkit.metrics.compute_metrics` (tested).
-    """
-    def total(W, values):
-        return W @ values / W.sum(axis=1)
-
-    if name in ("mae", "mse"):
-        power = 1 if name == "mae" else 2
-        return lambda W, t, p, lo, hi: total(W, np.abs(p - t) ** power)
-    if name == "r2":
-        def r2(W, t, p, lo, hi):
-            centred = t - t.mean()  # keeps the variance free of cancellation
-            variance = total(W, centred ** 2) - total(W, centred) ** 2
-            return 1 - total(W, (p - t) ** 2) / variance
-        return r2
-    if name == "coverage":
-        return lambda W, t, p, lo, hi: total(W, ((lo <= t) & (t <= hi)).astype(float))
-    if name == "interval_width":
-        return lambda W, t, p, lo, hi: total(W, hi - lo)
-    metric, _, label = name.partition("@")
-    if metric in ("sensitivity", "specificity") and label in thresholds:
-        positive = metric == "sensitivity"
-        threshold = thresholds[label]
-
-        def rate(W, t, p, lo, hi):
-            members = ((t < threshold) == positive).astype(float)
-            return W @ (members * ((p < threshold) == positive)) / (W @ members)
-        return rate
-    raise ValueError(f"no bootstrap for metric {name!r}; known: {SUMMARY_METRICS}")
 
 
 def _metrics(predictions, thresholds, clinical):
@@ -557,7 +439,7 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
         (g/cm²). A row's interval is calibrated on the out-of-fold residuals
         of the rows of *other* folds only, so no test row calibrates its own
         interval and no model is refitted
-        (:func:`bmdkit.uncertainty.cross_fit_intervals`). ``None``: none.
+        (:func:`bmdkit.conformal.cross_fit_intervals`). ``None``: none.
     progress : bool, default=True
         Show a progress bar over folds × models, with the time left.
     on_fit : callable or None, default=None
@@ -599,11 +481,11 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
     """
     models = _named_models(models)
     if baseline is not None and baseline not in models:
-        raise ValueError(f"baseline {baseline!r} is not one of {list(models)}")
+        raise ParameterError(f"baseline {baseline!r} is not one of {list(models)}")
     y = np.asarray(y, dtype=np.float64)
     y = y.reshape(len(y), -1) if y.ndim == 2 and y.shape[1] > 1 else y.ravel()
     if len(y) != len(X):
-        raise ValueError(f"X has {len(X)} rows but y has {len(y)} values")
+        raise InputError(f"X has {len(X)} rows but y has {len(y)} values")
     sites = site_names(site, y.shape[1] if y.ndim == 2 else 1)
     clinical = dict(site=site if sites is None else sites, device=device, reference=reference)
     if sites is None:

@@ -34,8 +34,11 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.utils.validation import check_is_fitted
+from skorch.dataset import unpack_data
+from skorch.utils import to_tensor
 
 from bmdkit.batching import torch_threads
+from bmdkit.errors import ParameterError
 from bmdkit.nn import fusion_class
 from bmdkit.nn.backbones import join_tiles
 
@@ -159,7 +162,7 @@ def _output_scale(model, output):
     """Scale and offset from the network's standardised output ``output`` to g/cm²."""
     scale, mean = np.atleast_1d(model.y_scale_), np.atleast_1d(model.y_mean_)
     if not 0 <= output < len(scale):
-        raise ValueError(f"output must be in [0, {len(scale)}), got {output!r}")
+        raise ParameterError(f"output must be in [0, {len(scale)}), got {output!r}")
     return float(scale[output]), float(mean[output])
 
 
@@ -182,7 +185,7 @@ def _saliency_method(module, output, method, layer, n_steps):
 
         return saliency
     if method != "gradcam":
-        raise ValueError(f"saliency must be one of {SALIENCY_METHODS}, got {method!r}")
+        raise ParameterError(f"saliency must be one of {SALIENCY_METHODS}, got {method!r}")
     backbone = module.image_encoder.backbone
     name = layer if layer is not None else backbone.feature_info[-1]["module"]
     grad_cam = LayerGradCam(forward, backbone.get_submodule(name))
@@ -359,3 +362,30 @@ def explanation_figures(model, X, y, *, n=4, name="model", stem="explanations", 
 def _flat_median(image):
     """Each image replaced by its median everywhere: a featureless reference radiograph."""
     return image.flatten(1).median(1).values.view(-1, 1, 1, 1).expand_as(image).contiguous()
+
+
+def attention_maps(model, X):
+    """The attention maps of a fitted model whose fusion has them, for the rows of ``X``.
+
+    What :meth:`bmdkit.BMDRegressor.attention` returns: the network's
+    :meth:`~bmdkit.nn.BMDNet.forward_attention`, batch by batch, as arrays; a
+    fusion without attention maps is a :class:`~bmdkit.errors.ParameterError`.
+    """
+    check_is_fitted(model, "net_")
+    net = model.net_
+    parts = {"image_to_metadata": [], "metadata_to_image": [], "image_pooling": []}
+    net.module_.eval()
+    with torch_threads(model.n_threads), torch.no_grad():
+        dataset = net.get_dataset(model._predict_inputs(X))
+        # no rows: one pass over an empty batch gives the arrays' shapes
+        batches = net.get_iterator(dataset, training=False) if len(dataset) else [
+            dataset.batch(np.arange(0))]
+        for batch in batches:
+            inputs = to_tensor(unpack_data(batch)[0], device=net.device)
+            _, attention = net.module_.forward_attention(**inputs)
+            for key in parts:
+                parts[key].append(attention[key].float().cpu().numpy())
+    result = {key: np.concatenate(value) for key, value in parts.items()}
+    result["layer_weights"] = attention["layer_weights"].float().cpu().numpy()
+    result["metadata_fields"] = model.preprocessor_.numeric_cols_ + model.preprocessor_.categorical_cols_
+    return result

@@ -11,15 +11,17 @@ extra                     brings, for
 ========================  ==============================================================
 
 The compressed-DICOM codecs (python-gdcm, pylibjpeg) are not an extra: reading
-clinical DICOM archives is what bmdkit is for, and they weigh ~3 % of torch.
+clinical DICOM archives is what bmdkit is for, and they weigh little beside torch.
 """
 
 from __future__ import annotations
 
+from bmdkit.errors import BMDKitError
+
 __all__ = ["MissingExtraError"]
 
 
-class MissingExtraError(ModuleNotFoundError):
+class MissingExtraError(BMDKitError, ModuleNotFoundError):
     """A module of an optional extra is not installed; the message says what to install.
 
     Parameters

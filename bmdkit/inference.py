@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bmdkit.checks import InputError, check_image_paths, is_missing_path
+from bmdkit.errors import ParameterError
 from bmdkit.io import preprocess_image
 
 __all__ = ["CHUNK_ROWS", "MISSING_IMAGE_POLICIES", "StreamChunk", "chunk_rows", "decode_images",
@@ -94,7 +95,7 @@ def chunk_rows(model, chunk_size=None):
     """
     size = CHUNK_ROWS if chunk_size is None else int(chunk_size)
     if size < 1:
-        raise ValueError(f"chunk_size must be a positive number of rows, got {chunk_size!r}")
+        raise ParameterError(f"chunk_size must be a positive number of rows, got {chunk_size!r}")
     return -(-size // model.batch_size) * model.batch_size
 
 
@@ -142,14 +143,14 @@ def missing_images(model, X):
     check_is_fitted(model, "net_")
     policy = getattr(model, "missing_image", "error")
     if policy not in MISSING_IMAGE_POLICIES:
-        raise ValueError(f"missing_image must be one of {MISSING_IMAGE_POLICIES}, got {policy!r}")
+        raise ParameterError(f"missing_image must be one of {MISSING_IMAGE_POLICIES}, got {policy!r}")
     image_col = model.preprocessor_.image_col
     if policy == "error" or image_col is None:
         return np.zeros(len(X), dtype=bool)
     missing = (np.array([is_missing_path(p) for p in X[image_col]], dtype=bool)
                if image_col in X.columns else np.ones(len(X), dtype=bool))
     if missing.any() and not hasattr(model.net_.module_.fusion, "missing_image"):
-        raise ValueError(
+        raise InputError(
             f"{int(missing.sum())} rows have no image, and missing_image='metadata' needs a model "
             "fitted with modality_dropout > 0 (it learns what stands in for the image); this "
             f"one was fitted with modality_dropout={getattr(model, 'modality_dropout', 0)!r}")
@@ -317,7 +318,7 @@ def stream_arrays(model, X, *, chunk_size=None, workers=0, pool=None):
         Position -> why that row's image could not be read.
     """
     if not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
+        raise ParameterError(f"workers must be a non-negative integer, got {workers!r}")
     bounds = _bounds(len(X), chunk_rows(model, chunk_size))
     if not bounds:
         return
@@ -385,7 +386,7 @@ def stream_predict(model, X, *, chunk_size=None, workers=0, pool=None):
     settings = {(m.preprocessor_.image_col, m.preprocessor_.image_size, m.preprocessor_.contrast,
                  m.batch_size) for m in members}
     if len(settings) != 1:
-        raise ValueError("the models of estimators_ read images differently (image column, "
+        raise ParameterError("the models of estimators_ read images differently (image column, "
                          f"size, contrast, batch size): {sorted(settings, key=str)}")
     # the first model's arrays come with the images; the others' metadata are encoded here
     metadata = [None] + [_metadata(m, X)[1] for m in members[1:]]

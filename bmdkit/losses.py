@@ -17,11 +17,11 @@ from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
+from bmdkit.errors import ParameterError
+from bmdkit.registry import LOSSES, Entry
 
-__all__ = ["LOSSES", "TargetDensityWeights", "WeightedSmoothL1Loss", "make_criterion"]
-
-#: The losses of :class:`bmdkit.BMDRegressor` (its ``loss`` parameter).
-LOSSES = ("weighted_smooth_l1", "smooth_l1", "mse")
+__all__ = ["LOSSES", "TargetDensityWeights", "WeightedSmoothL1Loss", "make_criterion",
+           "register_loss", "uses_density_weights"]
 
 
 class TargetDensityWeights:
@@ -121,13 +121,26 @@ class TargetDensityWeights:
         if thresholds is None or np.ndim(thresholds) == 0:
             thresholds = [thresholds] * y.shape[1]
         if len(thresholds) != y.shape[1]:
-            raise ValueError(f"threshold has {len(thresholds)} values for {y.shape[1]} sites")
+            raise ParameterError(f"threshold has {len(thresholds)} values for {y.shape[1]} sites")
         params = {k: v for k, v in vars(self).items() if not k.endswith("_")}
         tables = [type(self)(**{**params, "threshold": t}).fit(y[:, j])
                   for j, t in enumerate(thresholds)]
         self.bin_edges_ = np.stack([t.bin_edges_ for t in tables])
         self.bin_weights_ = np.stack([t.bin_weights_ for t in tables])
         return self
+
+    def to_state(self):
+        """The fitted weights as plain values: parameters and the weight table(s)."""
+        return {"params": {k: v for k, v in vars(self).items() if not k.endswith("_")},
+                "bin_edges_": self.bin_edges_.tolist(), "bin_weights_": self.bin_weights_.tolist()}
+
+    @classmethod
+    def from_state(cls, state):
+        """The fitted weights of :meth:`to_state`'s ``state``."""
+        weights = cls(**state["params"])
+        weights.bin_edges_ = np.asarray(state["bin_edges_"], np.float64)
+        weights.bin_weights_ = np.asarray(state["bin_weights_"], np.float64)
+        return weights
 
     def __call__(self, y):
         """Weights of targets ``y`` (array-like), as a float64 array (n,), or (n, k) for k sites."""
@@ -181,7 +194,7 @@ class WeightedSmoothL1Loss(nn.Module):
         super().__init__()
         self.beta = beta
         if (bin_edges is None) != (bin_weights is None):
-            raise ValueError("bin_edges and bin_weights must be given together")
+            raise ParameterError("bin_edges and bin_weights must be given together")
         if bin_edges is None:
             bin_edges, bin_weights = [0.0, 1.0], [1.0]
         self.register_buffer("bin_edges", torch.as_tensor(np.asarray(bin_edges, np.float32)))
@@ -243,17 +256,48 @@ def make_criterion(loss, *, beta=1.0, weights=None, y_mean=0.0, y_scale=1.0):
     >>> settings["criterion"].__name__, settings["criterion__bin_edges"][[0, -1]].round(2).tolist()
     ('WeightedSmoothL1Loss', [-1.5, 1.5])
     """
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if loss == "mse":
-        return dict(criterion=nn.MSELoss)
-    settings = dict(criterion=WeightedSmoothL1Loss, criterion__beta=beta)
-    if loss == "weighted_smooth_l1":
-        if weights is None:
-            raise ValueError("loss='weighted_smooth_l1' needs fitted TargetDensityWeights")
-        edges = weights.bin_edges_
-        if edges.ndim == 2:  # one table per site, each moved to its own site's scale
-            y_mean, y_scale = np.asarray(y_mean)[:, None], np.asarray(y_scale)[:, None]
-        settings.update(criterion__bin_edges=(edges - y_mean) / y_scale,
-                        criterion__bin_weights=weights.bin_weights_)
-    return settings
+    return LOSSES.load(loss)(beta=beta, weights=weights, y_mean=y_mean, y_scale=y_scale)
+
+
+def register_loss(name, *, label=None, summary="", density_weights=False):
+    """Decorator adding a loss of one's own to :data:`bmdkit.registry.LOSSES` under ``name``.
+
+    The decorated function takes ``beta``, ``weights``, ``y_mean`` and ``y_scale``
+    (as :func:`make_criterion`) and returns the skorch criterion settings;
+    ``density_weights``: whether it needs fitted :class:`TargetDensityWeights`
+    (the estimator fits them for it). ``label`` is appended to a fusion's label
+    in model names (default: ``+name``).
+    """
+    def decorate(function):
+        LOSSES.add(Entry(name, f"+{name}" if label is None else label, function, summary,
+                         tags=("density_weights",) if density_weights else ()))
+        return function
+    return decorate
+
+
+def uses_density_weights(loss):
+    """Whether the loss ``loss`` needs fitted :class:`TargetDensityWeights`."""
+    return "density_weights" in LOSSES.entry(loss).tags
+
+
+# -- the built-in losses of bmdkit.registry.LOSSES --------------------------------------
+def smooth_l1_criterion(*, beta=1.0, **unused):
+    """Smooth L1 with every weight 1."""
+    return dict(criterion=WeightedSmoothL1Loss, criterion__beta=beta)
+
+
+def weighted_smooth_l1_criterion(*, beta=1.0, weights=None, y_mean=0.0, y_scale=1.0):
+    """Smooth L1 weighted by the table of fitted :class:`TargetDensityWeights`."""
+    if weights is None:
+        raise ParameterError("loss='weighted_smooth_l1' needs fitted TargetDensityWeights")
+    edges = weights.bin_edges_
+    if edges.ndim == 2:  # one table per site, each moved to its own site's scale
+        y_mean, y_scale = np.asarray(y_mean)[:, None], np.asarray(y_scale)[:, None]
+    return dict(criterion=WeightedSmoothL1Loss, criterion__beta=beta,
+                criterion__bin_edges=(edges - y_mean) / y_scale,
+                criterion__bin_weights=weights.bin_weights_)
+
+
+def mse_criterion(**unused):
+    """Mean squared error."""
+    return dict(criterion=nn.MSELoss)

@@ -25,6 +25,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from bmdkit.clinical import SBMD_EQUATIONS, screening_thresholds, t_score, who_category
+from bmdkit.errors import InputError, ParameterError
 
 __all__ = [
     "REGRESSION_METRICS", "SCREENING_METRICS", "bias", "compute_metrics", "has_t_score_reference",
@@ -39,7 +40,7 @@ def _arrays(y_true, y_pred):
     y_true = np.asarray(y_true, dtype=np.float64).ravel()
     y_pred = np.asarray(y_pred, dtype=np.float64).ravel()
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true has {len(y_true)} values but y_pred has {len(y_pred)}")
+        raise InputError(f"y_true has {len(y_true)} values but y_pred has {len(y_pred)}")
     return y_true, y_pred
 
 
@@ -234,12 +235,12 @@ def site_names(site, n_sites):
     """
     if isinstance(site, str):
         if n_sites > 1:
-            raise ValueError(f"y has {n_sites} columns (BMD sites): pass site=[...] naming each "
+            raise ParameterError(f"y has {n_sites} columns (BMD sites): pass site=[...] naming each "
                              "column, e.g. ['femoral_neck', 'total_hip', 'lumbar_spine']")
         return None
     names = [str(s) for s in site]
     if len(names) != n_sites or len(set(names)) != len(names):
-        raise ValueError(f"site must name each of the {n_sites} columns of y once, got {names}")
+        raise ParameterError(f"site must name each of the {n_sites} columns of y once, got {names}")
     return names
 
 
@@ -310,7 +311,7 @@ def compute_metrics(y_true, y_pred, *, thresholds=None, site="femoral_neck", dev
             site=site, device=device, reference=reference) if site in SBMD_EQUATIONS else None)
     y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
     if y_pred.shape != y_true.shape:
-        raise ValueError(f"y_true has shape {y_true.shape} but y_pred has {y_pred.shape}")
+        raise InputError(f"y_true has shape {y_true.shape} but y_pred has {y_pred.shape}")
     result = {}
     for j, name in enumerate(names):
         clinical = dict(site=name, device=device, reference=reference)

@@ -23,6 +23,8 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils import check_random_state
 
+from bmdkit.errors import InputError, ParameterError
+
 __all__ = ["BMDStratifiedKFold", "BMDStratifiedGroupKFold", "RepeatedBMDStratifiedKFold",
            "check_groups_kept", "resolve_cv"]
 
@@ -57,7 +59,7 @@ class _ParamsMixin:
     def set_params(self, **params):
         for name, value in params.items():
             if name not in self._param_names():
-                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}")
+                raise ParameterError(f"invalid parameter {name!r} for {type(self).__name__}")
             setattr(self, name, value)
         return self
 
@@ -68,21 +70,21 @@ class _ParamsMixin:
 
 def _check_target(y):
     if y is None:
-        raise ValueError("a continuous target y is needed to stratify the folds")
+        raise InputError("a continuous target y is needed to stratify the folds")
     y = np.asarray(y, dtype=np.float64)
     if y.ndim == 2:  # several BMD sites: stratify on the first (femoral neck by convention)
         y = y[:, 0]
     if y.ndim != 1:
-        raise ValueError(f"y must be 1-D or 2-D (sites as columns), got shape {y.shape}")
+        raise InputError(f"y must be 1-D or 2-D (sites as columns), got shape {y.shape}")
     if not np.all(np.isfinite(y)):
-        raise ValueError("y has NaN or infinite values; they cannot be stratified")
+        raise InputError("y has NaN or infinite values; they cannot be stratified")
     return y
 
 
 def _check_enough(n_splits, n_units, unit="rows"):
     """A ValueError naming both numbers when there are fewer rows (or groups) than folds."""
     if n_units < n_splits:
-        raise ValueError(f"{n_splits} folds need at least {n_splits} {unit}, got {n_units} "
+        raise InputError(f"{n_splits} folds need at least {n_splits} {unit}, got {n_units} "
                          f"{unit}: use fewer folds (n_splits)")
 
 
@@ -92,7 +94,7 @@ def _n_bins(n_bins, n_units, n_splits):
     if n_bins is None:
         return finest
     if not isinstance(n_bins, numbers.Integral) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer or None, got {n_bins!r}")
+        raise ParameterError(f"n_bins must be a positive integer or None, got {n_bins!r}")
     return min(int(n_bins), finest)
 
 
@@ -181,10 +183,10 @@ class BMDStratifiedGroupKFold(_ParamsMixin, StratifiedKFold):
         """Train/test indices of each fold, with every group in one test fold."""
         y = _check_target(y)
         if groups is None:
-            raise ValueError("BMDStratifiedGroupKFold needs groups (e.g. a patient id per row)")
+            raise InputError("BMDStratifiedGroupKFold needs groups (e.g. a patient id per row)")
         groups = np.asarray(groups)
         if len(groups) != len(y):
-            raise ValueError(f"groups has {len(groups)} values but y has {len(y)}")
+            raise InputError(f"groups has {len(groups)} values but y has {len(y)}")
         unique, group_index = np.unique(groups, return_inverse=True)
         _check_enough(self.n_splits, len(unique), "groups")
         group_means = np.bincount(group_index, weights=y) / np.bincount(group_index)
@@ -223,7 +225,7 @@ class RepeatedBMDStratifiedKFold(_ParamsMixin):
     def split(self, X, y, groups=None):
         """Train/test indices of ``n_splits * n_repeats`` folds."""
         if not isinstance(self.n_repeats, numbers.Integral) or self.n_repeats < 1:
-            raise ValueError(f"n_repeats must be a positive integer, got {self.n_repeats!r}")
+            raise ParameterError(f"n_repeats must be a positive integer, got {self.n_repeats!r}")
         rng = check_random_state(self.random_state)
         for _ in range(self.n_repeats):
             cv = BMDStratifiedKFold(self.n_splits, n_bins=self.n_bins, shuffle=True,
@@ -279,7 +281,7 @@ def check_groups_kept(splits, groups, cv=None):
     >>> check_groups_kept([([0, 2], [1, 3])], ["a", "a", "b", "b"], cv="KFold(2)")
     Traceback (most recent call last):
     ...
-    ValueError: cv=KFold(2) splits groups across training and test rows (fold 0: 'a', 'b'); ...
+    bmdkit.errors.ParameterError: cv=KFold(2) splits groups across training and test rows (fold 0: 'a', 'b'); ...
     """
     if groups is None:
         return
@@ -289,7 +291,7 @@ def check_groups_kept(splits, groups, cv=None):
                         & set(groups[np.asarray(test)].tolist()), key=str)
         if shared:
             named = ", ".join(repr(g) for g in shared[:10]) + (" ..." if len(shared) > 10 else "")
-            raise ValueError(
+            raise ParameterError(
                 f"cv={cv} splits groups across training and test rows (fold {fold}: {named}); "
                 "images of one patient must stay in one fold: use BMDStratifiedGroupKFold "
                 "or another splitter that takes groups")

@@ -25,7 +25,13 @@ name, never one a file gives) when a class is not registered, so that
 ``bmdkit.persistence.load`` loads the built-in models as it always did.
 
 The folder is written to a temporary sibling and renamed into place, so a
-failure leaves no half-written model.
+failure leaves no half-written model (:func:`write_folder`, which the conformal
+wrapper's folders use too). This module only writes and reads files: what goes
+in them is each object's own ``to_state()``, and ``from_state()`` rebuilds it
+(:mod:`bmdkit.estimator_state`). ``model.json`` records :data:`FORMAT_VERSION`;
+a model of an older version is brought up to date by the steps of
+:data:`MIGRATIONS` (one per version), one of a newer or unknown version is
+refused with a message naming it and what to do.
 
 Parameters that JSON cannot hold (skorch ``callbacks``, a ``RandomState``
 instance) only matter for training: they are dropped with a warning, listed
@@ -46,22 +52,21 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from bmdkit.clinical import SBMD_EQUATIONS, screening_thresholds
+from bmdkit.errors import FileClashError, MissingFileError, ParameterError, SavedFileError
 from bmdkit.files import write_bytes, write_text
-from bmdkit.losses import TargetDensityWeights, WeightedSmoothL1Loss
+from bmdkit.losses import WeightedSmoothL1Loss
 from bmdkit.nn import BMDNet
-from bmdkit.rng import FitRandomness
 
 __all__ = ["ESTIMATORS", "load", "register_estimator", "save"]
 
 FORMAT = "bmdkit-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 VERSIONED = ("bmdkit", "torch", "timm", "skorch", "scikit-learn", "numpy", "safetensors")
@@ -72,12 +77,6 @@ ALLOWED_CLASSES = {
     for cls in (BMDNet, WeightedSmoothL1Loss, torch.nn.MSELoss, torch.nn.SmoothL1Loss,
                 torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD)
 }
-#: Net settings not saved: those of training only, and what the estimator's net factory
-#: builds itself (the data path, skorch.hf.AccelerateMixin's accelerator).
-_NET_SKIPPED = ("callbacks", "train_split", "dataset", "iterator_train", "iterator_valid",
-                "warm_start", "torch_load_kwargs", "accelerator")
-_FITTED = {"preprocessor_", "y_mean_", "y_scale_", "loss_weights_", "net_", "feature_names_in_",
-           "densitometer_", "sites_"}
 #: Densitometer scale assumed for a model saved without one.
 DEFAULT_DENSITOMETER = "lunar"
 
@@ -112,7 +111,7 @@ def _estimator_class(name, meta_path):
         importlib.import_module(BUILTIN_ESTIMATORS)
     if name not in ESTIMATORS:
         module = name.rsplit(".", 1)[0].split(".<locals>")[0]
-        raise ValueError(
+        raise SavedFileError(
             f"{meta_path} is a model of class {name!r}, which is not registered in this process "
             f"(loading never imports what a file names): import {module} before loading, or "
             "use bmdkit.load for the built-in estimators")
@@ -142,6 +141,8 @@ def _to_json(value):
         return value.item() if isinstance(value, np.generic) else value
     if isinstance(value, list):
         return [_to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_json(v) for k, v in value.items()}
     if isinstance(value, tuple):  # kept a tuple, so that get_params() is as it was
         return {"__tuple__": [_to_json(v) for v in value]}
     if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
@@ -164,95 +165,31 @@ def _from_json(value):
         return np.asarray(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
     if isinstance(value, dict) and "__class__" in value:
         if value["__class__"] not in ALLOWED_CLASSES:
-            raise ValueError(f"model.json names class {value['__class__']!r}, which bmdkit "
+            raise SavedFileError(f"model.json names class {value['__class__']!r}, which bmdkit "
                              "does not load (not in persistence.ALLOWED_CLASSES)")
         return ALLOWED_CLASSES[value["__class__"]]
+    if isinstance(value, dict):
+        return {k: _from_json(v) for k, v in value.items()}
     return value
 
 
-def _categories_to_json(categories):
-    return [[None if (isinstance(c, float) and np.isnan(c)) else _to_json(c) for c in cats]
-            for cats in categories]
-
-
-def _preprocessor_state(pre):
-    numeric = pre.metadata_transformer_.named_transformers_["numeric"]
-    imputer, scaler = numeric.named_steps["simpleimputer"], numeric.named_steps["standardscaler"]
-    encoder = pre.metadata_transformer_.named_transformers_["categorical"]
-    has_numeric, has_categorical = bool(pre.numeric_cols_), bool(pre.categorical_cols_)
-    return {
-        "params": {k: _to_json(v) for k, v in pre.get_params().items()},
-        "numeric_cols_": pre.numeric_cols_,
-        "categorical_cols_": pre.categorical_cols_,
-        "cardinalities_": [int(c) for c in pre.cardinalities_],
-        "feature_names_in_": [str(c) for c in pre.feature_names_in_],
-        "imputer_statistics": imputer.statistics_.tolist() if has_numeric else [],
-        "scaler_mean": scaler.mean_.tolist() if has_numeric else [],
-        "scaler_var": scaler.var_.tolist() if has_numeric else [],
-        "scaler_scale": scaler.scale_.tolist() if has_numeric else [],
-        "scaler_n_samples_seen": int(np.max(scaler.n_samples_seen_)) if has_numeric else 0,
-        "categories": _categories_to_json(encoder.categories_) if has_categorical else [],
-    }
-
-
-def _restore_preprocessor(model, state):
-    """A fitted preprocessor with exactly the saved state.
-
-    The sklearn transformers are fit on a few stand-in rows holding the saved
-    medians and categories (so their internal structure is sklearn's own),
-    then the learned numbers are set to the saved ones and checked.
-    """
-    numeric, categorical = state["numeric_cols_"], state["categorical_cols_"]
-    categories = [[np.nan if c is None else c for c in cats] for cats in state["categories"]]
-    n_rows = max([2] + [len(c) for c in categories])
-    frame = {}
-    for name in state["feature_names_in_"]:
-        if name in numeric:
-            frame[name] = np.full(n_rows, state["imputer_statistics"][numeric.index(name)])
-        elif name in categorical:
-            cats = categories[categorical.index(name)]
-            frame[name] = pd.Series([cats[i % len(cats)] for i in range(n_rows)], dtype=object)
-        else:
-            frame[name] = np.zeros(n_rows)
-    params = {k: _from_json(v) for k, v in state["params"].items()}
-    pre = type(model._make_preprocessor())(**params)
-    pre.set_params(numeric_cols=numeric, categorical_cols=categorical)
-    pre.fit(pd.DataFrame(frame))
-    pre.set_params(**params)
-    if numeric:
-        steps = pre.metadata_transformer_.named_transformers_["numeric"].named_steps
-        steps["simpleimputer"].statistics_ = np.asarray(state["imputer_statistics"], np.float64)
-        scaler = steps["standardscaler"]
-        scaler.mean_ = np.asarray(state["scaler_mean"], np.float64)
-        scaler.var_ = np.asarray(state["scaler_var"], np.float64)
-        scaler.scale_ = np.asarray(state["scaler_scale"], np.float64)
-        scaler.n_samples_seen_ = state["scaler_n_samples_seen"]
-    pre.feature_names_in_ = np.asarray(state["feature_names_in_"], dtype=object)
-    restored = _preprocessor_state(pre)
-    for key in ("numeric_cols_", "categorical_cols_", "cardinalities_", "categories"):
-        if restored[key] != state[key]:
-            raise ValueError(f"could not restore the preprocessor: {key} differs "
-                             f"({restored[key]!r} != {state[key]!r})")
-    return pre
-
-
-def _net_state(net):
+def _json_net(settings):
+    """The net's settings as JSON; one that JSON cannot hold is an error naming it."""
     state = {}
-    for key, value in net.get_params().items():
-        if key.split("__")[0] in _NET_SKIPPED or key.startswith("_"):
-            continue
+    for key, value in settings.items():
         try:
             state[key] = _to_json(value)
         except _Unserialisable as err:
-            raise ValueError(f"cannot save net parameter {key!r}: {err}") from None
+            raise ParameterError(f"cannot save net parameter {key!r}: {err}") from None
     return state
 
 
-def _model_params(model):
-    params, dropped = {}, []
-    for key, value in model.get_params(deep=False).items():
+def _json_params(params):
+    """``(params as JSON, names dropped)``: those JSON cannot hold only matter for training."""
+    encoded, dropped = {}, []
+    for key, value in params.items():
         try:
-            params[key] = _to_json(value)
+            encoded[key] = _to_json(value)
         except _Unserialisable:
             if value is not None:
                 dropped.append(key)
@@ -260,7 +197,7 @@ def _model_params(model):
         warnings.warn(
             f"not saved (JSON cannot hold them; they only affect training): {dropped}; the "
             "loaded model has None there", UserWarning, stacklevel=3)
-    return params, dropped
+    return encoded, dropped
 
 
 def _sha256(data):
@@ -304,55 +241,59 @@ def save(model, path, *, overwrite=False, densitometer=None):
     True
     """
     if not hasattr(model, "net_"):
-        raise ValueError(f"{type(model).__name__} is not fitted: fit it before saving")
+        raise ParameterError(f"{type(model).__name__} is not fitted: fit it before saving")
     if ESTIMATORS.get(class_name(type(model))) is not type(model):
-        raise TypeError(f"only registered bmdkit estimators (BMDRegressor and its subclasses) "
+        raise ParameterError(f"only registered bmdkit estimators (BMDRegressor and its subclasses) "
                         f"can be saved, not {class_name(type(model))}")
-    unknown = {k for k in vars(model) if k.endswith("_") and not k.startswith("_")} - _FITTED
-    if unknown:
-        raise NotImplementedError(f"bmdkit.persistence does not know how to save {sorted(unknown)}")
     path = Path(path)
-    if path.exists() and not (overwrite and (path / META_FILE).is_file()):
-        raise FileExistsError(
-            f"{path} exists; pass overwrite=True to replace a saved model"
-            if (path / META_FILE).is_file() else f"{path} exists and is not a saved bmdkit model")
+    check_destination(path, overwrite=overwrite, saved=(path / META_FILE).is_file())
     densitometer = densitometer or getattr(model, "densitometer_", DEFAULT_DENSITOMETER)
     if densitometer not in SBMD_EQUATIONS["femoral_neck"]:
-        raise ValueError(f"densitometer must be one of {sorted(SBMD_EQUATIONS['femoral_neck'])}, "
-                         f"got {densitometer!r}")
-    params, dropped = _model_params(model)
-    weights = model.loss_weights_
+        raise ParameterError(f"densitometer must be one of {sorted(SBMD_EQUATIONS['femoral_neck'])}, "
+                             f"got {densitometer!r}")
+    state, tensors = model.to_state()
+    params, dropped = _json_params(state["params"])
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "versions": _versions(),
         "class": class_name(type(model)), "params": params, "dropped_params": dropped,
-        "fitted": {
-            "y_mean_": np.asarray(model.y_mean_).tolist(),  # a list for several sites
-            "y_scale_": np.asarray(model.y_scale_).tolist(),
-            "feature_names_in_": [str(c) for c in model.feature_names_in_],
-            "sites_": model.sites_,
-            "loss_weights_": None if weights is None else {
-                "params": {k: _to_json(v) for k, v in vars(weights).items() if not k.endswith("_")},
-                "bin_edges_": weights.bin_edges_.tolist(),
-                "bin_weights_": weights.bin_weights_.tolist(),
-            },
-            "preprocessor_": _preprocessor_state(model.preprocessor_),
-        },
-        "net": _net_state(model.net_),
+        "fitted": _to_json(state["fitted"]), "net": _json_net(state["net"]),
         "clinical": {"site": model.sites_ or "femoral_neck", "densitometer": densitometer,
                      "thresholds": screening_thresholds(device=densitometer)},
     }
-    tensors = {k: v.detach().cpu().contiguous().clone()
-               for k, v in model.net_.module_.state_dict().items()}
     data = save_tensors(tensors, metadata={"format": FORMAT})
     if path.exists():
         _replace_in_place(path, meta, data)
         return path
+
+    def write(folder):
+        (folder / WEIGHTS_FILE).write_bytes(data)
+        meta["weights"] = {"file": WEIGHTS_FILE, "sha256": _sha256(data)}
+        (folder / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return write_folder(path, write)
+
+
+def check_destination(path, *, overwrite, saved):
+    """A FileClashError unless ``path`` is free, or a saved model (``saved``) to overwrite."""
+    if path.exists() and not (overwrite and saved):
+        raise FileClashError(
+            f"{path} exists; pass overwrite=True to replace a saved model" if saved
+            else f"{path} exists and is not a saved bmdkit model")
+
+
+def write_folder(path, write):
+    """Create the folder ``path`` whole or not at all: ``write(folder)`` fills a temporary
+    sibling, which is then renamed into place (an existing ``path`` is replaced only after
+    the new one is complete). Returns ``path``."""
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
-        (tmp / WEIGHTS_FILE).write_bytes(data)
-        meta["weights"] = {"file": WEIGHTS_FILE, "sha256": _sha256(data)}
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        tmp.rename(path)
+        write(tmp)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+            path.rename(old / "model")
+            tmp.rename(path)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -398,26 +339,52 @@ def read_description(meta_path, *, fmt, what):
     ``what`` names the saved thing in the messages (``"bmdkit model"``).
     """
     if not meta_path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{meta_path} not found: {meta_path.parent} is not a saved {what}")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{meta_path} is not valid JSON ({err}); the file is damaged") from None
+        raise SavedFileError(f"{meta_path} is not valid JSON ({err}); the file is damaged") from None
     if not isinstance(meta, dict) or meta.get("format") != fmt:
-        raise ValueError(f"{meta_path} is not a {what} description")
+        raise SavedFileError(f"{meta_path} is not a {what} description")
     return meta
 
 
-def _read_meta(path):
-    meta_path = path / META_FILE
-    meta = read_description(meta_path, fmt=FORMAT, what="bmdkit model")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path} was written in bmdkit model format {meta.get('format_version')!r} "
-            f"(by bmdkit {meta.get('versions', {}).get('bmdkit')}); this bmdkit "
-            f"({_versions()['bmdkit']}) reads format {FORMAT_VERSION}: use a matching bmdkit")
-    return meta
+def _logit_scale_of_v1(meta, tensors):
+    """Format 1 → 2: XAttn pooling weights saved before its logit scale was a buffer were
+    trained with logits / sqrt(d); format 2 always holds the buffer, so it gets that value."""
+    for key in [k for k in tensors if k.endswith("image_pooling.key.weight")]:
+        scale = key.removesuffix("key.weight") + "logit_scale"
+        tensors.setdefault(scale, torch.tensor(tensors[key].shape[0] ** -0.5))
+    return meta, tensors
+
+
+#: ``{format version v: step}``: each step takes a saved model of format v, as
+#: ``(model.json's dict, tensors)``, to format v + 1; :func:`migrate` chains them up
+#: to :data:`FORMAT_VERSION`. A change of what is saved bumps the version and adds a step.
+MIGRATIONS = {1: _logit_scale_of_v1}
+
+
+def _format_version(meta, path):
+    """The format version of a saved model, or a SavedFileError naming it and what to do."""
+    version = meta.get("format_version")
+    first = min(MIGRATIONS, default=FORMAT_VERSION)
+    if not isinstance(version, int) or not first <= version <= FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        raise SavedFileError(
+            f"{path} was written in bmdkit model format {version!r} (by bmdkit "
+            f"{meta.get('versions', {}).get('bmdkit')}); this bmdkit "
+            f"({_versions()['bmdkit']}) reads formats {first} to {FORMAT_VERSION}: "
+            + ("upgrade bmdkit to load it" if newer else "refit the model with this bmdkit"))
+    return version
+
+
+def migrate(meta, tensors, path):
+    """``(meta, tensors)`` of a saved model brought to :data:`FORMAT_VERSION`, or a
+    SavedFileError naming its version and what to do."""
+    for step in range(_format_version(meta, path), FORMAT_VERSION):
+        meta, tensors = MIGRATIONS[step](meta, tensors)
+    return dict(meta, format_version=FORMAT_VERSION), tensors
 
 
 def load(path, *, device=None):
@@ -443,7 +410,8 @@ def load(path, *, device=None):
         A file is damaged or altered, or was written in another format.
     """
     path = Path(path)
-    meta = _read_meta(path)
+    meta = read_description(path / META_FILE, fmt=FORMAT, what="bmdkit model")
+    _format_version(meta, path)
     saved_versions, here = meta.get("versions", {}), _versions()
     differ = {k: (v, here.get(k)) for k, v in saved_versions.items() if here.get(k) != v}
     if differ:
@@ -451,55 +419,30 @@ def load(path, *, device=None):
                       UserWarning, stacklevel=2)
     weights_path = path / meta["weights"]["file"]
     if not weights_path.is_file():
-        raise FileNotFoundError(f"{weights_path} not found: the saved model is incomplete")
+        raise MissingFileError(f"{weights_path} not found: the saved model is incomplete")
     data = weights_path.read_bytes()  # read once: hashed here, deserialised below
     if _sha256(data) != meta["weights"]["sha256"]:
-        raise ValueError(f"{weights_path} does not match the checksum in model.json: "
-                         "the weights were altered or damaged")
+        raise SavedFileError(f"{weights_path} does not match the checksum in model.json: "
+                             "the weights were altered or damaged")
     cls = _estimator_class(meta["class"], path / META_FILE)
     unknown = sorted(set(meta["params"]) - set(cls().get_params()))
     if unknown:
-        raise ValueError(
+        raise SavedFileError(
             f"{path / META_FILE} has parameters {cls.__name__} does not take: "
             f"{', '.join(map(repr, unknown))}; the model was probably written by a newer bmdkit "
             f"({saved_versions.get('bmdkit')}; this is {here['bmdkit']})")
-    params = {k: _from_json(v) for k, v in meta["params"].items()}
-    device = _available_device(device, params.get("device"), path)
-    if device is not None:
-        params["device"] = device
-    model = cls(**params)
-    fitted = meta["fitted"]
-    model.densitometer_ = meta.get("clinical", {}).get("densitometer", DEFAULT_DENSITOMETER)
-    model.y_mean_, model.y_scale_ = (
-        np.asarray(fitted[k]) if isinstance(fitted[k], list) else fitted[k]
-        for k in ("y_mean_", "y_scale_"))
-    model.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
-    model.sites_ = fitted.get("sites_")  # absent from models saved before several sites
-    model.loss_weights_ = None
-    if fitted["loss_weights_"] is not None:
-        lw = fitted["loss_weights_"]
-        model.loss_weights_ = TargetDensityWeights(**{k: _from_json(v) for k, v in lw["params"].items()})
-        model.loss_weights_.bin_edges_ = np.asarray(lw["bin_edges_"], np.float64)
-        model.loss_weights_.bin_weights_ = np.asarray(lw["bin_weights_"], np.float64)
-    model.preprocessor_ = _restore_preprocessor(model, fitted["preprocessor_"])
-    settings = {k: _from_json(v) for k, v in meta["net"].items()}
-    settings["module__pretrained"] = False  # the saved weights replace any pretrained ones
-    if device is not None:
-        settings["device"] = device
     try:
-        # the estimator's own net factory; predicting and the initialisation the weights
-        # replace draw nothing from the global generator
-        net = model._initialized_net(settings, FitRandomness(0))
-        state = load_tensors(data)  # onto the CPU
-        net.module_.load_state_dict(state, strict=True)
+        meta, tensors = migrate(meta, load_tensors(data), path)  # tensors onto the CPU
+        state = {key: _from_json(meta[key]) for key in ("params", "fitted", "net")}
+        device = _available_device(device, state["params"].get("device"), path)
+        model = cls.from_state(state, tensors, device=device)
     except (SafetensorError, RuntimeError, TypeError) as err:
         hint = ("; its layers are not the ones this bmdkit builds for these settings (a "
                 "fusion's design changed, e.g. XAttn's metadata-position pooling after "
                 "bmdkit commit ddb5d4a): refit the model with this bmdkit"
                 if "Missing key(s)" in str(err) or "Unexpected key(s)" in str(err) else "")
-        raise ValueError(
+        raise SavedFileError(
             f"could not rebuild the network of {path} (saved with {saved_versions}, this "
             f"installation has {here}): {err}{hint}") from err
-    net.module_.eval()
-    model.net_ = net
+    model.densitometer_ = meta.get("clinical", {}).get("densitometer", DEFAULT_DENSITOMETER)
     return model

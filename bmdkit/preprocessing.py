@@ -22,6 +22,7 @@ from bmdkit.checks import (
     numeric_like_columns,
     warn_missing_values,
 )
+from bmdkit.errors import InputError, ParameterError
 from bmdkit.io import load_images
 
 __all__ = ["BMDPreprocessor", "TargetScaling"]
@@ -41,7 +42,7 @@ def as_frame(X):
         return X
     arr = np.asarray(X)
     if arr.ndim != 2:
-        raise ValueError(
+        raise InputError(
             "X must be a pandas DataFrame (or a 2-D array of metadata), got an array of shape "
             f"{arr.shape}. Reshape your data, e.g. with X.reshape(-1, 1) for a single feature."
         )
@@ -89,6 +90,22 @@ class TargetScaling:
         if np.ndim(self.mean) == 0:
             scaled = scaled[:, 0]
         return scaled * self.scale + self.mean
+
+
+def site_names_of(y_given, y):
+    """Names of the columns (sites) of a 2-D target, or ``None`` for one site."""
+    if y.ndim == 1:
+        return None
+    if hasattr(y_given, "columns"):
+        return [str(c) for c in y_given.columns]
+    return [f"site_{j}" for j in range(y.shape[1])]
+
+
+def _plain(value):
+    """A category as a plain Python value: NaN as None, numpy scalars as Python ones."""
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class BMDPreprocessor(TransformerMixin, BaseEstimator):
@@ -200,6 +217,72 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
         self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
         return self
 
+    def to_state(self):
+        """The fitted state as plain values (parameters, columns, medians, scaling, categories).
+
+        :meth:`from_state` rebuilds exactly this preprocessor (:mod:`bmdkit.persistence`
+        writes the state as JSON). A missing value seen as a category is ``None``.
+        """
+        check_is_fitted(self, "metadata_transformer_")
+        numeric = self.metadata_transformer_.named_transformers_["numeric"]
+        imputer, scaler = numeric.named_steps["simpleimputer"], numeric.named_steps["standardscaler"]
+        encoder = self.metadata_transformer_.named_transformers_["categorical"]
+        has_numeric, has_categorical = bool(self.numeric_cols_), bool(self.categorical_cols_)
+        return {
+            "params": self.get_params(),
+            "numeric_cols_": self.numeric_cols_,
+            "categorical_cols_": self.categorical_cols_,
+            "cardinalities_": [int(c) for c in self.cardinalities_],
+            "feature_names_in_": [str(c) for c in self.feature_names_in_],
+            "imputer_statistics": imputer.statistics_.tolist() if has_numeric else [],
+            "scaler_mean": scaler.mean_.tolist() if has_numeric else [],
+            "scaler_var": scaler.var_.tolist() if has_numeric else [],
+            "scaler_scale": scaler.scale_.tolist() if has_numeric else [],
+            "scaler_n_samples_seen": int(np.max(scaler.n_samples_seen_)) if has_numeric else 0,
+            "categories": [[_plain(c) for c in cats] for cats in encoder.categories_]
+                          if has_categorical else [],
+        }
+
+    @classmethod
+    def from_state(cls, state):
+        """The fitted preprocessor of :meth:`to_state`'s ``state``, checked against it.
+
+        The scikit-learn transformers are fit on a few stand-in rows holding the
+        saved medians and categories (so that their internal structure is
+        scikit-learn's own), then the learned numbers are set to the saved ones.
+        """
+        numeric, categorical = state["numeric_cols_"], state["categorical_cols_"]
+        categories = [[np.nan if c is None else c for c in cats] for cats in state["categories"]]
+        n_rows = max([2] + [len(c) for c in categories])
+        frame = {}
+        for name in state["feature_names_in_"]:
+            if name in numeric:
+                frame[name] = np.full(n_rows, state["imputer_statistics"][numeric.index(name)])
+            elif name in categorical:
+                cats = categories[categorical.index(name)]
+                frame[name] = pd.Series([cats[i % len(cats)] for i in range(n_rows)], dtype=object)
+            else:
+                frame[name] = np.zeros(n_rows)
+        params = state["params"]
+        pre = cls(**{**params, "numeric_cols": numeric, "categorical_cols": categorical})
+        pre.fit(pd.DataFrame(frame))
+        pre.set_params(**params)
+        if numeric:
+            steps = pre.metadata_transformer_.named_transformers_["numeric"].named_steps
+            steps["simpleimputer"].statistics_ = np.asarray(state["imputer_statistics"], np.float64)
+            scaler = steps["standardscaler"]
+            scaler.mean_ = np.asarray(state["scaler_mean"], np.float64)
+            scaler.var_ = np.asarray(state["scaler_var"], np.float64)
+            scaler.scale_ = np.asarray(state["scaler_scale"], np.float64)
+            scaler.n_samples_seen_ = state["scaler_n_samples_seen"]
+        pre.feature_names_in_ = np.asarray(state["feature_names_in_"], dtype=object)
+        restored = pre.to_state()
+        for key in ("numeric_cols_", "categorical_cols_", "cardinalities_", "categories"):
+            if restored[key] != state[key]:
+                raise InputError(f"could not restore the preprocessor: {key} differs "
+                                 f"({restored[key]!r} != {state[key]!r})")
+        return pre
+
     def transform(self, X):
         """Arrays ``{"image"?, "numeric", "categorical"}`` for the network."""
         return self._transform(X, images=True)
@@ -217,7 +300,7 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
         """The images of ``X``'s rows, ``(n, 1, image_size, image_size)`` float32, through the cache."""
         check_is_fitted(self, "metadata_transformer_")
         if self.image_col is None:
-            raise ValueError("this preprocessor was fit without an image column (image_col=None)")
+            raise ParameterError("this preprocessor was fit without an image column (image_col=None)")
         X = as_frame(X)
         check_columns(X, [self.image_col], role="column seen in fit")
         return load_images(

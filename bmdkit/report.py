@@ -26,7 +26,7 @@ from bmdkit.clinical import WHO_CATEGORIES, t_score, who_category
 from bmdkit.evaluation import KEY_METRICS
 from bmdkit.files import atomic_path, write_text
 from bmdkit.metrics import has_t_score_reference
-from bmdkit.uncertainty import referral_analysis, referral_curve
+from bmdkit.referral import referral_analysis, referral_curve
 
 __all__ = ["FIGURES", "INTERVAL_FIGURES", "extra_figure_section", "referral_table",
            "summary_table", "write_report"]
@@ -324,11 +324,29 @@ def _referral_sentence(results, table):
         r = table[name].loc[label]
         parts.append(
             f"at {label}, referring the {r['fraction referred']:.0%} of subjects whose "
-            f"interval contains the threshold changes sensitivity from "
-            f"{r['sensitivity, no referral']:.2f} to {r['sensitivity of the rest']:.2f} and "
-            f"specificity from {r['specificity, no referral']:.2f} to "
-            f"{r['specificity of the rest']:.2f} among the rest")
+            f"interval contains the threshold "
+            + _change_in_words(r, "sensitivity", "no case below the threshold")
+            + " and " + _change_in_words(r, "specificity", "no case above it")
+            + " among the rest")
     return f"{name}: " + "; ".join(parts) + "."
+
+
+def _change_in_words(row, metric, none_left):
+    """``"changes sensitivity from 0.37 to 0.52"``, or what happened when the rest has no case.
+
+    A screening metric of the unreferred rows is undefined (NaN) when no case of its
+    class is left unreferred: said in words, not as "nan".
+
+    Examples
+    --------
+    >>> row = {"sensitivity, no referral": 0.37, "sensitivity of the rest": float("nan")}
+    >>> _change_in_words(row, "sensitivity", "no case below the threshold")
+    'leaves no case below the threshold unreferred (sensitivity 0.37 without referral)'
+    """
+    before, after = row[f"{metric}, no referral"], row[f"{metric} of the rest"]
+    if np.isnan(after):
+        return f"leaves {none_left} unreferred ({metric} {before:.2f} without referral)"
+    return f"changes {metric} from {before:.2f} to {after:.2f}"
 
 
 def _site_views(results):

@@ -13,14 +13,18 @@ Needs the ``distributed`` extra: ``pip install "bmdkit[distributed]"``.
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 from skorch import NeuralNetRegressor
 from skorch.hf import AccelerateMixin
 from torch.utils.data import DataLoader
 
+from bmdkit.errors import ParameterError
 from bmdkit.estimators import BMDRegressor, derived_signature
 from bmdkit.inference import StreamChunk, chunk_rows, stream_predict
+from bmdkit.params import Interval, Options
 
 __all__ = ["AcceleratedBMDRegressor", "AcceleratedNeuralNetRegressor", "TorchThreads",
            "dask_predict"]
@@ -115,7 +119,7 @@ def dask_predict(client, model, X, *, partitions=None, chunk_size=None):
     if partitions is None:
         partitions = 4 * max(1, sum(client.nthreads().values()))
     if not isinstance(partitions, int) or partitions < 1:
-        raise ValueError(f"partitions must be a positive integer, got {partitions!r}")
+        raise ParameterError(f"partitions must be a positive integer, got {partitions!r}")
     size = chunk_rows(model, -(-n // partitions) if n else None)
     scattered = client.scatter(model, broadcast=True)
     tasks = [(start, client.submit(_predict_partition, scattered, X.iloc[start:start + size],
@@ -168,6 +172,13 @@ class AcceleratedBMDRegressor(BMDRegressor):
     >>> type(model.net_).__name__, model.predict(X).shape
     ('AcceleratedNeuralNetRegressor', (60,))
     """
+
+    _parameter_constraints = {
+        **BMDRegressor._parameter_constraints,
+        "device": [None, *BMDRegressor._parameter_constraints["device"]],  # None: Accelerate's
+        "mixed_precision": [Options({"no", "fp16", "bf16"})],
+        "gradient_accumulation_steps": [Interval(Integral, 1, None)],
+    }
 
     def __init__(self, fusion="xattn", *, mixed_precision="no", gradient_accumulation_steps=1,
                  **params):

@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from bmdkit.errors import ParameterError
 from bmdkit.extras import MissingExtraError
 
 try:
@@ -43,6 +44,7 @@ from sqlalchemy.engine import make_url
 
 from bmdkit.folds import cv_splits, run_folds
 from bmdkit.preprocessing import as_frame
+from bmdkit.registry import LOSSES
 
 __all__ = ["CPU_BACKBONES", "best_estimator", "make_storage", "progress_line", "search_space", "tune"]
 
@@ -85,7 +87,7 @@ def search_space(estimator):
     """
     fusion = getattr(estimator, "fusion", None)
     if fusion is None:
-        raise TypeError(f"search_space needs a bmdkit estimator, got {type(estimator).__name__}; "
+        raise ParameterError(f"search_space needs a bmdkit estimator, got {type(estimator).__name__}; "
                         "pass space= to tune() for other estimators")
     space = {
         "lr": FloatDistribution(1e-4, 1e-2, log=True),
@@ -95,7 +97,7 @@ def search_space(estimator):
         "dropout": FloatDistribution(0.0, 0.5),
         "embed_dim": CategoricalDistribution((32, 64, 128)),
         "n_heads": CategoricalDistribution((2, 4, 8)),
-        "loss": CategoricalDistribution(("smooth_l1", "weighted_smooth_l1")),
+        "loss": CategoricalDistribution(LOSSES.names("ablation")),
         "low_bmd_weight": FloatDistribution(1.0, 4.0),
         "lds_power": FloatDistribution(0.0, 1.0),
         "lds_sigma": FloatDistribution(0.5, 4.0),
@@ -167,7 +169,7 @@ def make_storage(storage, *, heartbeat_interval=60, grace_period=None, max_retry
     if storage is None or isinstance(storage, optuna.storages.BaseStorage):
         return storage
     if isinstance(storage, str) and "://" not in storage and _URL_WITHOUT_SLASHES.match(storage):
-        raise ValueError(f"storage {storage!r} looks like a database URL without '://': write "
+        raise ParameterError(f"storage {storage!r} looks like a database URL without '://': write "
                          "e.g. 'sqlite:///tune.db' for a database, or './' before the name for "
                          "a journal file")
     storage = os.fspath(storage)
@@ -215,7 +217,7 @@ def _rdb_storage(storage, heartbeat_interval, grace_period, max_retry):
                 return RDBStorage(storage, **kwargs)
         return _retry_database_errors(lambda: RDBStorage(storage, **kwargs), storage)
     except sqlalchemy.exc.ArgumentError as error:  # no retry: the URL itself is wrong
-        raise ValueError(f"storage {_hide_password(storage)!r} is not a valid database URL: "
+        raise ParameterError(f"storage {_hide_password(storage)!r} is not a valid database URL: "
                          f"{_redact(str(error), storage)}") from error
     except ImportError as error:  # the dialect's driver is missing
         cause = error.__cause__ or error
@@ -416,7 +418,7 @@ def _check_study(study, scoring, where):
     """Refuse an existing study that minimises or was tuned with another scoring."""
     if study.directions != [StudyDirection.MAXIMIZE]:
         directions = ", ".join(d.name.lower() for d in study.directions)
-        raise ValueError(
+        raise ParameterError(
             f"study {study.study_name!r} in {where} exists with direction {directions}; tune "
             "maximises a scikit-learn score (higher is better): use another study_name or "
             "delete the study")
@@ -427,7 +429,7 @@ def _check_study(study, scoring, where):
         # one whose write was overwritten usually sees the other's here
         stored = study.user_attrs.get("scoring", scoring)
     if stored != scoring:
-        raise ValueError(
+        raise ParameterError(
             f"study {study.study_name!r} in {where} was tuned with scoring={stored!r}, not "
             f"scoring={scoring!r}: scores of both cannot share one study; use another "
             "study_name or the same scoring")

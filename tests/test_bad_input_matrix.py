@@ -19,6 +19,7 @@ from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from scipy import sparse
+from settings import TINY
 from skorch.callbacks import Callback
 
 from bmdkit import BMDStratifiedKFold, ConcatBMDRegressor, MetadataOnlyBMDRegressor, load_cohort
@@ -31,8 +32,7 @@ from bmdkit.checks import (
 from bmdkit.evaluation import compare_models
 
 N = 16
-TINY = dict(image_size=32, max_epochs=1, batch_size=8, backbone="resnet10t", embed_dim=16,
-            n_heads=2, n_layers=1, random_state=0, n_threads=1)
+TINY = dict(TINY, batch_size=8, n_threads=1)
 
 
 class _NoTraining(Callback):

@@ -6,12 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from settings import TINY
 
 from bmdkit import ConcatBMDRegressor, MetadataOnlyBMDRegressor, load_cohort
 from bmdkit.checks import ImputationWarning, InputError
-
-TINY = dict(image_size=32, max_epochs=1, backbone="resnet10t", embed_dim=16, n_heads=2,
-            n_layers=1, random_state=0)
 
 
 @pytest.fixture()

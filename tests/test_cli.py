@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from settings import TINY_OPTIONS
 from test_report import render_in_browser
 
 import bmdkit
@@ -68,8 +69,7 @@ def cohort_csv(signal_cohort, tmp_path_factory):
     return path
 
 
-TINY = ["--epochs", "1", "--image-size", "32", "--batch-size", "32",
-        "--param", "embed_dim=16", "--param", "n_heads=2", "--param", "n_layers=1"]
+TINY = TINY_OPTIONS
 
 
 def test_fit_then_predict(cohort_csv, tmp_path, capsys):
@@ -328,3 +328,46 @@ def test_tune_counts_missing_values_once(cohort_csv, tmp_path, monkeypatch, caps
         "training rows, categorical ones an 'unknown' code"]
     assert seen == {"folds": 5, "rows": 60}
     assert "60 rows, 5 folds" in capsys.readouterr().err
+
+
+def test_warnings_are_shown_as_one_sentence_not_a_source_line():
+    import argparse
+
+    shown = {}
+
+    def command(args):
+        shown["text"] = warnings.formatwarning(
+            "imputed 2 missing metadata values", UserWarning, "bmdkit/cli/cv.py", 59,
+            "warn_missing_values(X, ...)")
+    python_format = warnings.formatwarning
+    cli.run_command(argparse.Namespace(command="cv", func=command))
+    assert shown["text"] == "bmdkit cv: warning: imputed 2 missing metadata values\n"
+    assert warnings.formatwarning is python_format  # restored afterwards
+
+
+def test_a_misspelt_param_is_named_with_the_closest_parameter(cohort_csv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["fit", "--csv", str(cohort_csv), "--target", "bmd", "--drop", "subject",
+                  "--out", str(tmp_path / "model"), "--param", "lrr=0.1"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "BMDRegressor has no parameter 'lrr' (did you mean 'lr'?)" in err
+
+
+def test_only_bmdkit_errors_become_messages_others_keep_their_traceback(capsys):
+    import argparse
+
+    from bmdkit.errors import BMDKitError, ParameterError
+
+    def bad_option(args):
+        raise ParameterError("--workers must be 0 or more, got -1")
+
+    def bug(args):
+        raise ValueError("a bug, not bad input")
+    with pytest.raises(SystemExit) as exit:
+        cli.run_command(argparse.Namespace(command="predict", func=bad_option))
+    assert exit.value.code == 2
+    assert capsys.readouterr().err == "bmdkit predict: error: --workers must be 0 or more, got -1\n"
+    with pytest.raises(ValueError, match="a bug") as raised:
+        cli.run_command(argparse.Namespace(command="predict", func=bug))
+    assert not isinstance(raised.value, BMDKitError)

@@ -4,13 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from distributed import Client, LocalCluster
+from settings import TINY
 
 from bmdkit import BMDRegressor
 from bmdkit.cli import prediction_columns, write_results
 from bmdkit.scaleout import dask_predict
 
-TINY = dict(backbone="resnet10t", image_size=32, embed_dim=16, n_heads=2, n_layers=1,
-            batch_size=8, max_epochs=1, random_state=0)
+TINY = dict(TINY, batch_size=8)
 
 
 def test_partitions_on_a_local_cluster_give_one_complete_output(signal_cohort, tmp_path):

@@ -117,7 +117,8 @@ def test_intervals_are_calibrated_on_other_folds_only(results):
 
 
 def test_bootstrap_intervals(results):
-    from bmdkit.evaluation import SUMMARY_METRICS, _resampled_metric
+    from bmdkit.evaluation import SUMMARY_METRICS
+    from bmdkit.significance import _resampled_metric
 
     ci = results.bootstrap_intervals(n_boot=300)
     pooled = results.pooled_metrics()

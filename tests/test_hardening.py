@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from optuna.distributions import FloatDistribution
+from settings import TINY
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import KFold
 from skorch.callbacks import Callback
@@ -27,9 +28,6 @@ from bmdkit import (
 from bmdkit.checks import InputColumnWarning, InputError, TargetUnitWarning
 from bmdkit.preprocessing import BMDPreprocessor
 from bmdkit.tuning import tune
-
-TINY = dict(image_size=32, max_epochs=1, batch_size=16, backbone="resnet10t", embed_dim=16,
-            n_heads=2, n_layers=1, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -128,23 +126,7 @@ def test_fits_in_threads_are_reproducible(small):
     assert not np.array_equal(alone[0], alone[1])
 
 
-# -- 9. unchecked settings and targets in the wrong unit ---------------------------------
-@pytest.mark.parametrize("param, value, message", [
-    ("low_bmd_weight", -1.0, "low_bmd_weight must be > 0"),
-    ("dropout", 1.0, r"dropout must be in \[0, 1\)"),
-    ("dropout", -0.1, r"dropout must be in \[0, 1\)"),
-    ("lr", 0.0, "lr must be > 0"),
-    ("lr", -1e-3, "lr must be > 0"),
-    ("n_threads", 0, "n_threads must be None or a positive integer"),
-    ("weight_decay", -1.0, "weight_decay must be >= 0"),
-    ("smooth_l1_beta", 0.0, "smooth_l1_beta must be > 0"),
-])
-def test_bad_settings_are_named_before_training(param, value, message):
-    X, y = _metadata()
-    with pytest.raises(ValueError, match=message):
-        MetadataOnlyBMDRegressor(**{param: value}).fit(X, y)
-
-
+# -- 9. targets in the wrong unit (unchecked settings: tests/test_params.py) ------------
 @pytest.mark.parametrize("scale, shift, unit", [(1000.0, 0.0, "mg/cm"), (8.0, -7.0, "T-score")])
 def test_targets_in_another_unit_are_named_in_a_warning(scale, shift, unit):
     X, y = _metadata()

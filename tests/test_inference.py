@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+from settings import TINY
 
 from bmdkit import BMDRegressor
 from bmdkit.checks import InputError
 from bmdkit.inference import predict_cached, stream_arrays, stream_predict
 
-TINY = dict(backbone="resnet10t", image_size=32, embed_dim=16, n_heads=2, n_layers=1,
-            batch_size=8, max_epochs=1, random_state=0)
+TINY = dict(TINY, batch_size=8)
 
 
 @pytest.fixture(scope="module")

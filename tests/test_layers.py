@@ -208,3 +208,13 @@ def test_io_loads_no_torch_module_and_nn_loads_no_file_or_report_layer():
     loaded = _loaded("\n".join(f"import {m}" for m in nn))
     assert set(nn) <= loaded
     assert not [m for m in loaded for layer in FORBIDDEN[1][1] if _within(m, layer)]
+
+
+#: The most lines a module of bmdkit may have: one concern per module (issue 25).
+MAX_LINES = 600
+
+
+def test_no_module_is_over_600_lines():
+    long = {name: n for name, path in MODULES.items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}

@@ -1,6 +1,7 @@
 """The models learn: fusion beats either modality alone when both carry signal."""
 
 import numpy as np
+from settings import LEARNING as TINY
 from sklearn.model_selection import KFold, cross_val_score
 
 from bmdkit import (
@@ -9,9 +10,6 @@ from bmdkit import (
     MetadataOnlyBMDRegressor,
     XAttnBMDRegressor,
 )
-
-TINY = dict(image_size=32, max_epochs=12, backbone="resnet10t", embed_dim=32, n_layers=2,
-            random_state=0)
 
 
 def test_fusion_beats_single_modalities(signal_cohort):

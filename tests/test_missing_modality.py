@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from settings import LEARNING as TINY
 from sklearn.metrics import r2_score
 
 from bmdkit import ConcatBMDRegressor, MetadataOnlyBMDRegressor
@@ -61,8 +62,6 @@ def test_modality_dropout_hides_a_share_of_the_rows_while_training():
     assert not net.modality_dropout.eval()(None, 4, "cpu")  # off in eval mode
 
 
-TINY = dict(image_size=32, max_epochs=12, backbone="resnet10t", embed_dim=32, n_layers=2,
-            random_state=0)
 
 
 def test_modality_dropout_predicts_imageless_rows_like_a_metadata_model(signal_cohort, tmp_path):

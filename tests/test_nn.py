@@ -89,7 +89,7 @@ def test_field_tokens_start_with_comparable_norms_and_a_zero_missing_row():
 
 def test_xattn_returns_attention_and_layer_weights():
     net = BMDNet("xattn", n_numeric=2, cardinalities=[2], **SMALL).eval()
-    out, att = net(**batch(), return_attention=True)
+    out, att = net.forward_attention(**batch())
     assert out.shape == (3, 1)
     assert att["image_to_metadata"].shape[:2] == (3, 2) and att["image_to_metadata"].shape[-1] == 3
     assert att["metadata_to_image"].shape[2] == 3

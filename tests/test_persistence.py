@@ -125,12 +125,42 @@ def test_a_model_of_an_older_xattn_design_is_told_to_refit(saved):
         bmdkit.load(saved)
 
 
+def _as_format_1(folder):
+    """Make a saved model one of format 1: no pooling scale buffer, format_version 1."""
+    _edit_weights(folder, lambda state: state.pop("fusion.image_pooling.logit_scale"))
+    _edit_meta(folder, lambda m: m.update(format_version=1))
+
+
 def test_weights_of_the_scaled_pooling_load_with_their_scale(fitted, saved):
-    """Saved before the pooling's logit scale was a buffer: they keep the 1/sqrt(d) of their fit."""
-    _edit_weights(saved, lambda state: state.pop("fusion.image_pooling.logit_scale"))
+    """Saved before the pooling's logit scale was a buffer (format 1): the migration step
+    gives them the 1/sqrt(d) of their fit."""
+    _as_format_1(saved)
     pooling = bmdkit.load(saved).net_.module_.fusion.image_pooling
     assert float(pooling.logit_scale) == pytest.approx(16 ** -0.5)  # embed_dim 16
     assert float(fitted.net_.module_.fusion.image_pooling.logit_scale) == 1.0
+
+
+def test_a_model_of_the_previous_format_loads_and_predicts_as_saved(fitted, saved, cohort):
+    from bmdkit.persistence import FORMAT_VERSION
+
+    X, _ = cohort
+    # format 1 wrote the same JSON and tensors (once the pooling scale was a buffer)
+    _edit_meta(saved, lambda m: m.update(format_version=FORMAT_VERSION - 1))
+    np.testing.assert_array_equal(bmdkit.load(saved).predict(X), fitted.predict(X))
+
+
+def test_a_current_model_lacking_a_tensor_is_not_migrated_but_refused(saved):
+    _edit_weights(saved, lambda state: state.pop("fusion.image_pooling.logit_scale"))
+    with pytest.raises(ValueError, match="(?s)could not rebuild.*logit_scale"):
+        bmdkit.load(saved)
+
+
+def test_the_states_round_trip_without_files(fitted, cohort):
+    X, _ = cohort
+    state, tensors = fitted.to_state()
+    again = type(fitted).from_state(state, tensors)
+    np.testing.assert_array_equal(again.predict(X), fitted.predict(X))
+    assert again.preprocessor_.to_state() == fitted.preprocessor_.to_state()
 
 
 def test_a_tiled_model_round_trips(cohort, tmp_path):
@@ -155,7 +185,10 @@ def test_other_versions_and_formats(fitted, saved, cohort):
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="does not load"):
         bmdkit.load(saved)
     _edit_meta(saved, lambda m: m.update(format_version=99))
-    with pytest.raises(ValueError, match="format 99"):
+    with pytest.raises(ValueError, match="format 99 .*reads formats 1 to 2: upgrade bmdkit"):
+        bmdkit.load(saved)
+    _edit_meta(saved, lambda m: m.update(format_version=0))
+    with pytest.raises(ValueError, match="format 0 .*refit the model with this bmdkit"):
         bmdkit.load(saved)
 
 

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from settings import TINY
 
 from bmdkit import BMDRegressor, cli
 from bmdkit.io.results import append_rows, read_rows
 
-TINY = dict(backbone="resnet10t", image_size=32, embed_dim=16, n_heads=2, n_layers=1,
-            batch_size=8, max_epochs=1, random_state=0)
+TINY = dict(TINY, batch_size=8)
 REPO = Path(__file__).resolve().parents[1]
 
 

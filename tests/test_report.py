@@ -179,3 +179,19 @@ def test_several_sites_get_a_summary_and_figures_each(tmp_path):
     assert (tmp_path / "femoral_neck_referral.png").is_file()
     assert not (tmp_path / "lumbar_spine_referral.png").exists()  # no threshold to refer at
     assert "lumbar_spine/r2" in page  # the full tables keep every site
+
+
+def test_the_referral_sentence_says_in_words_when_no_case_is_left_unreferred():
+    import pandas as pd
+
+    from bmdkit.report import REFERRAL_LABELS, _referral_sentence
+
+    values = {"referred": 1.0, "sensitivity_rest": np.nan, "specificity_rest": 0.9,
+              "sensitivity_all": 0.37, "specificity_all": 0.8}
+    table = pd.DataFrame({"XAttn": pd.Series(
+        {("T = −2.5", REFERRAL_LABELS[key]): value for key, value in values.items()})})
+    results = type("Results", (), {"thresholds": {"T = −2.5": 0.691}})()
+    sentence = _referral_sentence(results, table)
+    assert "nan" not in sentence
+    assert ("leaves no case below the threshold unreferred (sensitivity 0.37 without "
+            "referral) and changes specificity from 0.80 to 0.90") in sentence

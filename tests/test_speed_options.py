@@ -103,7 +103,7 @@ def test_adamw_steps_with_the_fused_kernel_on_cpu(signal_cohort, tmp_path, monke
     path = model.save(tmp_path / "model")
     assert bmdkit.load(path).net_.optimizer_.defaults["fused"]
     # the device a model is loaded on decides, not what the file says
-    monkeypatch.setattr("bmdkit.estimators.FUSED_ADAMW_DEVICES", ())
+    monkeypatch.setattr("bmdkit.batching.FUSED_ADAMW_DEVICES", ())
     assert not bmdkit.load(path).net_.optimizer_.defaults["fused"]
     monkeypatch.undo()
     frozen = ConcatBMDRegressor(**SMALL, max_epochs=1, freeze_backbone=True).fit(X, y)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bmdkit.errors import ParameterError
+
 __all__ = ["make_radiograph_files", "phantom_rendering", "radiograph_cohort"]
 
 DISTINCT_FILES = 8  # distinct generated radiographs; the rest are byte copies (decode cost is equal)
@@ -27,7 +29,7 @@ def make_radiograph_files(n, shape, out_dir, random_state=0, file_format="png"):
         The file paths.
     """
     if file_format not in ("png", "dicom"):
-        raise ValueError(f"file_format must be 'png' or 'dicom', got {file_format!r}")
+        raise ParameterError(f"file_format must be 'png' or 'dicom', got {file_format!r}")
     rng = np.random.default_rng(random_state)
     rows, cols = shape
     yy, xx = np.mgrid[:rows, :cols].astype(np.float32)

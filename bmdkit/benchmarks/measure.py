@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import torch
 
 from bmdkit.checks import ImputationWarning
+from bmdkit.errors import ParameterError
 
 __all__ = ["MODES", "PeakMemory", "environment", "machine_info", "mode_settings", "sync"]
 
@@ -172,7 +173,7 @@ def mode_settings(mode, device, log, table):
     ``table`` maps each setting to its (smoke, quick, full) values.
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise ParameterError(f"mode must be one of {MODES}, got {mode!r}")
     _check_device(device)
     settings = {key: value[MODES.index(mode)] for key, value in table.items()}
     return settings, log or (lambda message: None)

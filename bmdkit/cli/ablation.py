@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from bmdkit.cli.common import (
+    BASELINE,
     MODELS,
     add_densitometer_option,
     add_jobs_option,
@@ -13,6 +14,10 @@ from bmdkit.cli.common import (
     model_params,
 )
 from bmdkit.cli.cv import run_comparison
+from bmdkit.registry import FUSIONS, LOSSES
+
+#: The model XAttn-BMD's reported changes against the baseline are about.
+PAPER_MODEL = "xattn"
 
 #: ``bmdkit ablation`` settings: the quick demo's models on five folds, on either synthetic
 #: cohort; the bilateral one with 30 epochs and each hip encoded on its own (its two halves
@@ -39,10 +44,10 @@ def add_parser(subparsers):
                         help="the demo cohort, or the bilateral one (both hips in each image, "
                              "the DXA side in the metadata) (default: %(default)s)")
     parser.add_argument("--fusions", nargs="+", choices=MODELS,
-                        default=["xattn", "concat", "daft", "gated", "late"],
+                        default=list(FUSIONS.names("ablation")),
                         help="fusions to compare (default: %(default)s)")
-    parser.add_argument("--losses", nargs="+", default=["smooth_l1", "weighted_smooth_l1"],
-                        choices=["smooth_l1", "weighted_smooth_l1", "mse"],
+    parser.add_argument("--losses", nargs="+", default=list(LOSSES.names("ablation")),
+                        choices=LOSSES.names(),
                         help="losses to compare (default: %(default)s)")
     parser.add_argument("--folds", type=int, help="stratified folds (default: 5)")
     parser.add_argument("--n", type=int, help="cohort size (default: 233)")
@@ -61,7 +66,7 @@ def run_ablation(args):
     import pandas as pd
 
     from bmdkit.datasets import load_demo_cohort
-    from bmdkit.estimators import FUSION_LABELS, ablation_models
+    from bmdkit.estimators import ablation_models, model_label
     from bmdkit.evaluation import paper_comparison
 
     settings = ABLATION_SETTINGS[args.cohort]
@@ -78,13 +83,13 @@ def run_ablation(args):
                    f"fusions {', '.join(args.fusions)} x losses {', '.join(args.losses)}.")
     print(description, file=sys.stderr)
     models = ablation_models(args.fusions, args.losses, **params)
-    baseline = FUSION_LABELS["concat"] if "concat" in args.fusions else None
+    baseline = model_label(BASELINE) if BASELINE in args.fusions else None
     results = run_comparison(X, y, args, models, title=f"bmdkit ablation ({args.cohort})",
                              synthetic=True, description=description, baseline=baseline,
                              metrics=("mse", "mae", "r2", "sensitivity@T=-2.5",
                                       "specificity@T=-1.0"))
-    if baseline and "xattn" in args.fusions:
+    if baseline and PAPER_MODEL in args.fusions:
         with pd.option_context("display.width", 200):
-            print("\n" + paper_comparison(results, "XAttn", baseline).to_string())
+            print("\n" + paper_comparison(results, model_label(PAPER_MODEL), baseline).to_string())
     return results
 

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from bmdkit.errors import ParameterError
+
 
 def add_parser(subparsers):
     """Register ``bmdkit bench``."""
@@ -58,7 +60,7 @@ def run_bench(args):
 
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     if args.options and args.predict:
-        raise ValueError("--options and --predict are separate benches: give one")
+        raise ParameterError("--options and --predict are separate benches: give one")
     extra = {"workers": args.workers} if args.predict else {}
     bench, table = ((run_option_benchmarks, format_options_table) if args.options
                     else (run_predict_benchmarks, format_predict_table) if args.predict

@@ -4,9 +4,9 @@
   :func:`model_params`, :func:`add_data_options` / :func:`read_data` (a
   cohort CSV, checked row by row), :func:`add_groups_option` /
   :func:`pop_groups`, :func:`add_densitometer_option`;
-* :func:`run_command`: the one place where bad input or a missing optional
-  extra (:data:`USER_ERRORS`) becomes a ``bmdkit COMMAND: error: ...``
-  message and exit status 2.
+* :func:`run_command`: the one place where bmdkit's own errors (bad input, a
+  missing optional extra: :data:`USER_ERRORS`) become a ``bmdkit COMMAND: error:
+  ...`` message and exit status 2; any other error shows its traceback.
 
 Nothing here imports torch when a parser is built: the defaults shown in
 ``--help`` are :data:`HELP_DEFAULTS` (tests check they are the estimator's).
@@ -15,18 +15,21 @@ Nothing here imports torch when a parser is built: the defaults shown in
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+import warnings
 from pathlib import Path
 
-from bmdkit.extras import MissingExtraError
+from bmdkit.errors import BMDKitError, ParameterError
+from bmdkit.registry import FUSIONS
 
-#: Model choices: the registered fusions (bmdkit.nn.fusions), listed here so that
-#: ``--help`` needs no torch; tests check the two agree.
-MODELS = ("xattn", "concat", "daft", "gated", "late", "image", "metadata")
+#: Model choices: the registered fusions (bmdkit.registry, read without torch).
+MODELS = FUSIONS.names()
 #: The models ``demo`` and ``cv`` compare by default: XAttn-BMD's four.
-DEFAULT_MODELS = ("xattn", "concat", "image", "metadata")
-BASELINE = "concat"
+DEFAULT_MODELS = FUSIONS.names("default")
+#: The reference of relative changes.
+BASELINE = FUSIONS.names("baseline")[0]
 
 #: Defaults of the BMDRegressor parameters set by :func:`add_model_options`,
 #: and the demo cohort's size, as ``--help`` shows them: written here so that
@@ -34,10 +37,11 @@ BASELINE = "concat"
 HELP_DEFAULTS = {"max_epochs": 20, "image_size": 64, "batch_size": 16, "backbone": "resnet10t",
                  "device": "cpu", "demo_cohort_size": 233}
 
-#: Errors the user fixes from the message alone: bad input (an
-#: :class:`~bmdkit.checks.InputError` is a ``ValueError``), and an optional
-#: extra that is not installed. :func:`run_command` reports them in one message.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, MissingExtraError)
+#: Errors the user fixes from the message alone: bmdkit's own (bad parameters, input,
+#: files, an optional extra that is not installed; :mod:`bmdkit.errors`).
+#: :func:`run_command` reports them in one message; anything else is a bug, shown
+#: with its traceback.
+USER_ERRORS = (BMDKitError,)
 
 
 def run_command(args):
@@ -45,13 +49,32 @@ def run_command(args):
 
     A :data:`USER_ERRORS` exception is printed as ``bmdkit COMMAND: error:
     MESSAGE`` on stderr (the message names every offending column, row or
-    file), not as a traceback.
+    file), not as a traceback. Warnings are printed as ``bmdkit COMMAND: warning:
+    MESSAGE``, without Python's source line.
     """
+    python_format, warnings.formatwarning = (
+        warnings.formatwarning, functools.partial(_format_warning, args.command))
     try:
         args.func(args)
     except USER_ERRORS as error:
         print(f"bmdkit {args.command}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        warnings.formatwarning = python_format
+
+
+def _format_warning(command, message, category, filename, lineno, line=None):
+    """A warning as the user reads it: ``bmdkit COMMAND: warning: MESSAGE``, one sentence.
+
+    Python's default shows the source file and line that warned, which says nothing to
+    a user of the command (``warnings.formatwarning``'s signature).
+
+    Examples
+    --------
+    >>> _format_warning("cv", UserWarning("imputed 2 values"), UserWarning, "cv.py", 59)
+    'bmdkit cv: warning: imputed 2 values\\n'
+    """
+    return f"bmdkit {command}: warning: {message}\n"
 
 
 # -- shared options -----------------------------------------------------------------
@@ -107,7 +130,29 @@ def model_params(args):
         if getattr(args, option) is not None:
             params[name] = getattr(args, option)
     params.update(dict(args.param))
+    check_param_names(dict(args.param))
     return params
+
+
+def check_param_names(params):
+    """A ParameterError naming each ``--param`` key that BMDRegressor does not take.
+
+    The message suggests the closest parameter names (:func:`difflib.get_close_matches`).
+    """
+    import difflib
+
+    from bmdkit.estimators import BMDRegressor
+
+    known = sorted(BMDRegressor().get_params())
+    unknown = [key for key in params if key not in known]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=3)
+            hints.append(f"{key!r} (did you mean {' or '.join(map(repr, close))}?)" if close
+                         else repr(key))
+        raise ParameterError(f"--param: BMDRegressor has no parameter {', '.join(hints)}; "
+                             f"its parameters are {', '.join(known)}")
 
 
 def add_data_options(parser, *, target_required=True, csv_required=True, several_targets=False):
@@ -181,8 +226,8 @@ def add_jobs_option(parser):
 def n_jobs(args):
     """``--n-jobs``, or its default: every CPU core on the CPU, one process on a GPU.
 
-    On 2 CPU cores two one-thread fits ran 1.33x faster than one two-thread fit
-    (docs/demo.md); processes sharing one GPU would compete for its memory.
+    On CPU cores, one-thread fits side by side beat fewer many-thread fits (measured in
+    docs/demo.md); processes sharing one GPU would compete for its memory.
     """
     if args.n_jobs is not None:
         return args.n_jobs
@@ -247,9 +292,9 @@ def stopped(args, stop, kept):
 
 def make_models(names, params, image_col="image_path"):
     """{display name: unfitted BMDRegressor} for CLI model names (fusions)."""
-    from bmdkit.estimators import FUSION_LABELS, BMDRegressor
+    from bmdkit.estimators import BMDRegressor, model_label
 
-    return {FUSION_LABELS[name]: BMDRegressor(fusion=name, image_col=image_col, **params)
+    return {model_label(name): BMDRegressor(fusion=name, image_col=image_col, **params)
             for name in names}
 
 

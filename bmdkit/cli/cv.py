@@ -53,15 +53,15 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
 
     from bmdkit import BMDStratifiedGroupKFold, BMDStratifiedKFold
     from bmdkit.checks import ImputationWarning, warn_missing_values
-    from bmdkit.estimators import FUSION_LABELS, load
+    from bmdkit.estimators import load, model_label
     from bmdkit.evaluation import compare_models
     from bmdkit.explain import explanation_figures
     from bmdkit.fit_store import MANIFEST, FitsInterrupted, finished_fits
     from bmdkit.nn import fusion_class
     from bmdkit.report import write_report
 
-    if baseline is None and FUSION_LABELS[BASELINE] in models:
-        baseline = FUSION_LABELS[BASELINE]
+    if baseline is None and model_label(BASELINE) in models:
+        baseline = model_label(BASELINE)
     X, groups = pop_groups(X, args)
     splitter = BMDStratifiedKFold if groups is None else BMDStratifiedGroupKFold
     cv = splitter(args.folds, random_state=args.seed)

@@ -100,9 +100,9 @@ def add_parser(subparsers):
 
 def run_predict(args):
     from bmdkit.archive import predict_archive
+    from bmdkit.conformal import interval_metrics
     from bmdkit.io.results import read_rows
     from bmdkit.metrics import compute_metrics
-    from bmdkit.uncertainty import interval_metrics
 
     reports = None
     if args.sr_dir is not None or args.fhir_dir is not None or args.overlay:

@@ -17,6 +17,7 @@ from bmdkit.cli.common import (
     pop_groups,
     read_data,
 )
+from bmdkit.errors import ParameterError
 
 #: ``bmdkit tune --demo`` settings: cohort size, folds and fixed parameters kept small.
 DEMO = {"n": 160, "folds": 3, "image_size": 32, "max_epochs": 4, "backbone": "resnet18"}
@@ -77,7 +78,7 @@ def run_tune(args):
                                 random_state=args.seed)
         params = {k: DEMO[k] for k in ("image_size", "max_epochs", "backbone")} | params
     elif args.csv is None or args.target is None:
-        raise ValueError("needs --csv and --target, or --demo")
+        raise ParameterError("needs --csv and --target, or --demo")
     else:
         X, y = read_data(args)
     X, groups = pop_groups(X, args)

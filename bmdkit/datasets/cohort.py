@@ -17,6 +17,7 @@ from bmdkit.checks import (
     is_missing_path,
     warn_input_columns,
 )
+from bmdkit.errors import MissingFileError
 from bmdkit.io.dicom_metadata import DICOM_FIELDS, dicom_metadata_problems, read_dicom_metadata
 from bmdkit.io.readers import header_problem
 
@@ -93,6 +94,8 @@ def load_cohort(csv, *, image_col="image_path", target, image_root=None, dicom_m
     (['image_path', 'age'], [0.81], True)
     """
     csv = Path(csv)
+    if not csv.is_file():
+        raise MissingFileError(f"{csv} not found: no cohort table (CSV) there")
     table = pd.read_csv(csv, encoding=read_csv_kwargs.pop("encoding", "utf-8-sig"),
                         **read_csv_kwargs)
     has_images = image_col is not None and image_col in table.columns

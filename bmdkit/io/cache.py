@@ -50,9 +50,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bmdkit.checks import InputError, image_path_problem, image_problem_key
+from bmdkit.errors import ParameterError
 from bmdkit.io.readers import read_image
 from bmdkit.io.transforms import CONTRASTS, normalise_contrast, resize_with_padding
 from bmdkit.memory import MemoryCache, env_megabytes, memory_limit
+from bmdkit.params import Options, check_param
 
 __all__ = ["CACHE_VERSION", "CacheInfo", "cache_clear", "cache_info", "load_images",
            "preprocess_image"]
@@ -123,7 +125,7 @@ def cache_key_kind():
     """``BMDKIT_CACHE_KEY`` (default ``"stat"``), checked against :data:`CACHE_KEYS`."""
     kind = os.environ.get("BMDKIT_CACHE_KEY", "stat")
     if kind not in CACHE_KEYS:
-        raise ValueError(f"BMDKIT_CACHE_KEY must be one of {CACHE_KEYS}, got {kind!r}")
+        raise ParameterError(f"BMDKIT_CACHE_KEY must be one of {CACHE_KEYS}, got {kind!r}")
     return kind
 
 
@@ -300,8 +302,7 @@ def load_images(paths, *, image_size, contrast="percentile", cache_dir=None, ind
     (2, 32, 32)
     """
     start = time.perf_counter()
-    if contrast not in CONTRASTS:
-        raise ValueError(f"contrast must be one of {CONTRASTS}, got {contrast!r}")
+    check_param("contrast", contrast, Options(CONTRASTS))
     paths = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths]
     index = list(range(len(paths)) if index is None else index)
     # every bad file is named in one error: those not there (or empty) are found here, those

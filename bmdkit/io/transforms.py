@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from bmdkit.params import Options, check_param
+
 __all__ = ["CONTRASTS", "normalise_contrast", "resize_with_padding"]
 
 #: Contrast normalisations :func:`normalise_contrast` knows.
@@ -39,8 +41,7 @@ def normalise_contrast(image, method="percentile", *, percentiles=(0.5, 99.5)):
     >>> normalise_contrast(np.array([[0.0, 0.5], [2.0, 2.0]]), "minmax").tolist()
     [[0.0, 0.25], [1.0, 1.0]]
     """
-    if method not in CONTRASTS:
-        raise ValueError(f"contrast must be one of {CONTRASTS}, got {method!r}")
+    check_param("contrast", method, Options(CONTRASTS))
     image = np.asarray(image, dtype=np.float32)
     if method == "none":
         return image

@@ -10,7 +10,9 @@ import timm
 import torch
 from torch import nn
 
-__all__ = ["check_tiles", "create_backbone", "ImageEncoder", "join_tiles", "split_tiles"]
+from bmdkit.errors import MissingFileError, ParameterError
+
+__all__ = ["check_backbone", "check_tiles", "create_backbone", "ImageEncoder", "join_tiles", "split_tiles"]
 
 
 def create_backbone(name="resnet18", *, pretrained=False, in_chans=1):
@@ -47,7 +49,7 @@ def create_backbone(name="resnet18", *, pretrained=False, in_chans=1):
             ) from exc
     path = os.fspath(pretrained)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"pretrained weights file not found: {path}")
+        raise MissingFileError(f"pretrained weights file not found: {path}")
     return timm.create_model(
         name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **kwargs
     )
@@ -76,15 +78,33 @@ def sinusoidal_positions_2d(h, w, dim, device=None, dtype=torch.float32):
     return codes.to(dtype)
 
 
+def check_backbone(name):
+    """``name`` if timm knows the model, else a ParameterError naming the ``backbone`` parameter.
+
+    Examples
+    --------
+    >>> check_backbone("resnet10t")
+    'resnet10t'
+    >>> check_backbone(12345)
+    Traceback (most recent call last):
+    ...
+    bmdkit.errors.ParameterError: backbone must be a timm model name (see timm.list_models()), got 12345
+    """
+    if not (isinstance(name, str) and timm.is_model(name)):
+        raise ParameterError(f"backbone must be a timm model name (see timm.list_models()), "
+                         f"got {name!r}")
+    return name
+
+
 def check_tiles(tiles):
-    """``tiles`` as a ``(rows, cols)`` tuple of positive integers, or a ValueError naming it."""
+    """``tiles`` as a ``(rows, cols)`` tuple of positive integers, or a ParameterError naming it."""
     try:
         rows, cols = tiles
     except (TypeError, ValueError):
         rows = cols = None
     if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1
                for n in (rows, cols)):
-        raise ValueError(f"image_tiles must be a pair (rows, cols) of positive integers, "
+        raise ParameterError(f"image_tiles must be a pair (rows, cols) of positive integers, "
                          f"got {tiles!r}")
     return int(rows), int(cols)
 
@@ -109,7 +129,7 @@ def split_tiles(images, tiles):
         return images
     b, c, h, w = images.shape
     if h % rows or w % cols:
-        raise ValueError(f"an image of {h}×{w} pixels cannot be cut into {rows}×{cols} equal "
+        raise ParameterError(f"an image of {h}×{w} pixels cannot be cut into {rows}×{cols} equal "
                          "tiles: choose image_size divisible by both")
     return (images.reshape(b, c, rows, h // rows, cols, w // cols)
             .permute(2, 4, 0, 1, 3, 5).reshape(rows * cols * b, c, h // rows, w // cols))

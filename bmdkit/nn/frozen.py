@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from bmdkit.batching import ArrayDataset
+from bmdkit.errors import ParameterError
 from bmdkit.memory import MemoryCache, memory_limit
 
 __all__ = ["FeatureCacheInfo", "FrozenFeatureDataset", "backbone_features", "feature_cache_clear",
@@ -108,7 +109,7 @@ def backbone_features(network, images, *, batch_size=64):
     """
     encoder = network.image_encoder
     if not encoder.freeze_backbone:
-        raise ValueError("backbone_features caches a frozen backbone's output; build the network "
+        raise ParameterError("backbone_features caches a frozen backbone's output; build the network "
                          "with freeze_backbone=True")
     device = next(encoder.backbone.parameters()).device
     prefix = (weights_digest(encoder.backbone), encoder.tiles, device.type, network.precision,

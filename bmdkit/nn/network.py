@@ -10,6 +10,7 @@ from torch import nn
 from bmdkit.nn.augment import ModalityDropout, RadiographAugment
 from bmdkit.nn.backbones import ImageEncoder
 from bmdkit.nn.fusions import create_fusion, fusion_class
+from bmdkit.params import Options, check_param
 
 __all__ = ["BMDNet", "PRECISIONS"]
 
@@ -57,9 +58,8 @@ class BMDNet(nn.Module):
     :meth:`backbone_features`), ``numeric`` ``(B, n_numeric)``,
     ``categorical`` ``(B, n_categorical)`` and optionally ``image_missing``
     ``(B,)`` (bool: rows whose image is to be ignored, whatever ``image``
-    holds there) and returns ``(B, n_outputs)``;
-    with ``return_attention=True`` (fusions with attention) also the
-    attention dict.
+    holds there) and returns ``(B, n_outputs)``; :meth:`forward_attention`
+    takes the same and returns the attention maps too (fusions with attention).
     """
 
     def __init__(self, fusion="xattn", n_numeric=0, cardinalities=(), *, backbone="resnet18",
@@ -67,8 +67,7 @@ class BMDNet(nn.Module):
                  augment=True, freeze_backbone=False, precision="float32", channels_last=False,
                  n_outputs=1, modality_dropout=0.0, image_tiles=(1, 1)):
         super().__init__()
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        check_param("precision", precision, Options(PRECISIONS))
         uses_image = fusion_class(fusion).uses_image
         self.precision = precision
         self.channels_last = channels_last
@@ -102,29 +101,32 @@ class BMDNet(nn.Module):
             features = self.image_encoder.backbone_features(self._prepare(image))
         return features.float()
 
-    def forward(self, image=None, numeric=None, categorical=None, return_attention=False,
-                image_features=None, image_missing=None):
-        if return_attention and not self.fusion.has_attention:
-            raise ValueError(
-                f"attention weights exist only for fusion='xattn', not {self.fusion.name!r}")
+    def forward(self, image=None, numeric=None, categorical=None, image_features=None,
+                image_missing=None):
         with self._autocast():
-            image_tokens, extra = None, {}
-            if self.fusion.uses_image:
-                image_tokens, positions = (
-                    self.image_encoder(self._prepare(self.augment(image)), return_positions=True)
-                    if image_features is None
-                    else self.image_encoder(features=image_features, return_positions=True))
-                if self.fusion.uses_positions:
-                    extra["image_positions"] = positions
-                if hasattr(self, "modality_dropout"):
-                    image_missing = self.modality_dropout(image_missing, len(image_tokens),
-                                                          image_tokens.device)
-                if image_missing is not None:
-                    image_tokens = self.fusion.mask_image(image_tokens, image_missing)
-            if return_attention:
-                extra["return_attention"] = True
-            fused = self.fusion(image_tokens, numeric, categorical, **extra)
-            if return_attention:
-                fused, attention = fused
-                return self.head(fused).float(), attention
-            return self.head(fused).float()
+            tokens, positions = self._image_tokens(image, image_features, image_missing)
+            return self.head(self.fusion(tokens, numeric, categorical, positions)).float()
+
+    def forward_attention(self, image=None, numeric=None, categorical=None, image_features=None,
+                          image_missing=None):
+        """``(predictions, attention maps)`` of a fusion with attention
+        (:meth:`bmdkit.nn.fusions.Fusion.forward_attention`); the same inputs as ``forward``."""
+        with self._autocast():
+            tokens, positions = self._image_tokens(image, image_features, image_missing)
+            fused, attention = self.fusion.forward_attention(tokens, numeric, categorical,
+                                                             positions)
+            return self.head(fused).float(), attention
+
+    def _image_tokens(self, image, image_features, image_missing):
+        """``(image tokens, their position codes)``, or ``(None, None)`` without images."""
+        if not self.fusion.uses_image:
+            return None, None
+        tokens, positions = (
+            self.image_encoder(self._prepare(self.augment(image)), return_positions=True)
+            if image_features is None
+            else self.image_encoder(features=image_features, return_positions=True))
+        if hasattr(self, "modality_dropout"):
+            image_missing = self.modality_dropout(image_missing, len(tokens), tokens.device)
+        if image_missing is not None:
+            tokens = self.fusion.mask_image(tokens, image_missing)
+        return tokens, positions

@@ -4,15 +4,16 @@ Every fusion is a :class:`Fusion`: built by :func:`create_fusion` from the
 same keyword arguments, it takes image tokens ``(B, N, d)`` (or ``None`` for
 a metadata-only fusion), numeric ``(B, p)`` and categorical ``(B, q)``
 metadata, and returns one vector ``(B, out_features)`` for the regression
-head. Add a fusion by subclassing :class:`Fusion` in a new module here and
-decorating it with :func:`register_fusion`.
+head. The built-in fusions are listed, with their labels and named estimators,
+in :data:`bmdkit.registry.FUSIONS`; add one of your own by subclassing
+:class:`Fusion` and decorating it with :func:`register_fusion`.
 
 Examples
 --------
 >>> import torch
 >>> from bmdkit.nn.fusions import create_fusion, fusion_names
 >>> fusion_names()
-('concat', 'daft', 'gated', 'late', 'image', 'metadata', 'xattn')
+('xattn', 'concat', 'daft', 'gated', 'late', 'image', 'metadata')
 >>> fusion = create_fusion("concat", embed_dim=8, n_numeric=2, cardinalities=[3])
 >>> fusion(torch.randn(4, 5, 8), torch.randn(4, 2), torch.tensor([[0], [1], [2], [3]])).shape
 torch.Size([4, 16])

@@ -5,19 +5,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bmdkit.errors import ParameterError
 from bmdkit.nn.heads import RegressionHead
+from bmdkit.registry import FUSIONS, Entry
 
 __all__ = ["Fusion", "create_fusion", "fusion_class", "fusion_names", "register_fusion"]
-
-_REGISTRY: dict[str, type[Fusion]] = {}
-
 
 class Fusion(nn.Module):
     """Base class of the fusions: image tokens + metadata → one vector.
 
     Subclasses set the class attributes below, build their layers in
     ``__init__`` from the shared keyword arguments of :func:`create_fusion`
-    and set ``self.out_features``. The shared arguments: ``embed_dim`` (token
+    and set ``self.out_features``. Every fusion's ``forward`` takes the same
+    arguments, ``(image_tokens, numeric, categorical, image_positions=None)``:
+    ``image_positions`` is the position code of every image token ``(N,
+    embed_dim)`` (:meth:`bmdkit.nn.backbones.ImageEncoder.forward`), which a
+    fusion may read (XAttn's pooling does) or ignore. A fusion with attention
+    maps overrides :meth:`forward_attention` (as timm's
+    ``forward_intermediates``): ``forward`` always returns the fused vector only. The shared arguments: ``embed_dim`` (token
     width), ``n_numeric`` and ``cardinalities`` (the metadata fields),
     ``dropout``, ``n_outputs`` (targets predicted), the attention sizes
     ``n_heads`` and ``n_layers`` (read by the fusions that attend) and
@@ -33,19 +38,19 @@ class Fusion(nn.Module):
     uses_image, uses_metadata : bool
         Which modalities the fusion reads; the estimator drops the other.
     has_attention : bool
-        ``forward(..., return_attention=True)`` also returns attention maps.
-    uses_positions : bool
-        ``forward`` takes ``image_positions=``, the position code of every
-        image token ``(N, embed_dim)``
-        (:meth:`bmdkit.nn.backbones.ImageEncoder.forward`).
+        Whether :meth:`forward_attention` gives attention maps (set for each
+        subclass from whether it overrides the method).
     """
 
     name: str = ""
     uses_image = True
     uses_metadata = True
     has_attention = False
-    uses_positions = False
     out_features: int
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.has_attention = cls.forward_attention is not Fusion.forward_attention
 
     def __init__(self, *, embed_dim, n_numeric=0, cardinalities=(), dropout=0.1, n_outputs=1,
                  n_heads=4, n_layers=3, missing_image_token=False):
@@ -59,7 +64,7 @@ class Fusion(nn.Module):
         """``image_tokens`` ``(B, N, D)`` with every token of the ``missing`` rows ``(B,)``
         replaced by the learned "no image" token."""
         if not hasattr(self, "missing_image"):
-            raise ValueError("this network has no learned 'no image' token: it was built "
+            raise ParameterError("this network has no learned 'no image' token: it was built "
                              "without missing_image_token (fit with modality_dropout > 0)")
         token = self.missing_image.to(image_tokens.dtype).expand_as(image_tokens)
         return torch.where(missing.to(torch.bool)[:, None, None], token, image_tokens)
@@ -69,32 +74,39 @@ class Fusion(nn.Module):
         return RegressionHead(self.out_features, hidden_dim=self.embed_dim, dropout=self.dropout,
                               n_outputs=self.n_outputs)
 
-    def forward(self, image_tokens, numeric, categorical):  # pragma: no cover - abstract
+    def forward(self, image_tokens, numeric, categorical, image_positions=None):  # pragma: no cover
         raise NotImplementedError
 
+    def forward_attention(self, image_tokens, numeric, categorical, image_positions=None):
+        """``(fused vector, dict of attention maps)``, for a fusion with attention maps."""
+        with_attention = [name for name in fusion_names() if fusion_class(name).has_attention]
+        raise ParameterError(f"attention weights exist only for fusions with attention "
+                             f"({', '.join(with_attention)}), not {self.name!r}")
 
-def register_fusion(name):
-    """Class decorator adding a :class:`Fusion` to the registry under ``name``."""
+
+def register_fusion(name, *, label=None, summary=""):
+    """Class decorator adding a :class:`Fusion` of one's own to the registry under ``name``.
+
+    The built-in fusions are listed once, in :data:`bmdkit.registry.FUSIONS`;
+    ``label`` is the name shown in tables and reports (default: ``name``).
+    """
     def decorate(cls):
-        if name in _REGISTRY:
-            raise ValueError(f"a fusion named {name!r} is registered already")
+        FUSIONS.add(Entry(name, label or name, cls, summary))
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
     return decorate
 
 
 def fusion_names():
     """Names of the registered fusions, in registration order."""
-    return tuple(_REGISTRY)
+    return FUSIONS.names()
 
 
 def fusion_class(name):
-    """The :class:`Fusion` subclass registered as ``name``."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"fusion must be one of {fusion_names()}, got {name!r}") from None
+    """The :class:`Fusion` subclass registered as ``name`` (a ParameterError naming the others)."""
+    cls = FUSIONS.load(name)
+    cls.name = name
+    return cls
 
 
 def create_fusion(name, **kwargs):

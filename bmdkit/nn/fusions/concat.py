@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from bmdkit.nn.fusions.base import Fusion, register_fusion
+from bmdkit.nn.fusions.base import Fusion
 from bmdkit.nn.tokenizers import MetadataMLP
 
 __all__ = ["ConcatFusion"]
 
 
-@register_fusion("concat")
 class ConcatFusion(Fusion):
     """``[mean image token ; metadata MLP embedding]`` (``2 * embed_dim`` features)."""
 
@@ -20,5 +19,5 @@ class ConcatFusion(Fusion):
                                         dropout=dropout)
         self.out_features = 2 * embed_dim
 
-    def forward(self, image_tokens, numeric, categorical):
+    def forward(self, image_tokens, numeric, categorical, image_positions=None):
         return torch.cat([image_tokens.mean(1), self.metadata_mlp(numeric, categorical)], dim=1)

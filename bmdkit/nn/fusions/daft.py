@@ -20,13 +20,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bmdkit.nn.fusions.base import Fusion, register_fusion
+from bmdkit.nn.fusions.base import Fusion
 from bmdkit.nn.tokenizers import MetadataMLP
 
 __all__ = ["DAFTFusion"]
 
 
-@register_fusion("daft")
 class DAFTFusion(Fusion):
     """Metadata-driven scale and shift of the image feature map (``2 * embed_dim`` features)."""
 
@@ -46,7 +45,7 @@ class DAFTFusion(Fusion):
         )
         self.out_features = 2 * embed_dim
 
-    def forward(self, image_tokens, numeric, categorical):
+    def forward(self, image_tokens, numeric, categorical, image_positions=None):
         metadata = self.metadata_mlp(numeric, categorical)
         scale, shift = self.affine(torch.cat([image_tokens.mean(1), metadata], 1)).chunk(2, dim=1)
         modulated = self.norm(image_tokens) * (1 + scale[:, None]) + shift[:, None]

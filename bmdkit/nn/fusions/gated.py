@@ -15,13 +15,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bmdkit.nn.fusions.base import Fusion, register_fusion
+from bmdkit.nn.fusions.base import Fusion
 from bmdkit.nn.tokenizers import MetadataMLP
 
 __all__ = ["GatedFusion"]
 
 
-@register_fusion("gated")
 class GatedFusion(Fusion):
     """Per-sample, per-feature gate between image and metadata (``embed_dim`` features)."""
 
@@ -34,10 +33,10 @@ class GatedFusion(Fusion):
         self.gate = nn.Linear(2 * embed_dim, embed_dim)
         self.out_features = embed_dim
 
-    def forward(self, image_tokens, numeric, categorical, return_gate=False):
+    def forward(self, image_tokens, numeric, categorical, image_positions=None):
         image = image_tokens.mean(1)
         metadata = self.metadata_mlp(numeric, categorical)
         gate = torch.sigmoid(self.gate(torch.cat([image, metadata], dim=1)))
         fused = gate * torch.tanh(self.image_proj(image)) + (1 - gate) * torch.tanh(
             self.metadata_proj(metadata))
-        return (fused, gate) if return_gate else fused
+        return fused

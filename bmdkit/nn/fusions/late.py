@@ -10,14 +10,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bmdkit.nn.fusions.base import Fusion, register_fusion
+from bmdkit.nn.fusions.base import Fusion
 from bmdkit.nn.heads import RegressionHead
 from bmdkit.nn.tokenizers import MetadataMLP
 
 __all__ = ["LateFusion"]
 
 
-@register_fusion("late")
 class LateFusion(Fusion):
     """An image head and a metadata head; out: their ``2 * n_outputs`` predictions."""
 
@@ -33,7 +32,7 @@ class LateFusion(Fusion):
     def make_head(self):
         return _Combination(self.n_outputs)
 
-    def forward(self, image_tokens, numeric, categorical):
+    def forward(self, image_tokens, numeric, categorical, image_positions=None):
         return torch.cat([self.image_head(image_tokens.mean(1)),
                           self.metadata_head(self.metadata_mlp(numeric, categorical))], dim=1)
 

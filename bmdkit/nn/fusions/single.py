@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from bmdkit.nn.fusions.base import Fusion, register_fusion
+from bmdkit.nn.fusions.base import Fusion
 from bmdkit.nn.tokenizers import MetadataMLP
 
 __all__ = ["ImageOnlyFusion", "MetadataOnlyFusion"]
 
 
-@register_fusion("image")
 class ImageOnlyFusion(Fusion):
     """The mean image token; the metadata is not read."""
 
@@ -18,11 +17,10 @@ class ImageOnlyFusion(Fusion):
         super().__init__(embed_dim=embed_dim, dropout=dropout, **sizes)
         self.out_features = embed_dim
 
-    def forward(self, image_tokens, numeric, categorical):
+    def forward(self, image_tokens, numeric, categorical, image_positions=None):
         return image_tokens.mean(1)
 
 
-@register_fusion("metadata")
 class MetadataOnlyFusion(Fusion):
     """The metadata MLP embedding; no image is read (nor needed)."""
 
@@ -34,5 +32,5 @@ class MetadataOnlyFusion(Fusion):
                                         dropout=dropout)
         self.out_features = embed_dim
 
-    def forward(self, image_tokens, numeric, categorical):
+    def forward(self, image_tokens, numeric, categorical, image_positions=None):
         return self.metadata_mlp(numeric, categorical)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bmdkit.nn.fusions.base import Fusion, register_fusion
+from bmdkit.nn.fusions.base import Fusion
 from bmdkit.nn.tokenizers import MetadataMLP, MetadataTokenizer
 
 __all__ = ["BidirectionalCrossAttention", "CrossAttentionBlock", "MetadataPositionPooling",
@@ -127,8 +127,9 @@ class MetadataPositionPooling(nn.Module):
     pooling starts as the plain mean. The logits are not divided by
     ``sqrt(d)``: starting at zero, they need no taming at initialisation, and
     their scale sets how fast the weights can sharpen on the named place
-    (docs/model.md, bilateral cohort). Weights saved before this choice load
-    with the ``1 / sqrt(d)`` they were trained with (``logit_scale``).
+    (docs/model.md, bilateral cohort). Weights saved before this choice (model
+    format 1) load with the ``1 / sqrt(d)`` they were trained with (``logit_scale``,
+    set by the migration step of :mod:`bmdkit.persistence`).
     """
 
     def __init__(self, embed_dim):
@@ -140,24 +141,14 @@ class MetadataPositionPooling(nn.Module):
         # a buffer, so that a saved model keeps the scale its weights were trained with
         self.register_buffer("logit_scale", torch.tensor(1.0))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # weights saved before the scale was a buffer were trained with logits / sqrt(d)
-        state_dict.setdefault(prefix + "logit_scale",
-                              torch.tensor(self.key.out_features ** -0.5))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def forward(self, tokens, metadata, positions):
         logits = self.query(metadata) @ self.key(positions).T * self.logit_scale
         weights = logits.softmax(dim=-1)
         return torch.einsum("bn,bnd->bd", weights, tokens), weights
 
 
-@register_fusion("xattn")
 class XAttnFusion(Fusion):
     """XAttn-BMD: the concat path plus gated bidirectional cross-attention (``2 * embed_dim``)."""
-
-    has_attention = True
-    uses_positions = True
 
     def __init__(self, *, embed_dim, n_numeric=0, cardinalities=(), dropout=0.1, n_heads=4,
                  n_layers=3, **sizes):
@@ -171,12 +162,18 @@ class XAttnFusion(Fusion):
         self.image_pooling = MetadataPositionPooling(embed_dim)
         self.out_features = 2 * embed_dim
 
-    def forward(self, image_tokens, numeric, categorical, image_positions, return_attention=False):
+    def forward(self, image_tokens, numeric, categorical, image_positions=None):
+        return self._fuse(image_tokens, numeric, categorical, image_positions, False)[0]
+
+    def forward_attention(self, image_tokens, numeric, categorical, image_positions=None):
+        """``(fused, attention)``: the cross-attention maps per layer (``image_to_metadata``,
+        ``metadata_to_image``), ``layer_weights`` and the pooling weights ``image_pooling``."""
+        return self._fuse(image_tokens, numeric, categorical, image_positions, True)
+
+    def _fuse(self, image_tokens, numeric, categorical, image_positions, need_weights):
         image_tokens, attention = self.cross_attention(
-            image_tokens, self.tokenizer(numeric, categorical), return_attention=return_attention)
+            image_tokens, self.tokenizer(numeric, categorical), return_attention=need_weights)
         metadata = self.metadata_mlp(numeric, categorical)
         image, pooling = self.image_pooling(image_tokens, metadata, image_positions)
         fused = torch.cat([image, metadata], dim=1)
-        if not return_attention:
-            return fused
-        return fused, {**attention, "image_pooling": pooling}
+        return fused, ({**attention, "image_pooling": pooling} if need_weights else None)
