@@ -7,12 +7,13 @@ Usage (root, Debian: installs orthanc and dicom3tools if missing)::
 What it does, on SYNTHETIC phantoms (not clinical images):
 
 1. fits a small split-conformal Concat model (resnet10t, 64 px, 3 epochs) on
-   120 phantoms and writes ``--images`` others as 256 px CR DICOM files;
+   120 phantoms (256 px PNGs) and takes ``--images`` others of the same
+   SYNTHETIC cohort as CR DICOM files (``--image-size`` px on the long side,
+   default 256; e.g. 2048 for a CR film's size);
 2. starts Orthanc on loopback and ``bmdkit serve --forward`` to it, uploads
    the images and one non-image object (an Encapsulated PDF) to Orthanc, and
    has Orthanc send the first half of the images, then the bad object, then
-   the second half to the node (REST C-STORE, one request each; ``--shape``
-   resizes the films, e.g. to a CR film's 2048 x 1664);
+   the second half to the node (REST C-STORE, one request each);
 3. waits for every report in Orthanc, checks each with dciodvfy, checks that
    it references its image and carries the BMD ``bmdkit predict`` gives on the
    file (to 1e-6 g/cm2), and that the node still runs (then stops it: SIGTERM);
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pandas as pd  # noqa: E402
 import pydicom  # noqa: E402
-from dicom_cohort import COLUMNS, non_image_object, write_cr_dicoms  # noqa: E402
+from dicom_cohort import COLUMNS, cohort_dicoms, non_image_object  # noqa: E402
 from orthanc import ROOT, Node, Orthanc, free_port  # noqa: E402
 from test_dicomnode import report_values  # noqa: E402
 
@@ -48,8 +49,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--shape", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
-                        help="resize the 256 px phantoms to this, e.g. 2048 1664 (a CR film)")
+    parser.add_argument("--image-size", type=int, default=256,
+                        help="long side of the DICOM films in pixels, e.g. 2048 (a CR film's)")
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="bmdkit-pacs-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -57,13 +58,13 @@ def main(argv=None):
     from bmdkit.datasets import make_synthetic_cohort
     from bmdkit.uncertainty import ConformalBMDRegressor
 
-    X, y = make_synthetic_cohort(n=120 + args.images, image_size=256, random_state=1,
-                                 out_dir=out / "png")
+    n = 120 + args.images
+    X, y = make_synthetic_cohort(n=n, image_size=256, random_state=1, out_dir=out / "png")
     model = ConformalBMDRegressor(
         ConcatBMDRegressor(image_size=64, max_epochs=3, n_threads=1, random_state=0),
         method="split").fit(X[COLUMNS].iloc[:120], y[:120])
     model.save(out / "model")
-    files = write_cr_dicoms(X.iloc[120:], out / "dicom", shape=args.shape)
+    files = cohort_dicoms(n, args.image_size, 1, range(120, n), out / "dicom")
     uids = [pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in files]
     port = free_port()
     orthanc = Orthanc("/usr/sbin/Orthanc", out / "orthanc", node_port=port)

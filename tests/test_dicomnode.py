@@ -7,16 +7,14 @@ commands and pynetdicom directly, with a tiny conformal model fitted once.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from dicom_cohort import tiny_model_and_dicoms
+from dicom_cohort import dciodvfy_errors, tiny_model_and_dicoms
 from pydicom.uid import generate_uid
-from system_packages import ensure_debian_package
 
 from bmdkit import cli
 
@@ -29,13 +27,6 @@ pytest.importorskip("fhir.resources")
 def node_setup(tmp_path_factory):
     """(model folder, folder of 6 CR DICOMs): a split-conformal Concat model on 32 px phantoms."""
     return tiny_model_and_dicoms(tmp_path_factory.mktemp("dicomnode"))
-
-
-def dciodvfy_errors(path):
-    """The lines of dciodvfy's report on ``path`` that are errors."""
-    dciodvfy = ensure_debian_package("dicom3tools", provides="dciodvfy")
-    out = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True)
-    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
 
 
 def report_values(report):

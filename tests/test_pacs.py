@@ -15,10 +15,10 @@ import urllib.error
 import pandas as pd
 import pydicom
 import pytest
-from dicom_cohort import non_image_object, tiny_model_and_dicoms
+from dicom_cohort import dciodvfy_errors, non_image_object, tiny_model_and_dicoms
 from orthanc import Node, Orthanc, free_port
 from system_packages import ensure_debian_package
-from test_dicomnode import dciodvfy_errors, report_values
+from test_dicomnode import report_values
 
 from bmdkit import cli
 

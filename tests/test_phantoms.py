@@ -143,6 +143,18 @@ def test_dicom_headers_match_the_metadata(tmp_path):
     assert len(uids) == 4
 
 
+@pytest.mark.parametrize("view", ["hip", "pelvis"])
+def test_the_cohort_dicoms_are_valid_cr_images(tmp_path, view):
+    """dciodvfy (dicom3tools) finds no error in a cohort film: every type 1 and 2 attribute of
+    the CR Image IOD is there, and none that a condition forbids."""
+    pytest.importorskip("pydicom")
+    from dicom_cohort import dciodvfy_errors
+
+    X, _ = make_synthetic_cohort(n=1, image_size=32, out_dir=tmp_path, view=view,
+                                 image_format="dicom")
+    assert dciodvfy_errors(X["image_path"][0]) == []
+
+
 def test_the_film_has_the_physical_pixel_spacing_and_orientation(tmp_path):
     X, _, truth = make_synthetic_cohort(n=2, image_size=1024, random_state=0, out_dir=tmp_path,
                                         view="pelvis", return_truth=True)

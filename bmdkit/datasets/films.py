@@ -10,6 +10,7 @@ from bmdkit.files import atomic_path
 __all__ = ["save_dicom", "save_png", "save_tiff"]
 
 _UID_ROOT = "bmdkit-synthetic-cohort-v2"
+_STUDY_DATE, _STUDY_TIME = "20260101", "120000"
 
 
 def save_png(path, image):
@@ -40,8 +41,17 @@ def save_dicom(path, image, *, spacing, patient, view, laterality, key):
     laterality : {"R", "L"} or None
         Laterality (the hip of a hip film; ``None`` for a pelvis).
     key : sequence of str
-        Identifies the film (seed, subject, size): its UIDs are derived from it,
-        so the same cohort gets the same UIDs.
+        Identifies the film (seed, subject, size): its UIDs and
+        AccessionNumber are derived from it, so the same cohort gets the same
+        headers.
+
+    Notes
+    -----
+    The header is a complete CR Image object (dciodvfy finds no error): the
+    type 2 attributes without a synthetic value (PatientBirthDate,
+    ReferringPhysicianName) are present and empty, StudyDate/StudyTime are a
+    fixed date, PatientOrientation is that of an AP film (L, F) and
+    Manufacturer names bmdkit's SYNTHETIC phantoms.
     """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -61,12 +71,19 @@ def save_dicom(path, image, *, spacing, patient, view, laterality, key):
     ds.SeriesInstanceUID = uid("series", *subject, view)
     ds.Modality, ds.ViewPosition, ds.BodyPartExamined = "CR", "AP", view.upper()
     ds.PatientName, ds.PatientID = "SYNTHETIC^PHANTOM", "SYNTH-" + "-".join(subject)
+    ds.PatientBirthDate, ds.ReferringPhysicianName = "", ""
+    # SH: 16 characters at most, one per study
+    ds.AccessionNumber = "SYN" + ds.StudyInstanceUID.rsplit(".", 1)[-1][-12:]
+    ds.StudyDate, ds.StudyTime = _STUDY_DATE, _STUDY_TIME
+    ds.StudyDescription = f"SYNTHETIC {view} phantom"
+    ds.Manufacturer = "bmdkit SYNTHETIC phantom"
+    ds.PatientOrientation = ["L", "F"]  # AP: the patient's left to the right, feet down
     ds.PatientAge = f"{int(patient['age_at_xray']):03d}Y"
     ds.PatientSex = patient["sex"]
     ds.PatientSize = f"{patient['height_cm'] / 100:.3f}"
     ds.PatientWeight = f"{patient['weight_kg']:.1f}"
     if laterality is not None:
-        ds.Laterality = laterality
+        ds.Laterality = laterality  # not also ImageLaterality: the CR IOD allows one of them
     ds.SeriesDescription = ds.ImageComments = "SYNTHETIC phantom, not a clinical image"
     ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "1", 1, 1
     ds.PixelSpacing = ds.ImagerPixelSpacing = [f"{spacing:.6g}"] * 2

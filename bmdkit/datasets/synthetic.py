@@ -107,8 +107,9 @@ def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None, *
     view : {"hip", "pelvis"}, default="hip"
     image_format : {"png", "dicom"}, default="png"
         16-bit PNG, or DICOM CR with PatientAge, PatientSex, PatientSize,
-        PatientWeight, PixelSpacing, ViewPosition, Laterality (hip films) and
-        study, series and instance UIDs.
+        PatientWeight, PixelSpacing, ViewPosition, Laterality (hip films),
+        AccessionNumber and study, series and instance UIDs: a complete CR
+        Image header (:func:`bmdkit.datasets.films.save_dicom`).
     sites : tuple of str, default=("femoral_neck",)
         DXA sites of y, from ``"femoral_neck"`` and ``"total_hip"``: one site
         gives a 1-D y, several a DataFrame with one column each.
