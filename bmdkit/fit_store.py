@@ -33,6 +33,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
+from bmdkit.errors import SavedFileError
 from bmdkit.files import atomic_path, write_text
 from bmdkit.fingerprints import data_fingerprint, model_key
 
@@ -44,7 +45,7 @@ STORE_VERSION = 1
 MANIFEST = "manifest.json"
 
 
-class StoreMismatchError(ValueError):
+class StoreMismatchError(SavedFileError):
     """The store holds fits of other data, folds or model settings than those asked for."""
 
 

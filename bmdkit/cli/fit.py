@@ -93,12 +93,13 @@ def _prepare_checkpoints(args, model, X, y):
     """Discard the checkpoints of an earlier run in ``--checkpoint`` unless ``--resume``;
     refuse ``--resume`` when they are all of other fits (other data or settings)."""
     from bmdkit.checkpoint import CHECKPOINT_GLOB, checkpoint_path, fit_fingerprint
+    from bmdkit.errors import SavedFileError
 
     folder = Path(args.checkpoint)
     found = sorted(folder.glob(CHECKPOINT_GLOB))
     discard_unless_resumed(found, args, "the checkpoints of an earlier run")
     if (args.resume and found and not args.conformal
             and checkpoint_path(folder, fit_fingerprint(model, X, y)) not in found):
-        raise ValueError(
+        raise SavedFileError(
             f"--checkpoint {folder} holds checkpoints of other fits only (other data or "
             "settings): resume with those of the first run, or choose another folder")
