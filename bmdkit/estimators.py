@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from bmdkit.losses import LOSSES, TargetDensityWeights, make_criterion
 from bmdkit.nn import PRECISIONS, BMDNet, fusion_class
 from bmdkit.nn.backbones import check_tiles
 from bmdkit.nn.frozen import FrozenFeatureDataset
+from bmdkit.nn.weights import check_backbone_file
 from bmdkit.persistence import load, register_estimator, save
 from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame
 from bmdkit.rng import FitRandomness
@@ -94,7 +96,12 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     backbone : str, default="resnet10t"
         timm model name of the image encoder.
     pretrained : bool or path, default=False
-        ``False``, or a local weights file for the backbone (no hub download).
+        ``False``, or a local weights file for the backbone (no hub download),
+        e.g. one written by ``bmdkit pretrain`` from unlabelled radiographs
+        (:func:`bmdkit.pretraining.pretrain_backbone`, docs/pretraining.md):
+        it records its backbone (another ``backbone`` is a ValueError naming
+        both), input normalisation (used as recorded), image size and
+        contrast (a different one warns). Its defaults are this estimator's.
     image_size : int, default=64
         Side of the square network input in pixels. The defaults (resnet10t,
         64 px, 20 epochs) are the configuration measured to learn on the demo
@@ -333,9 +340,23 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         if self.missing_image not in MISSING_IMAGE_POLICIES:
             raise ValueError(f"missing_image must be one of {MISSING_IMAGE_POLICIES}, got "
                              f"{self.missing_image!r}")
+        self._check_pretrained()
         if self.n_threads is not None and not (
                 isinstance(self.n_threads, numbers.Integral) and self.n_threads >= 1):
             raise ValueError(f"n_threads must be None or a positive integer, got {self.n_threads!r}")
+
+    def _check_pretrained(self):
+        """A ``bmdkit pretrain`` file of another backbone is an error; other settings warn."""
+        if self.pretrained in (False, None, True) or not fusion_class(self.fusion).uses_image:
+            return
+        recorded = check_backbone_file(self.pretrained, self.backbone)
+        if recorded is None:
+            return
+        for name, value in (("image_size", self.image_size), ("contrast", self.contrast)):
+            if recorded[name] != value:
+                warnings.warn(f"pretrained weights {self.pretrained} were trained with {name}="
+                              f"{recorded[name]!r}, this model has {name}={value!r}",
+                              UserWarning, stacklevel=4)
 
     def _metadata_frame(self, X):
         """X as the preprocessor should see it for this fusion."""

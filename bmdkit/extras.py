@@ -6,6 +6,7 @@ extra                     brings, for
 ``tune``                  optuna, optuna-integration: :mod:`bmdkit.tuning`, ``bmdkit tune``
 ``archive``               pyarrow: Parquet output of ``bmdkit predict``
 ``distributed``           Dask, psycopg, Accelerate: :mod:`bmdkit.scaleout`
+``pretrain``              lightly: :mod:`bmdkit.pretraining`, ``bmdkit pretrain``
 ========================  ==============================================================
 
 The compressed-DICOM codecs (python-gdcm, pylibjpeg) are not an extra: reading

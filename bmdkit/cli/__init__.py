@@ -39,7 +39,7 @@ __all__ = ["COMMANDS", "MODELS", "add_data_options", "add_groups_option", "add_m
            "prediction_columns", "read_data", "write_results"]
 
 #: The commands, in ``--help`` order: ``bmdkit NAME`` is the module ``bmdkit.cli.NAME``.
-COMMANDS = ("demo", "cv", "ablation", "fit", "predict", "report", "tune", "bench")
+COMMANDS = ("demo", "cv", "ablation", "fit", "predict", "report", "tune", "bench", "pretrain")
 
 
 def build_parser():
