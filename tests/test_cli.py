@@ -13,7 +13,7 @@ import bmdkit
 from bmdkit import cli
 from bmdkit.cli import demo as demo_command
 
-COMMANDS = ["demo", "cv", "ablation", "fit", "predict", "report"]
+COMMANDS = ["demo", "cv", "ablation", "fit", "predict", "report", "pretrain"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -125,3 +125,18 @@ def test_killed_pretrain_resumes_where_it_stopped(cohort, tmp_path):
 
     a, b = load_file(out), load_file(whole)
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_cli_fit_takes_the_file_as_a_param(cohort, weights, tmp_path):
+    from bmdkit import cli, load
+
+    _, X, y = cohort
+    csv = tmp_path / "cohort.csv"
+    X.assign(bmd=y).to_csv(csv, index=False)
+    cli.main(["fit", "--csv", str(csv), "--target", "bmd", "--model", "concat", "--out",
+              str(tmp_path / "model"), "--epochs", "1", "--image-size", str(SIZE),
+              "--param", f"pretrained={weights}", "--param", "freeze_backbone=true"])
+    model = load(tmp_path / "model")
+    assert model.pretrained == str(weights)
+    saved = backbone_file_metadata(weights)
+    assert float(model.net_.module_.image_encoder.input_mean) == pytest.approx(saved["input_mean"])
