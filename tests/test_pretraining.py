@@ -140,3 +140,14 @@ def test_cli_fit_takes_the_file_as_a_param(cohort, weights, tmp_path):
     assert model.pretrained == str(weights)
     saved = backbone_file_metadata(weights)
     assert float(model.net_.module_.image_encoder.input_mean) == pytest.approx(saved["input_mean"])
+
+
+def test_dicom_dir_gives_every_dicom_file(tmp_path):
+    from bmdkit.cli.pretrain import image_paths
+
+    X, _ = make_synthetic_cohort(n=3, image_size=32, random_state=3, out_dir=tmp_path / "dcm",
+                                 image_format="dicom")
+    (tmp_path / "dcm" / "notes.txt").write_text("not an image")
+    args = build_parser().parse_args(["pretrain", "--dicom-dir", str(tmp_path / "dcm"),
+                                      "--out", "w.safetensors"])
+    assert sorted(image_paths(args)) == sorted(X.image_path)
