@@ -7,6 +7,7 @@ estimators' defaults (resnet10t, 64 px, 20 epochs), RepeatedBMDStratifiedKFold
     python examples/pretraining_phantoms.py data --out DIR             # DIR/labelled.csv (120), DIR/unlabelled.csv (1500)
     bmdkit pretrain --csv DIR/unlabelled.csv --out DIR/hips.safetensors --threads 1
     python examples/pretraining_phantoms.py cv --out DIR               # DIR/cv.json: scratch, pretrained, frozen
+    python examples/pretraining_phantoms.py cv --out DIR --model xattn --conditions scratch pretrained
     python examples/pretraining_phantoms.py figure --out DIR --figure docs/img/pretraining.png
 
 Results and discussion: docs/pretraining.md. SYNTHETIC data, not clinical evidence.
@@ -40,10 +41,15 @@ def make_data(out, n_labelled=120, n_unlabelled=1500):
     U[["image_path"]].to_csv(out / "unlabelled.csv", index=False)
 
 
-def cross_validate(out, conditions=CONDITIONS, weights=None):
-    """Per-fold R² of each condition, written to ``out/cv.json`` after each condition."""
-    from bmdkit import ConcatBMDRegressor
+def cross_validate(out, conditions=CONDITIONS, weights=None, model="concat"):
+    """Per-fold R² of each condition, written to ``out/cv.json`` after each condition.
+
+    Keys: the condition for Concat, ``"xattn/<condition>"`` for XAttn.
+    """
+    from bmdkit import ConcatBMDRegressor, XAttnBMDRegressor
     from bmdkit.model_selection import RepeatedBMDStratifiedKFold
+
+    estimator = {"concat": ConcatBMDRegressor, "xattn": XAttnBMDRegressor}[model]
 
     weights = str(weights or out / "hips.safetensors")
     params = {"scratch": {}, "pretrained": {"pretrained": weights},
@@ -56,24 +62,27 @@ def cross_validate(out, conditions=CONDITIONS, weights=None):
     for name in conditions:
         r2, predictions, start = [], np.zeros((2, len(y))), time.perf_counter()
         for k, (train, test) in enumerate(folds):
-            model = ConcatBMDRegressor(random_state=k, n_threads=1, **params[name])
-            predictions[k // 5, test] = model.fit(X.iloc[train], y[train]).predict(X.iloc[test])
+            fitted = estimator(random_state=k, n_threads=1, **params[name]).fit(X.iloc[train],
+                                                                               y[train])
+            predictions[k // 5, test] = fitted.predict(X.iloc[test])
             r2.append(float(r2_score(y[test], predictions[k // 5, test])))
-            print(f"{name} fold {k}: R2 {r2[-1]:.4f} ({time.perf_counter() - start:.0f} s)",
+            print(f"{model} {name} fold {k}: R2 {r2[-1]:.4f} ({time.perf_counter() - start:.0f} s)",
                   flush=True)
-        results[name] = dict(r2=r2, mean_r2=float(np.mean(r2)), seconds=time.perf_counter() - start,
+        results[name if model == "concat" else f"{model}/{name}"] = dict(r2=r2, mean_r2=float(np.mean(r2)), seconds=time.perf_counter() - start,
                              pooled_r2_by_repeat=[float(r2_score(y, p)) for p in predictions])
         path.write_text(json.dumps(results, indent=1))
     return results
 
 
 def summary(results):
-    """One row per condition: mean fold R², its difference from scratch, folds better, time."""
+    """One row per condition: mean fold R², its difference from the model's scratch, folds
+    better, time."""
     rows = []
-    base = np.array(results["scratch"]["r2"]) if "scratch" in results else None
     for name, r in results.items():
         r2 = np.array(r["r2"])
-        diff = r2 - base if base is not None and name != "scratch" else None
+        scratch = name.rpartition("/")[0] + "/scratch" if "/" in name else "scratch"
+        base = np.array(results[scratch]["r2"]) if scratch in results else None
+        diff = r2 - base if base is not None and name != scratch else None
         rows.append(dict(condition=name, mean_r2=r2.mean(), sd=r2.std(ddof=1),
                          minus_scratch=np.nan if diff is None else diff.mean(),
                          folds_better=np.nan if diff is None else int((diff > 0).sum()),
@@ -89,16 +98,20 @@ def figure(out, path):
     import matplotlib.pyplot as plt
 
     results = json.loads((out / "cv.json").read_text())
-    names = [n for n in CONDITIONS if n in results]
-    fig, ax = plt.subplots(figsize=(5, 4))
-    values = np.array([results[n]["r2"] for n in names])
-    ax.plot(range(len(names)), values, color="0.7", lw=0.8)
-    ax.plot(range(len(names)), values.mean(axis=1), "ko-", lw=2, label="mean of 10 folds")
-    ax.set_xticks(range(len(names)), names)
-    ax.set_ylabel("R² (held-out fold)")
-    ax.set_title("Concat, 120 labelled SYNTHETIC hip phantoms\n5-fold × 2, 64 px, 20 epochs",
-                 fontsize=9)
-    ax.legend(fontsize=8)
+    panels = [(title, [(n, prefix + n) for n in CONDITIONS if prefix + n in results])
+              for title, prefix in (("Concat", ""), ("XAttn", "xattn/"))]
+    panels = [(title, names) for title, names in panels if names]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False,
+                             sharey=True)
+    for ax, (title, names) in zip(axes[0], panels):
+        values = np.array([results[key]["r2"] for _, key in names])
+        ax.plot(range(len(names)), values, color="0.7", lw=0.8)
+        ax.plot(range(len(names)), values.mean(axis=1), "ko-", lw=2, label="mean of 10 folds")
+        ax.set_xticks(range(len(names)), [label for label, _ in names])
+        ax.set_title(f"{title}: 120 labelled SYNTHETIC hip phantoms\n5-fold × 2, 64 px, "
+                     "20 epochs", fontsize=9)
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("R² (held-out fold)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(summary(results).round(4).to_string())
@@ -110,6 +123,7 @@ def main():
     parser.add_argument("step", choices=("data", "cv", "figure"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=CONDITIONS)
+    parser.add_argument("--model", choices=("concat", "xattn"), default="concat")
     parser.add_argument("--weights", type=Path, help="default: OUT/hips.safetensors")
     parser.add_argument("--figure", type=Path, default=Path("pretraining.png"))
     args = parser.parse_args()
@@ -117,7 +131,8 @@ def main():
     if args.step == "data":
         make_data(args.out)
     elif args.step == "cv":
-        print(summary(cross_validate(args.out, args.conditions, args.weights)).round(4).to_string())
+        results = cross_validate(args.out, args.conditions, args.weights, args.model)
+        print(summary(results).round(4).to_string())
     else:
         figure(args.out, args.figure)
 
