@@ -6,8 +6,8 @@ estimators' defaults (resnet10t, 64 px, 20 epochs), RepeatedBMDStratifiedKFold
 
     python examples/pretraining_phantoms.py data --out DIR             # DIR/labelled.csv (120), DIR/unlabelled.csv (1500)
     bmdkit pretrain --csv DIR/unlabelled.csv --out DIR/hips.safetensors --threads 1
-    python examples/pretraining_phantoms.py cv --out DIR               # DIR/cv.json: scratch, pretrained, frozen
-    python examples/pretraining_phantoms.py cv --out DIR --model xattn --conditions scratch pretrained
+    python examples/pretraining_phantoms.py cv --out DIR               # DIR/cv.json: scratch, pretrained, frozen, random-frozen
+    python examples/pretraining_phantoms.py cv --out DIR --model xattn
     python examples/pretraining_phantoms.py figure --out DIR --figure docs/img/pretraining.png
 
 Results and discussion: docs/pretraining.md. SYNTHETIC data, not clinical evidence.
@@ -26,7 +26,7 @@ from sklearn.metrics import r2_score
 
 import bmdkit  # noqa: F401  (before torch: bmdkit's OpenMP settings)
 
-CONDITIONS = ("scratch", "pretrained", "frozen")
+CONDITIONS = ("scratch", "pretrained", "frozen", "random-frozen")
 
 
 def make_data(out, n_labelled=120, n_unlabelled=1500):
@@ -53,7 +53,8 @@ def cross_validate(out, conditions=CONDITIONS, weights=None, model="concat"):
 
     weights = str(weights or out / "hips.safetensors")
     params = {"scratch": {}, "pretrained": {"pretrained": weights},
-              "frozen": {"pretrained": weights, "freeze_backbone": True}}
+              "frozen": {"pretrained": weights, "freeze_backbone": True},
+              "random-frozen": {"freeze_backbone": True}}  # the control: frozen, not pretrained
     table = pd.read_csv(out / "labelled.csv")
     X, y = table.drop(columns=["fn_bmd"]), table["fn_bmd"].to_numpy()
     folds = list(RepeatedBMDStratifiedKFold(5, n_repeats=2, random_state=0).split(X, y))

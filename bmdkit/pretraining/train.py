@@ -27,7 +27,7 @@ DEFAULTS = dict(backbone="resnet10t", image_size=64, contrast="percentile", meth
                 epochs=20, batch_size=64, lr=1e-3, weight_decay=1e-4)
 #: Settings a resumed run must share with the run that wrote the state.
 _SAME_ON_RESUME = ("backbone", "image_size", "contrast", "method", "batch_size", "lr",
-                   "weight_decay", "random_state", "n_images")
+                   "weight_decay", "random_state", "n_images", "views")
 
 
 def resume_path(out):
@@ -53,7 +53,7 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
                       image_size=DEFAULTS["image_size"], method=DEFAULTS["method"],
                       epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"],
                       lr=DEFAULTS["lr"], weight_decay=DEFAULTS["weight_decay"],
-                      contrast=DEFAULTS["contrast"], cache_dir=None, resume=False,
+                      contrast=DEFAULTS["contrast"], views=None, cache_dir=None, resume=False,
                       random_state=0, n_threads=None, progress=True):
     """Pretrain a timm backbone on unlabelled radiographs and save it for the estimators.
 
@@ -86,6 +86,9 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
         AdamW's.
     contrast : str, default="percentile"
         Contrast normalisation (:func:`bmdkit.io.normalise_contrast`), the estimators'.
+    views : dict or None, default=None
+        Keyword arguments of :func:`~bmdkit.pretraining.views.radiograph_views`
+        (e.g. ``{"window": 0, "gamma": 1}``: no intensity changes); ``None``: its defaults.
     cache_dir : str or None, default=None
         Disk cache of decoded images (see :func:`bmdkit.io.load_images`).
     resume : bool, default=False
@@ -128,7 +131,7 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
     settings = dict(backbone=backbone, image_size=int(image_size), contrast=contrast,
                     method=method, batch_size=int(min(batch_size, len(paths))), lr=float(lr),
                     weight_decay=float(weight_decay), random_state=int(random_state),
-                    n_images=len(paths))
+                    n_images=len(paths), views=dict(views or {}))
     mean, std = float(np.mean(images, dtype=np.float64)), float(np.std(images, dtype=np.float64))
     state_file = resume_path(out)
     with torch_threads(n_threads), torch.random.fork_rng(devices=[]):
@@ -139,7 +142,7 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
         if resume and state_file.is_file():
             first, losses = _restore(state_file, settings, model, optimizer)
         loader = torch.utils.data.DataLoader(
-            _Views(images, radiograph_views(image_size)), batch_size=settings["batch_size"],
+            _Views(images, radiograph_views(image_size, **settings["views"])), batch_size=settings["batch_size"],
             shuffle=True, drop_last=True, generator=torch.Generator())
         bar = tqdm(total=epochs * len(loader), initial=first * len(loader), unit="step",
                    desc=f"pretrain {method} {backbone}", disable=not progress)
@@ -149,7 +152,7 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
                 loader.generator.manual_seed(random_state * 100_003 + epoch)
                 losses.append(_epoch(model, optimizer, loader, mean, std, bar, epoch))
                 _save_state(state_file, settings, model, optimizer, epoch + 1, losses)
-    notes = dict(method=method, epochs=len(losses), images=len(paths),
+    notes = dict(method=method, epochs=len(losses), images=len(paths), views=settings["views"],
                  final_loss=f"{losses[-1]:.4f}" if losses else "nan")
     save_backbone_weights(out, model.backbone, name=backbone, image_size=image_size,
                           input_mean=mean, input_std=std, contrast=contrast, **notes)
