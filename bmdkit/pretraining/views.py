@@ -4,8 +4,12 @@ Radiographs are not photographs: there is no colour to jitter, and a
 left-right flip turns a right hip into a left one, a difference the
 estimators read (the R/L marker, the side of the film). The views change
 what varies between films of one hip: framing (crop and resize),
-positioning (small rotation), exposure and reader processing (intensity
-window and gamma), focal spot and detector blur, and quantum noise.
+positioning (small rotation), focal spot and detector blur, quantum noise
+and, when asked for, exposure and reader processing (intensity window and
+gamma). The intensity changes are off by default: in a radiograph the BMD
+signal is grey level, a contrastive method learns to ignore what its views
+change, and on the SYNTHETIC phantoms pretraining without them did as well
+or better (docs/pretraining.md).
 """
 
 from __future__ import annotations
@@ -46,15 +50,16 @@ class RandomWindowGamma(torch.nn.Module):
 
 
 def radiograph_views(image_size, *, n_views=2, crop_scale=(0.5, 1.0), rotation=10.0,
-                     window=0.1, gamma=1.5, blur_sigma=(0.1, 1.0), noise=0.02):
+                     window=0.0, gamma=1.0, blur_sigma=(0.1, 1.0), noise=0.02):
     """The transform making ``n_views`` random views of one ``(1, H, W)`` image in [0, 1].
 
     A :class:`lightly.transforms.multi_view_transform.MultiViewTransform` of
     torchvision transforms: random resized crop (``crop_scale`` of the area,
     aspect ratio 4:5 to 5:4), rotation up to ``rotation`` degrees, intensity
-    window and gamma (:class:`RandomWindowGamma`), Gaussian blur (half of the
-    views) and Gaussian noise of standard deviation ``noise``. No colour
-    jitter and no flip.
+    window and gamma (:class:`RandomWindowGamma`; off with the defaults
+    ``window=0``, ``gamma=1``; e.g. ``window=0.1, gamma=1.5`` turns it on),
+    Gaussian blur (half of the views) and Gaussian noise of standard
+    deviation ``noise``. No colour jitter and no flip.
 
     Examples
     --------
