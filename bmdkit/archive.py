@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from bmdkit.errors import InputError, MissingFileError, ParameterError
+from bmdkit.errors import InputError, ParameterError
 
 __all__ = ["ArchiveRun", "load_model", "predict_archive", "prediction_columns", "result_columns",
            "write_results"]
@@ -104,16 +104,10 @@ def _dicom_rows(root, model, *, metadata, key):
     """(rows to write, model inputs, key column, {position: why not predicted}) of a folder."""
     import pandas as pd
 
-    from bmdkit.io import DICOM_FIELDS, dicom_metadata_problems, read_dicom_metadata
-    from bmdkit.io.readers import DICOM_SUFFIXES
+    from bmdkit.io import DICOM_FIELDS, dicom_files, dicom_metadata_problems, read_dicom_metadata
 
     root = Path(root)
-    if not root.is_dir():
-        raise MissingFileError(f"--dicom-dir {root} is not a folder")
-    relative = sorted(
-        p.relative_to(root).as_posix() for p in root.rglob("*")
-        if p.is_file() and (p.suffix.lower() in DICOM_SUFFIXES or not p.suffix)
-        and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    relative = dicom_files(root)
     image_col = model.image_col
     rows = pd.DataFrame({image_col: relative})
     skip = {}

@@ -39,6 +39,7 @@ from bmdkit.losses import TargetDensityWeights, make_criterion, uses_density_wei
 from bmdkit.nn import BMDNet, fusion_class
 from bmdkit.nn.backbones import check_tiles
 from bmdkit.nn.frozen import FrozenFeatureDataset
+from bmdkit.nn.weights import check_pretrained
 from bmdkit.params import validate_params
 from bmdkit.persistence import load, register_estimator, save
 from bmdkit.preprocessing import BMDPreprocessor, TargetScaling, as_frame, site_names_of
@@ -79,7 +80,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
     backbone : str, default="resnet10t"
         timm model name of the image encoder.
     pretrained : bool or path, default=False
-        ``False``, or a local weights file for the backbone (no hub download).
+        ``False``, or a local weights file (no hub download), e.g. from ``bmdkit
+        pretrain`` (docs/pretraining.md; :func:`bmdkit.nn.weights.check_pretrained`).
     image_size : int, default=64
         Side of the square network input in pixels. Why the defaults
         (resnet10t, 64 px, 20 epochs), and what larger images need: docs/performance.md.
@@ -294,6 +296,8 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
             raise ParameterError(
                 f"embed_dim ({self.embed_dim}) must be divisible by n_heads ({self.n_heads})"
             )
+        if fusion_class(self.fusion).uses_image:
+            check_pretrained(self.pretrained, self.backbone, self.image_size, self.contrast)
 
     def _metadata_frame(self, X):
         """X as the preprocessor should see it for this fusion."""

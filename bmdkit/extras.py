@@ -8,6 +8,7 @@ extra                     brings, for
 ``distributed``           Dask, psycopg, Accelerate: :mod:`bmdkit.scaleout`
 ``dicom-node``            highdicom, pynetdicom, fhir.resources: :mod:`bmdkit.dicomnode`,
                           ``bmdkit serve``, ``bmdkit predict --sr-dir/--fhir-dir``
+``pretrain``              lightly: :mod:`bmdkit.pretraining`, ``bmdkit pretrain``
 ========================  ==============================================================
 
 The compressed-DICOM codecs (python-gdcm, pylibjpeg) are not an extra: reading

@@ -14,7 +14,7 @@ import bmdkit
 from bmdkit import cli
 from bmdkit.cli import demo as demo_command
 
-COMMANDS = ["demo", "cv", "ablation", "fit", "predict", "serve", "report"]
+COMMANDS = ["demo", "cv", "ablation", "fit", "predict", "serve", "report", "pretrain"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

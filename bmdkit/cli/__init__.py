@@ -41,7 +41,7 @@ __all__ = ["COMMANDS", "MODELS", "add_data_options", "add_groups_option", "add_m
 
 #: The commands, in ``--help`` order: ``bmdkit NAME`` is the module ``bmdkit.cli.NAME``.
 COMMANDS = ("demo", "cv", "ablation", "fit", "predict", "serve", "report", "tune", "bench",
-            "doctor")
+            "doctor", "pretrain")
 
 
 def build_parser():

@@ -16,11 +16,35 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["ImageInfo", "header_problem", "read_image"]
+from bmdkit.errors import MissingFileError
+
+__all__ = ["ImageInfo", "dicom_files", "header_problem", "read_image"]
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 #: ITU-R BT.601 luma weights, the ones Pillow's ``convert("L")`` uses.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+
+
+def dicom_files(root):
+    """The DICOM files under the folder ``root``, relative to it, sorted (POSIX separators).
+
+    Files ending in ``.dcm`` or ``.dicom`` or without a suffix (as PACS
+    exports often are), hidden files and folders left out.
+
+    Raises
+    ------
+    bmdkit.errors.MissingFileError
+        When ``root`` is not a folder (a FileNotFoundError).
+    """
+    from pathlib import Path
+
+    root = Path(root)
+    if not root.is_dir():
+        raise MissingFileError(f"--dicom-dir {root} is not a folder")
+    return sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*")
+        if p.is_file() and (p.suffix.lower() in DICOM_SUFFIXES or not p.suffix)
+        and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 @dataclass(frozen=True)

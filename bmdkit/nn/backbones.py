@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from bmdkit.errors import MissingFileError, ParameterError
+from bmdkit.nn.weights import check_backbone_file, load_backbone_weights
 
 __all__ = ["check_backbone", "check_tiles", "create_backbone", "ImageEncoder", "join_tiles", "split_tiles"]
 
@@ -23,8 +24,10 @@ def create_backbone(name="resnet18", *, pretrained=False, in_chans=1):
     name : str
         Any timm model name (``timm.list_models()``).
     pretrained : bool or str or os.PathLike, default=False
-        ``False`` for random initialisation; a path to a local weights file
-        (``.safetensors``, ``.pth`` or ``.bin``), which timm adapts to
+        ``False`` for random initialisation; a path to a local weights file:
+        one of ``bmdkit pretrain`` (:mod:`bmdkit.nn.weights`; its backbone
+        must be ``name``, else a ValueError names both), or a timm
+        ``.safetensors``, ``.pth`` or ``.bin``, which timm adapts to
         ``in_chans`` and to the missing classifier. ``True`` asks timm's hub,
         which only works where the hub is reachable.
     in_chans : int, default=1
@@ -50,6 +53,8 @@ def create_backbone(name="resnet18", *, pretrained=False, in_chans=1):
     path = os.fspath(pretrained)
     if not os.path.isfile(path):
         raise MissingFileError(f"pretrained weights file not found: {path}")
+    if check_backbone_file(path, name) is not None:
+        return load_backbone_weights(timm.create_model(name, pretrained=False, **kwargs), path)
     return timm.create_model(
         name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **kwargs
     )
@@ -183,7 +188,11 @@ class ImageEncoder(nn.Module):
         self.tiles = check_tiles(tiles)
         self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=1)
         mean, std = 0.0, 1.0
-        if pretrained not in (False, None):
+        recorded = None if pretrained in (False, None, True) else check_backbone_file(
+            pretrained, backbone)
+        if recorded is not None:
+            mean, std = recorded["input_mean"], recorded["input_std"]
+        elif pretrained not in (False, None):
             config = self.backbone.pretrained_cfg
             mean, std = float(sum(config["mean"])) / 3, float(sum(config["std"])) / 3
         # buffers, so that a saved model keeps the normalisation its weights were trained with

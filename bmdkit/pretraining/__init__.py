@@ -1,0 +1,21 @@
+"""Self-supervised pretraining of the image backbone on unlabelled radiographs.
+
+``bmdkit pretrain`` / :func:`pretrain_backbone` teach a timm backbone from
+the radiographs that have no DXA scan beside them, and save it as a weights
+file that every estimator takes as ``pretrained="weights.safetensors"``
+(docs/pretraining.md). The objectives, heads and multi-view transform are
+lightly's; the views are made for radiographs (:mod:`~bmdkit.pretraining.views`).
+"""
+
+from bmdkit.extras import MissingExtraError
+
+try:
+    import lightly  # noqa: F401  (the pretrain extra)
+except ModuleNotFoundError as error:
+    raise MissingExtraError("pretrain", "bmdkit.pretraining", error.name) from error
+
+from bmdkit.pretraining.methods import METHODS  # noqa: E402
+from bmdkit.pretraining.train import DEFAULTS, pretrain_backbone, resume_path  # noqa: E402
+from bmdkit.pretraining.views import radiograph_views  # noqa: E402
+
+__all__ = ["DEFAULTS", "METHODS", "pretrain_backbone", "radiograph_views", "resume_path"]
