@@ -92,8 +92,8 @@ class EpochCheckpoint(Callback):
             except (RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.PickleError) \
                     as error:
                 raise SavedFileError(
-                    f"checkpoint {self.path} is damaged ({type(error).__name__}: {error}); "
-                    "delete it to start this fit again") from None
+                    f"checkpoint {self.path} is damaged or not a bmdkit checkpoint (torch.load: "
+                    f"{type(error).__name__}); delete it to start this fit again") from None
             self.state_, self.resumed_epochs_ = state, epochs
         return self.resumed_epochs_
 

@@ -184,9 +184,10 @@ class FitStore:
 
     def _read_manifest(self):
         path = self.path / MANIFEST
-        if self.path.exists() and not self.path.is_dir():
-            raise StoreMismatchError(f"{self.path} is a file, not a folder of fits; choose "
-                                     "another folder")
+        existing = next(p for p in (self.path, *self.path.absolute().parents) if p.exists())
+        if not existing.is_dir():  # the store or a folder above it (cv --out) is a file
+            raise StoreMismatchError(f"{existing} is a file, not a folder: the fits cannot be "
+                                     f"stored in {self.path}; choose another folder")
         if not path.is_file():
             if self.path.is_dir() and any(self.path.iterdir()):
                 raise StoreMismatchError(

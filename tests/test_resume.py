@@ -108,8 +108,9 @@ def test_a_damaged_store_or_checkpoint_is_named_not_a_traceback(tmp_path):
         with pytest.raises(StoreMismatchError, match=match):
             FitStore(tmp_path / "store", X, y).open({"ridge": Ridge()}, [])
     (tmp_path / "a_file").write_text("mine")
-    with pytest.raises(StoreMismatchError, match="is a file"):
-        FitStore(tmp_path / "a_file", X, y).open({"ridge": Ridge()}, [])
+    for inside in (tmp_path / "a_file", tmp_path / "a_file" / "checkpoint"):
+        with pytest.raises(StoreMismatchError, match="a_file is a file"):
+            FitStore(inside, X, y).open({"ridge": Ridge()}, [])
     with pytest.raises(FileClashError, match="checkpoint_dir .*a_file is a file"):
         checkpoint_callbacks(SimpleNamespace(checkpoint_dir=tmp_path / "a_file"), X, y, None)
     checkpoint = EpochCheckpoint(tmp_path / "ckpt", "fingerprint").initialize()
