@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 
 import torch
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from skorch.history import History
 
+from bmdkit.errors import FileClashError, SavedFileError
 from bmdkit.files import atomic_path
 from bmdkit.fingerprints import data_fingerprint, model_key
 
@@ -78,10 +80,21 @@ class EpochCheckpoint(Callback):
         return self
 
     def read(self):
-        """Read the checkpoint (once); the epochs it holds (0 without one)."""
+        """Read the checkpoint (once); the epochs it holds (0 without one).
+
+        A damaged file (checkpoints are written whole or not at all, so only
+        by something else) is a SavedFileError naming it.
+        """
         if self.state_ is None and self.path.is_file():
-            self.state_ = torch.load(self.path, map_location="cpu", weights_only=True)
-            self.resumed_epochs_ = len(json.loads(self.state_["history"]))
+            try:
+                state = torch.load(self.path, map_location="cpu", weights_only=True)
+                epochs = len(json.loads(state["history"]))
+            except (RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.PickleError) \
+                    as error:
+                raise SavedFileError(
+                    f"checkpoint {self.path} is damaged or not a bmdkit checkpoint (torch.load: "
+                    f"{type(error).__name__}); delete it to start this fit again") from None
+            self.state_, self.resumed_epochs_ = state, epochs
         return self.resumed_epochs_
 
     def on_train_begin(self, net, **kwargs):
@@ -141,6 +154,8 @@ def checkpoint_callbacks(estimator, X, y, rng):
     folder = estimator.checkpoint_dir
     if folder is None:
         return []
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise FileClashError(f"checkpoint_dir {folder} is a file: give a folder")
     return [("checkpoint", EpochCheckpoint(folder, fit_fingerprint(estimator, X, y),
                                            (rng.cpu, rng.modules)))]
 

@@ -28,6 +28,8 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bmdkit.errors import BMDKitError, ParameterError
+
 __all__ = ["CHECKS", "NO_DEVICE_EXIT", "CheckResult", "NoDeviceError", "check_device",
            "exit_status", "run_checks"]
 
@@ -52,8 +54,9 @@ SETTINGS = {
 }
 
 
-class NoDeviceError(RuntimeError):
-    """The device asked for is not there (no CUDA device, or torch built without CUDA)."""
+class NoDeviceError(BMDKitError, RuntimeError):
+    """The device asked for is not there (no CUDA device, torch built without CUDA, or a
+    device string torch does not know)."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,10 @@ def check_device(device):
     """A description of ``device`` (name, torch and CUDA versions), or NoDeviceError."""
     import torch
 
-    kind = torch.device(device)
+    try:
+        kind = torch.device(device)
+    except RuntimeError as error:  # "nonsense": torch's "Expected one of cpu, cuda, ..."
+        raise NoDeviceError(f"device {device!r} is not a torch device ({error})") from None
     if kind.type == "cpu":
         return f"CPU, torch {torch.__version__}"
     if kind.type != "cuda":
@@ -317,7 +323,7 @@ def run_checks(device="cuda", *, only=None, smoke=False, paper_epochs=20, workdi
     """
     unknown = sorted(set(only or ()) - set(CHECKS))
     if unknown:
-        raise ValueError(f"unknown checks {unknown}; known: {list(CHECKS)}")
+        raise ParameterError(f"--only: unknown checks {unknown}; known: {list(CHECKS)}")
     check_device(device)
     with tempfile.TemporaryDirectory() as scratch:
         run = _Run(device, "smoke" if smoke else "full", workdir or scratch, paper_epochs)

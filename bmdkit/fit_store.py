@@ -184,13 +184,25 @@ class FitStore:
 
     def _read_manifest(self):
         path = self.path / MANIFEST
+        existing = next(p for p in (self.path, *self.path.absolute().parents) if p.exists())
+        if not existing.is_dir():  # the store or a folder above it (cv --out) is a file
+            raise StoreMismatchError(f"{existing} is a file, not a folder: the fits cannot be "
+                                     f"stored in {self.path}; choose another folder")
         if not path.is_file():
             if self.path.is_dir() and any(self.path.iterdir()):
                 raise StoreMismatchError(
                     f"{self.path} is not empty and holds no {MANIFEST}: not a store of fits; "
                     "choose another folder")
             return None
-        return json.loads(path.read_text())
+        try:
+            manifest = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise StoreMismatchError(f"{path} is not valid JSON ({error}): the store is damaged; "
+                                     "choose another folder") from None
+        if not isinstance(manifest, dict) or not {"data", "folds", "models"} <= set(manifest):
+            raise StoreMismatchError(f"{path} is not a manifest of fits (it lacks data, folds or "
+                                     "models); choose another folder")
+        return manifest
 
     def _check(self, manifest, keys, folds):
         where = f"the fits stored in {self.path}"

@@ -19,7 +19,7 @@ from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from scipy import sparse
-from settings import TINY
+from settings import TINY_SEVERAL_BATCHES
 from skorch.callbacks import Callback
 
 from bmdkit import BMDStratifiedKFold, ConcatBMDRegressor, MetadataOnlyBMDRegressor, load_cohort
@@ -32,7 +32,8 @@ from bmdkit.checks import (
 from bmdkit.evaluation import compare_models
 
 N = 16
-TINY = dict(TINY, batch_size=8, n_threads=1)
+#: On one thread: these tests run beside others.
+ONE_THREAD = dict(TINY_SEVERAL_BATCHES, n_threads=1)
 
 
 class _NoTraining(Callback):
@@ -46,7 +47,7 @@ class _NoTraining(Callback):
 
 
 def image_model(**params):
-    return ConcatBMDRegressor(**{**TINY, "callbacks": [_NoTraining()], **params})
+    return ConcatBMDRegressor(**{**ONE_THREAD, "callbacks": [_NoTraining()], **params})
 
 
 def metadata_model(**params):

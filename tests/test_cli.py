@@ -69,13 +69,11 @@ def cohort_csv(signal_cohort, tmp_path_factory):
     return path
 
 
-TINY = TINY_OPTIONS
-
 
 def test_fit_then_predict(cohort_csv, tmp_path, capsys):
     common = ["--csv", str(cohort_csv), "--drop", "subject"]
     cli.main(["fit", *common, "--target", "bmd", "--model", "concat",
-              "--out", str(tmp_path / "model"), *TINY])
+              "--out", str(tmp_path / "model"), *TINY_OPTIONS])
     model = bmdkit.load(tmp_path / "model")
     assert model.fusion == "concat" and model.max_epochs == 1 and model.embed_dim == 16
     assert model.verbose == 1 and "train_loss" in capsys.readouterr().out  # fit shows epochs
@@ -97,7 +95,7 @@ def test_fit_then_predict(cohort_csv, tmp_path, capsys):
 def test_fit_conformal_then_predict_intervals_and_referral(cohort_csv, tmp_path, capsys):
     common = ["--csv", str(cohort_csv), "--drop", "subject"]
     cli.main(["fit", *common, "--target", "bmd", "--model", "concat", "--conformal", "cv+",
-              "--conformal-folds", "2", "--out", str(tmp_path / "model"), *TINY])
+              "--conformal-folds", "2", "--out", str(tmp_path / "model"), *TINY_OPTIONS])
     cli.main(["predict", *common, "--target", "bmd", "--model", str(tmp_path / "model"),
               "--out", str(tmp_path / "pred.csv"), "--densitometer", "hologic"])
     out = capsys.readouterr().out
@@ -127,7 +125,7 @@ def test_predict_keeps_relative_image_paths_without_target(cohort_csv, tmp_path,
     rows["image_path"] = [os.path.relpath(p, tmp_path) for p in rows["image_path"]]
     rows.to_csv(tmp_path / "new.csv", index=False)
     cli.main(["fit", "--csv", str(cohort_csv), "--target", "bmd", "--drop", "subject",
-              "--model", "image", "--out", str(tmp_path / "model"), *TINY,
+              "--model", "image", "--out", str(tmp_path / "model"), *TINY_OPTIONS,
               "--param", "verbose=0"])
     assert "train_loss" not in capsys.readouterr().out  # --param verbose=0 wins
     cli.main(["predict", "--csv", str(tmp_path / "new.csv"), "--drop", "subject",
@@ -141,7 +139,7 @@ def test_predict_keeps_relative_image_paths_without_target(cohort_csv, tmp_path,
 def test_cv_and_report(cohort_csv, tmp_path, capsys):
     cli.main(["cv", "--csv", str(cohort_csv), "--target", "bmd", "--drop", "subject",
               "--models", "concat", "metadata", "--folds", "3", "--out", str(tmp_path / "cv"),
-              "--densitometer", "hologic", "--title", "My <cohort>", "--n-jobs", "1", *TINY])
+              "--densitometer", "hologic", "--title", "My <cohort>", "--n-jobs", "1", *TINY_OPTIONS])
     out = capsys.readouterr().out
     assert "Concat" in out and "Metadata-only" in out and "Δ mse %" in out
     assert (tmp_path / "cv" / "report.html").is_file()
@@ -165,7 +163,7 @@ def test_demo_quick(monkeypatch, signal_cohort, tmp_path, capsys):
         seen.update(n=n, seed=seed)
         return X.iloc[:n], y[:n]
     monkeypatch.setattr(demo_command, "_demo_cohort", cohort)
-    cli.main(["demo", "--quick", "--n", "40", "--folds", "2", "--out", str(tmp_path), *TINY])
+    cli.main(["demo", "--quick", "--n", "40", "--folds", "2", "--out", str(tmp_path), *TINY_OPTIONS])
     out = capsys.readouterr().out
     assert all(name in out for name in ("XAttn", "Concat", "Image-only", "Metadata-only"))
     assert "SYNTHETIC" in (tmp_path / "report.html").read_text().upper()
@@ -225,7 +223,7 @@ def test_ablation_runs_fusions_by_losses_and_quotes_the_paper(monkeypatch, bilat
     monkeypatch.setattr("bmdkit.datasets.load_demo_cohort", cohort)
     cli.main(["ablation", "--cohort", "bilateral", "--n", "30", "--folds", "2",
               "--fusions", "xattn", "concat", "--losses", "smooth_l1", "weighted_smooth_l1",
-              "--n-jobs", "1", "--out", str(tmp_path), *TINY])
+              "--n-jobs", "1", "--out", str(tmp_path), *TINY_OPTIONS])
     captured = capsys.readouterr()
     out = captured.out
     assert seen == {"bilateral": True, "n": 30}

@@ -4,19 +4,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from distributed import Client, LocalCluster
-from settings import TINY
+from settings import TINY_SEVERAL_BATCHES
 
 from bmdkit import BMDRegressor
 from bmdkit.cli import prediction_columns, write_results
 from bmdkit.scaleout import dask_predict
 
-TINY = dict(TINY, batch_size=8)
-
 
 def test_partitions_on_a_local_cluster_give_one_complete_output(signal_cohort, tmp_path):
     X, y = signal_cohort
     X = X.iloc[:40].reset_index(drop=True)
-    model = BMDRegressor(fusion="concat", **TINY).fit(X, y[:40])
+    model = BMDRegressor(fusion="concat", **TINY_SEVERAL_BATCHES).fit(X, y[:40])
     expected = model.predict(X)
     X = X.assign(subject=[f"s{i}" for i in range(40)])
     X.loc[37, "image_path"] = str(tmp_path / "gone.png")
@@ -40,7 +38,7 @@ def test_partitions_on_a_local_cluster_give_one_complete_output(signal_cohort, t
 
 def test_bad_partitions_are_named(signal_cohort):
     X, y = signal_cohort
-    model = BMDRegressor(fusion="metadata", **TINY).fit(X.drop(columns="image_path"), y)
+    model = BMDRegressor(fusion="metadata", **TINY_SEVERAL_BATCHES).fit(X.drop(columns="image_path"), y)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         with pytest.raises(ValueError, match="partitions"):

@@ -143,9 +143,13 @@ def test_demo_cohort_gives_several_sites_and_the_truth(tmp_path):
 
 
 def test_bad_cohort_parameters_are_named(tmp_path):
-    with pytest.raises(ValueError, match="view"):
+    from bmdkit.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="view"):
         make_synthetic_cohort(n=2, image_size=16, out_dir=tmp_path, view="knee")
-    with pytest.raises(ValueError, match="sites"):
+    with pytest.raises(ParameterError, match="sites"):
         make_synthetic_cohort(n=2, image_size=16, out_dir=tmp_path, sites=("spine",))
-    with pytest.raises(ValueError, match="image_format"):
+    with pytest.raises(ParameterError, match="image_format"):
         make_synthetic_cohort(n=2, image_size=16, out_dir=tmp_path, image_format="jpeg")
+    with pytest.raises(ValueError, match="image_size"):  # still a ValueError for callers
+        make_synthetic_cohort(n=2, image_size=4, out_dir=tmp_path)

@@ -125,6 +125,38 @@ def test_sr_dir_without_the_extra_names_it(node_setup, tmp_path, monkeypatch, ca
     assert 'pip install "bmdkit[dicom-node]"' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    ([], "give --forward and/or --sr-dir"),
+    (["--sr-dir", "sr", "--ae-title", "A" * 17], "--ae-title must have 1 to 16 characters"),
+    (["--sr-dir", "sr", "--port", "70000"], "--port must be 0 to 65535, got 70000"),
+    (["--sr-dir", "sr", "--batch-size", "0"], "--batch-size must be 1 or more, got 0"),
+    (["--forward", "pacs:104"], "--forward must be HOST:PORT:AET"),
+    (["--sr-dir", "sr", "--workers", "-1"], "--workers must be 0 or more, got -1"),
+    (["--sr-dir", "sr", "--metadata", "absent.csv"], "--metadata absent.csv not found"),
+    (["--sr-dir", "sr", "--metadata", "keyless.csv"],
+     "--metadata keyless.csv needs a PatientID or AccessionNumber column"),
+    (["--sr-dir", "sr", "--metadata", "fieldless.csv"],
+     "--metadata fieldless.csv has none of the model's columns"),
+])
+def test_serve_names_a_bad_option_without_a_traceback(node_setup, tmp_path, monkeypatch, capsys,
+                                                      options, message):
+    model, _ = node_setup
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame({"age_at_xray": [70.0]}).to_csv("keyless.csv", index=False)
+    pd.DataFrame({"PatientID": ["P1"], "shoe_size": [42]}).to_csv("fieldless.csv", index=False)
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["serve", "--model", str(model), "--queue", "queue", *options])
+    assert exit.value.code == 2
+    assert f"bmdkit serve: error: {message}" in capsys.readouterr().err
+
+
+def test_serve_names_a_model_folder_that_is_not_there(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["serve", "--model", str(tmp_path / "absent"), "--sr-dir", str(tmp_path / "sr"),
+                  "--queue", str(tmp_path / "queue")])
+    assert exit.value.code == 2 and str(tmp_path / "absent") in capsys.readouterr().err
+
+
 def _store(port, datasets):
     """C-STORE ``datasets`` to the node on ``port``; their statuses."""
     from pynetdicom import AE, StoragePresentationContexts
@@ -216,7 +248,7 @@ def test_sr_dir_with_a_csv_of_non_dicom_images_names_the_first(node_setup, tmp_p
         cli.main(["predict", "--csv", str(tmp_path / "rows.csv"), "--model", str(model),
                   "--out", str(tmp_path / "out.csv"), "--sr-dir", str(tmp_path / "sr")])
     assert exit.value.code == 2
-    assert f"need DICOM images; 1 are not, e.g. {png}" in capsys.readouterr().err
+    assert f"need DICOM images; 1 are not:\n  {png}: not a DICOM file" in capsys.readouterr().err
     assert not (tmp_path / "out.csv").exists()
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import bmdkit
-from bmdkit import doctor
+from bmdkit import cli, doctor
+from bmdkit.errors import BMDKitError, ParameterError
 
 ROOT = Path(bmdkit.__file__).parent.parent
 
@@ -47,5 +48,15 @@ def test_the_checks_run_on_the_cpu_and_a_failure_is_reported(tmp_path, monkeypat
     assert failed.status == "fail" and "device-side assert" in failed.detail
     assert doctor.exit_status([*results, failed]) == doctor.FAILED_EXIT
     assert doctor.exit_status([]) == doctor.FAILED_EXIT  # nothing run is no pass
-    with pytest.raises(ValueError, match="unknown checks"):
+    with pytest.raises(ParameterError, match="--only: unknown checks"):
         doctor.run_checks("cpu", only=["warp_drive"])
+
+
+def test_a_device_torch_does_not_know_is_named_and_nothing_runs(capsys):
+    with pytest.raises(doctor.NoDeviceError, match="'nonsense' is not a torch device") as error:
+        doctor.check_device("nonsense")
+    assert isinstance(error.value, (BMDKitError, RuntimeError))
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["doctor", "--device", "nonsense"])
+    assert exit.value.code == doctor.NO_DEVICE_EXIT
+    assert "'nonsense' is not a torch device" in capsys.readouterr().err

@@ -2,20 +2,18 @@
 
 import numpy as np
 import pytest
-from settings import TINY
+from settings import TINY_SEVERAL_BATCHES
 
 from bmdkit import BMDRegressor
 from bmdkit.checks import InputError
 from bmdkit.inference import predict_cached, stream_arrays, stream_predict
-
-TINY = dict(TINY, batch_size=8)
 
 
 @pytest.fixture(scope="module")
 def fitted(signal_cohort):
     X, y = signal_cohort
     X = X.iloc[:44].reset_index(drop=True)
-    model = BMDRegressor(fusion="xattn", **TINY).fit(X, y[:44])
+    model = BMDRegressor(fusion="xattn", **TINY_SEVERAL_BATCHES).fit(X, y[:44])
     # today's one-shot prediction: every row's arrays in one store, one net_.predict
     one_shot = model.net_.predict(model.preprocessor_.transform(X))[:, 0].astype(np.float64)
     return model, X, one_shot * model.y_scale_ + model.y_mean_
@@ -69,7 +67,7 @@ def test_memory_is_bounded_by_the_chunk_not_by_n(fitted):
 
 def test_metadata_only_model_streams_without_images(signal_cohort):
     X, y = signal_cohort
-    model = BMDRegressor(fusion="metadata", **TINY).fit(X.drop(columns="image_path"), y)
+    model = BMDRegressor(fusion="metadata", **TINY_SEVERAL_BATCHES).fit(X.drop(columns="image_path"), y)
     chunks = list(stream_predict(model, X.drop(columns="image_path"), chunk_size=50))
     np.testing.assert_array_equal(np.concatenate([c.predictions for c in chunks]),
                                   model.predict(X))

@@ -11,12 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from settings import TINY
+from settings import TINY_SEVERAL_BATCHES
 
 from bmdkit import BMDRegressor, cli
 from bmdkit.io.results import append_rows, read_rows
 
-TINY = dict(TINY, batch_size=8)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -24,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 def saved_model(signal_cohort, tmp_path_factory):
     X, y = signal_cohort
     path = tmp_path_factory.mktemp("model") / "concat"
-    BMDRegressor(fusion="concat", **TINY).fit(X.iloc[:40], y[:40]).save(path)
+    BMDRegressor(fusion="concat", **TINY_SEVERAL_BATCHES).fit(X.iloc[:40], y[:40]).save(path)
     return path
 
 
@@ -135,7 +134,7 @@ def _write_dicom(path, pixels, **tags):
 def test_dicom_folder_with_metadata_from_headers_and_a_csv(signal_cohort, tmp_path):
     X, y = signal_cohort
     X = X.rename(columns={"age": "age_at_xray"})  # the name DICOM headers fill
-    model = BMDRegressor(fusion="concat", **TINY).fit(X.iloc[:40], y[:40])
+    model = BMDRegressor(fusion="concat", **TINY_SEVERAL_BATCHES).fit(X.iloc[:40], y[:40])
     model.save(tmp_path / "model")
     rng = np.random.default_rng(1)
     root = tmp_path / "dicoms"

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from settings import TINY_OPTIONS
 from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import Ridge
-from test_cli import TINY
 
 import bmdkit
 from bmdkit import cli
@@ -34,7 +34,7 @@ def cohort_csv(signal_cohort, tmp_path_factory):
 
 def cv_args(csv, out, *extra):
     return ["cv", "--csv", str(csv), "--target", "bmd", "--models", "concat", "metadata",
-            "--folds", "3", "--out", str(out), *TINY, *extra]
+            "--folds", "3", "--out", str(out), *TINY_OPTIONS, *extra]
 
 
 def bmdkit_process(argv, **kwargs):
@@ -94,6 +94,33 @@ def test_compare_models_reuses_stored_fits_and_refuses_other_data(tmp_path):
         FitStore(tmp_path / "other", X, y).open(models, [])
 
 
+def test_a_damaged_store_or_checkpoint_is_named_not_a_traceback(tmp_path):
+    from types import SimpleNamespace
+
+    from bmdkit.checkpoint import EpochCheckpoint, checkpoint_callbacks
+    from bmdkit.errors import FileClashError, SavedFileError
+
+    X, y = pd.DataFrame({"a": np.arange(6.0)}), np.arange(6.0)
+    (tmp_path / "store").mkdir()
+    manifest = tmp_path / "store" / "manifest.json"
+    for text, match in (("{not json", "not valid JSON"), ('{"version": 1}', "not a manifest")):
+        manifest.write_text(text)
+        with pytest.raises(StoreMismatchError, match=match):
+            FitStore(tmp_path / "store", X, y).open({"ridge": Ridge()}, [])
+    (tmp_path / "a_file").write_text("mine")
+    for inside in (tmp_path / "a_file", tmp_path / "a_file" / "checkpoint"):
+        with pytest.raises(StoreMismatchError, match="a_file is a file"):
+            FitStore(inside, X, y).open({"ridge": Ridge()}, [])
+    with pytest.raises(FileClashError, match="checkpoint_dir .*a_file is a file"):
+        checkpoint_callbacks(SimpleNamespace(checkpoint_dir=tmp_path / "a_file"), X, y, None)
+    checkpoint = EpochCheckpoint(tmp_path / "ckpt", "fingerprint").initialize()
+    checkpoint.path.parent.mkdir()
+    for damaged in (b"", b"hello", b"PK\x03\x04 cut short"):
+        checkpoint.path.write_bytes(damaged)
+        with pytest.raises(SavedFileError, match=f"checkpoint {checkpoint.path} is damaged"):
+            checkpoint.read()
+
+
 def test_cv_killed_and_resumed_equals_an_uninterrupted_run(cohort_csv, tmp_path, capsys):
     out = tmp_path / "killed"
     store = out / "checkpoint"
@@ -146,7 +173,7 @@ def test_sigint_leaves_a_resumable_folder_with_n_jobs(cohort_csv, tmp_path):
 def test_resume_against_changed_data_is_refused(cohort_csv, tmp_path, capsys):
     out = tmp_path / "cv"
     args = ["cv", "--csv", str(cohort_csv), "--target", "bmd", "--models", "metadata",
-            "--folds", "2", "--out", str(out), "--n-jobs", "1", *TINY]
+            "--folds", "2", "--out", str(out), "--n-jobs", "1", *TINY_OPTIONS]
     cli.main(args)
     changed = pd.read_csv(cohort_csv)
     changed.loc[0, "bmd"] += 0.05
@@ -161,12 +188,13 @@ def test_resume_against_changed_data_is_refused(cohort_csv, tmp_path, capsys):
     assert "other folds" in capsys.readouterr().err
 
 
-FIT_TINY = ["--epochs", "8", "--image-size", "32", "--batch-size", "16", "--param", "embed_dim=16",
+#: ``TINY_OPTIONS`` with 8 epochs (time to kill the fit between two), batches of 16, one thread.
+KILLABLE_FIT = ["--epochs", "8", "--image-size", "32", "--batch-size", "16", "--param", "embed_dim=16",
             "--param", "n_heads=2", "--param", "n_layers=1", "--param", "n_threads=1"]
 
 
 def test_fit_killed_and_resumed_predicts_as_an_uninterrupted_fit(cohort_csv, tmp_path, capsys):
-    data = ["--csv", str(cohort_csv), "--target", "bmd", "--model", "concat", *FIT_TINY]
+    data = ["--csv", str(cohort_csv), "--target", "bmd", "--model", "concat", *KILLABLE_FIT]
     folder = tmp_path / "checkpoint"
     process = bmdkit_process(["fit", *data, "--out", str(tmp_path / "killed"),
                               "--checkpoint", str(folder)])

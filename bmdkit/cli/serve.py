@@ -66,13 +66,14 @@ def run_serve(args):
     import threading
 
     from bmdkit.dicomnode.node import DicomNode
+    from bmdkit.errors import ParameterError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
                                                    "%(message)s")
     for noisy in ("pynetdicom", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.forward is None and args.sr_dir is None:
-        raise ValueError("give --forward and/or --sr-dir: where the reports go")
+        raise ParameterError("give --forward and/or --sr-dir: where the reports go")
     node = DicomNode(args.model, queue_dir=args.queue, ae_title=args.ae_title, port=args.port,
                      host=args.host, forward=args.forward, sr_dir=args.sr_dir,
                      fhir_dir=args.fhir_dir, metadata=args.metadata,

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from bmdkit.datasets.cohort import load_cohort
 from bmdkit.datasets.films import save_dicom, save_png, save_tiff
+from bmdkit.errors import ParameterError
 from bmdkit.io.cache import progress_disable
 from bmdkit.phantoms.anatomy import skeleton
 from bmdkit.phantoms.dxa import measure
@@ -42,17 +44,18 @@ PRECISION_CV = {"femoral_neck": 0.015, "total_hip": 0.010}
 
 def _check(view, image_format, sites, image_size, n):
     if view not in VIEWS:
-        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+        raise ParameterError(f"view must be one of {VIEWS}, got {view!r}")
     if image_format not in IMAGE_FORMATS:
-        raise ValueError(f"image_format must be one of {tuple(IMAGE_FORMATS)}, "
-                         f"got {image_format!r}")
+        raise ParameterError(f"image_format must be one of {tuple(IMAGE_FORMATS)}, "
+                             f"got {image_format!r}")
     sites = (sites,) if isinstance(sites, str) else tuple(sites)
     unknown = [s for s in sites if s not in PRECISION_CV]
     if unknown or not sites:
-        raise ValueError(f"sites must be a non-empty tuple of {tuple(PRECISION_CV)}, "
-                         f"got {sites!r}")
-    if int(image_size) < 8 or int(n) < 1:
-        raise ValueError(f"image_size must be >= 8 and n >= 1, got {image_size!r} and {n!r}")
+        raise ParameterError(f"sites must be a non-empty tuple of {tuple(PRECISION_CV)}, "
+                             f"got {sites!r}")
+    for name, value, least in (("image_size", image_size, 8), ("n", n, 1)):
+        if not isinstance(value, Integral) or isinstance(value, bool) or value < least:
+            raise ParameterError(f"{name} must be an integer >= {least}, got {value!r}")
     return sites
 
 

@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bmdkit.errors import InputError, MissingFileError, ParameterError
+
 __all__ = ["ACCEPTED_SOP_CLASSES", "DicomNode", "Forward", "HIP_BODY_PARTS"]
 
 log = logging.getLogger("bmdkit.serve")
@@ -76,7 +78,7 @@ class Forward:
         host, port, aet = (text.rsplit(":", 2) + ["", ""])[:3] if text.count(":") >= 2 \
             else ("", "", "")
         if not host or not port.isdigit() or not aet or len(aet) > 16:
-            raise ValueError(f"--forward must be HOST:PORT:AET (AET up to 16 characters), "
+            raise ParameterError(f"--forward must be HOST:PORT:AET (AET up to 16 characters), "
                              f"got {text!r}")
         return cls(host, int(port), aet)
 
@@ -125,12 +127,14 @@ class DicomNode:
         from bmdkit.dicomnode.outputs import ReportWriter
 
         if not 1 <= len(ae_title) <= 16:
-            raise ValueError(f"--ae-title must have 1 to 16 characters, got {ae_title!r}")
+            raise ParameterError(f"--ae-title must have 1 to 16 characters, got {ae_title!r}")
+        if not 0 <= port <= 65535:
+            raise ParameterError(f"--port must be 0 to 65535, got {port}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be 1 or more, got {batch_size}")
+            raise ParameterError(f"--batch-size must be 1 or more, got {batch_size}")
         self.forward = Forward.parse(forward) if isinstance(forward, str) else forward
+        self.model, _ = load_model(model_dir, device=device)  # first: errors naming the folder
         self.writer = ReportWriter(model_dir, sr_dir=sr_dir, fhir_dir=fhir_dir)
-        self.model, _ = load_model(model_dir, device=device)
         self.member = getattr(self.model, "estimators_", [self.model])[0]
         self.densitometer = getattr(self.member, "densitometer_", "lunar")
         pre = self.member.preprocessor_
@@ -146,7 +150,7 @@ class DicomNode:
         self.n_answered = 0
         workers = (os.cpu_count() or 1) if workers is None else workers
         if workers < 0:
-            raise ValueError(f"--workers must be 0 or more, got {workers}")
+            raise ParameterError(f"--workers must be 0 or more, got {workers}")
         self.workers = workers
         self._pool = None
         self._wake, self._stopping = threading.Event(), threading.Event()
@@ -496,14 +500,16 @@ def _encoded_reports(writer, sources, results, sites, imputed):
 def _metadata_table(path, fields):
     """``{key column: {value: {field: value}}}`` of a metadata CSV keyed by
     AccessionNumber and/or PatientID."""
+    if not Path(path).is_file():
+        raise MissingFileError(f"--metadata {path} not found")
     table = pd.read_csv(path, encoding="utf-8-sig", dtype={"PatientID": str,
                                                            "AccessionNumber": str})
     keys = [k for k in ("AccessionNumber", "PatientID") if k in table.columns]
     if not keys:
-        raise ValueError(f"--metadata {path} needs a PatientID or AccessionNumber column")
+        raise InputError(f"--metadata {path} needs a PatientID or AccessionNumber column")
     useful = [c for c in fields if c in table.columns]
     if not useful:
-        raise ValueError(f"--metadata {path} has none of the model's columns {fields}")
+        raise InputError(f"--metadata {path} has none of the model's columns {fields}")
     return {key: {str(value): row for value, row in
                   zip(table[key], table[useful].to_dict(orient="records"))}
             for key in keys}

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bmdkit.errors import InputError, ParameterError
+
 __all__ = ["ReportWriter", "imputed_fields"]
 
 
@@ -59,7 +61,7 @@ class ReportWriter:
 
         require_extra("--sr-dir/--fhir-dir")
         if overlay and sr_dir is None:
-            raise ValueError("--overlay needs --sr-dir (the folder the overlays go to)")
+            raise ParameterError("--overlay needs --sr-dir (the folder the overlays go to)")
         self.card = ModelCard.from_folder(model_dir)
         self.sr_dir = None if sr_dir is None else Path(sr_dir)
         self.fhir_dir = None if fhir_dir is None else Path(fhir_dir)
@@ -75,8 +77,8 @@ class ReportWriter:
 
         bad = [str(p) for p in paths if _is_file(p) and not is_dicom(p)]
         if bad:
-            raise ValueError(f"--sr-dir/--fhir-dir need DICOM images; {len(bad)} are not, "
-                             f"e.g. {bad[0]}")
+            raise InputError(f"--sr-dir/--fhir-dir need DICOM images; {len(bad)} are not",
+                             dict.fromkeys(bad, "not a DICOM file"))
 
     def write_rows(self, model, X, results):
         """:meth:`write` for the rows ``X`` (the model's inputs, DICOM image paths) that
@@ -130,8 +132,8 @@ class ReportWriter:
 
         explanation = explain(model, X, n_steps=8, n_samples=4)
         if explanation.saliency is None:
-            raise ValueError("--overlay needs a model that reads images; this one reads the "
-                             "metadata alone")
+            raise ParameterError("--overlay needs a model that reads images; this one reads "
+                                 "the metadata alone")
         for source, image, saliency in zip(sources, explanation.images, explanation.saliency):
             capture = build_overlay(source, image, saliency, self.card)
             with atomic_path(self.sr_dir / f"{source.SOPInstanceUID}.sc.dcm") as tmp:
