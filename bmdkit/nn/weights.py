@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from bmdkit.errors import ParameterError
+from bmdkit.errors import ParameterError, SavedFileError
 from bmdkit.files import atomic_path
 
 __all__ = ["FORMAT", "backbone_file_metadata", "check_backbone_file", "check_pretrained",
@@ -72,7 +72,7 @@ def backbone_file_metadata(path):
         with safe_open(path, framework="pt") as file:
             metadata = dict(file.metadata() or {})
     except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise ValueError(f"pretrained weights file {path} is not a readable safetensors file "
+        raise SavedFileError(f"pretrained weights file {path} is not a readable safetensors file "
                          f"({exc})") from exc
     if metadata.get("format") != FORMAT:
         return None
@@ -135,7 +135,7 @@ def load_backbone_weights(backbone, path):
     state = load_file(os.fspath(path))
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"pretrained weights {os.fspath(path)} do not fit the backbone: "
+        raise SavedFileError(f"pretrained weights {os.fspath(path)} do not fit the backbone: "
                          f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
     return backbone
 

@@ -13,6 +13,8 @@ from lightly.loss import NTXentLoss, VICRegLoss
 from lightly.models.modules import BarlowTwinsProjectionHead, SimCLRProjectionHead
 from torch import nn
 
+from bmdkit.errors import ParameterError
+
 __all__ = ["METHODS", "SimCLR", "VICReg", "make_method"]
 
 
@@ -61,5 +63,5 @@ METHODS = {"simclr": SimCLR, "vicreg": VICReg}
 def make_method(name, backbone):
     """The method ``name`` of :data:`METHODS` around ``backbone``, or a ValueError naming them."""
     if name not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}, got {name!r}")
+        raise ParameterError(f"method must be one of {sorted(METHODS)}, got {name!r}")
     return METHODS[name](backbone)

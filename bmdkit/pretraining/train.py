@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,12 @@ import torch
 from tqdm.auto import tqdm
 
 from bmdkit.batching import torch_threads
+from bmdkit.errors import InputError, SavedFileError
 from bmdkit.files import atomic_path
 from bmdkit.io import load_images
 from bmdkit.nn.backbones import create_backbone
 from bmdkit.nn.weights import save_backbone_weights
+from bmdkit.params import Interval, check_param
 from bmdkit.pretraining.methods import make_method
 from bmdkit.pretraining.views import radiograph_views
 
@@ -123,10 +126,9 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
     start = time.perf_counter()
     paths = [os.fspath(p) for p in paths]
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("image_size", image_size)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_param(name, value, Interval(Integral, 1, None))
     if len(paths) < 2:
-        raise ValueError(f"pretraining needs at least 2 images, got {len(paths)}")
+        raise InputError(f"pretraining needs at least 2 images, got {len(paths)}")
     images = load_images(paths, image_size=image_size, contrast=contrast, cache_dir=cache_dir)
     settings = dict(backbone=backbone, image_size=int(image_size), contrast=contrast,
                     method=method, batch_size=int(min(batch_size, len(paths))), lr=float(lr),
@@ -189,7 +191,7 @@ def _restore(path, settings, model, optimizer):
     differ = {key: (state["settings"].get(key), settings[key]) for key in _SAME_ON_RESUME
               if state["settings"].get(key) != settings[key]}
     if differ:
-        raise ValueError(f"cannot resume from {path}: it was written with other settings "
+        raise SavedFileError(f"cannot resume from {path}: it was written with other settings "
                          + ", ".join(f"{key}={old!r} (now {new!r})"
                                      for key, (old, new) in differ.items())
                          + "; rerun without --resume to start afresh")
