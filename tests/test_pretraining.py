@@ -151,3 +151,20 @@ def test_dicom_dir_gives_every_dicom_file(tmp_path):
     args = build_parser().parse_args(["pretrain", "--dicom-dir", str(tmp_path / "dcm"),
                                       "--out", "w.safetensors"])
     assert sorted(image_paths(args)) == sorted(X.image_path)
+
+
+@pytest.mark.parametrize("content", [b"not a torch file", None], ids=["damaged", "no-settings"])
+def test_bad_resume_file_is_a_saved_file_error_naming_it(cohort, tmp_path, content):
+    from bmdkit.errors import SavedFileError
+
+    _, X, _ = cohort
+    out = tmp_path / "w.safetensors"
+    state = resume_path(out)
+    if content is None:
+        torch.save({"epochs_done": 1}, state)
+    else:
+        state.write_bytes(content)
+    with pytest.raises(SavedFileError, match=str(state).replace(".", r"\.")):
+        pretrain_backbone(X.image_path[:6], out, image_size=SIZE, epochs=1, batch_size=6,
+                          resume=True, n_threads=1, progress=False)
+    assert not out.exists()

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bmdkit.batching import torch_threads
+from bmdkit.checkpoint import load_state
 from bmdkit.errors import InputError, SavedFileError
 from bmdkit.files import atomic_path
 from bmdkit.io import load_images
@@ -187,14 +188,16 @@ def _save_state(path, settings, model, optimizer, epochs_done, losses):
 
 def _restore(path, settings, model, optimizer):
     """Load a killed run's state into ``model`` and ``optimizer``: (epochs done, losses)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_state(path, "resume file", "rerun without --resume to start afresh",
+                       lambda state: (state["settings"].get, state["model"], state["optimizer"],
+                                      state["epochs_done"], state["losses"]))
     differ = {key: (state["settings"].get(key), settings[key]) for key in _SAME_ON_RESUME
               if state["settings"].get(key) != settings[key]}
     if differ:
         raise SavedFileError(f"cannot resume from {path}: it was written with other settings "
-                         + ", ".join(f"{key}={old!r} (now {new!r})"
-                                     for key, (old, new) in differ.items())
-                         + "; rerun without --resume to start afresh")
+                             + ", ".join(f"{key}={old!r} (now {new!r})"
+                                         for key, (old, new) in differ.items())
+                             + "; rerun without --resume to start afresh")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     return state["epochs_done"], list(state["losses"])
