@@ -168,3 +168,24 @@ def test_bad_resume_file_is_a_saved_file_error_naming_it(cohort, tmp_path, conte
         pretrain_backbone(X.image_path[:6], out, image_size=SIZE, epochs=1, batch_size=6,
                           resume=True, n_threads=1, progress=False)
     assert not out.exists()
+
+
+def test_resume_refuses_a_state_of_other_images(cohort, tmp_path, monkeypatch):
+    from bmdkit.errors import SavedFileError
+    from bmdkit.pretraining import train
+
+    _, X, _ = cohort
+    out = tmp_path / "w.safetensors"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_backbone_weights", killed)
+    with pytest.raises(KeyboardInterrupt):  # killed after its epoch, before the weights file
+        pretrain_backbone(X.image_path[:6], out, image_size=SIZE, epochs=1, batch_size=6,
+                          n_threads=1, progress=False)
+    assert resume_path(out).exists()
+    monkeypatch.undo()
+    with pytest.raises(SavedFileError, match="images="):  # as many images, other files
+        pretrain_backbone(X.image_path[6:12], out, image_size=SIZE, epochs=2, batch_size=6,
+                          resume=True, n_threads=1, progress=False)

@@ -15,6 +15,7 @@ from bmdkit.batching import torch_threads
 from bmdkit.checkpoint import load_state
 from bmdkit.errors import InputError, SavedFileError
 from bmdkit.files import atomic_path
+from bmdkit.fingerprints import data_fingerprint
 from bmdkit.io import load_images
 from bmdkit.nn.backbones import create_backbone
 from bmdkit.nn.weights import save_backbone_weights
@@ -31,7 +32,7 @@ DEFAULTS = dict(backbone="resnet10t", image_size=64, contrast="percentile", meth
                 epochs=20, batch_size=64, lr=1e-3, weight_decay=1e-4)
 #: Settings a resumed run must share with the run that wrote the state.
 _SAME_ON_RESUME = ("backbone", "image_size", "contrast", "method", "batch_size", "lr",
-                   "weight_decay", "random_state", "n_images", "views")
+                   "weight_decay", "random_state", "n_images", "images", "views")
 
 
 def resume_path(out):
@@ -134,7 +135,8 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
     settings = dict(backbone=backbone, image_size=int(image_size), contrast=contrast,
                     method=method, batch_size=int(min(batch_size, len(paths))), lr=float(lr),
                     weight_decay=float(weight_decay), random_state=int(random_state),
-                    n_images=len(paths), views=dict(views or {}))
+                    n_images=len(paths), views=dict(views or {}),
+                    images=data_fingerprint([os.fspath(path) for path in paths], ()))
     mean, std = float(np.mean(images, dtype=np.float64)), float(np.std(images, dtype=np.float64))
     state_file = resume_path(out)
     with torch_threads(n_threads), torch.random.fork_rng(devices=[]):
