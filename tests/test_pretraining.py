@@ -189,3 +189,28 @@ def test_resume_refuses_a_state_of_other_images(cohort, tmp_path, monkeypatch):
     with pytest.raises(SavedFileError, match="images="):  # as many images, other files
         pretrain_backbone(X.image_path[6:12], out, image_size=SIZE, epochs=2, batch_size=6,
                           resume=True, n_threads=1, progress=False)
+
+
+def test_out_is_checked_before_any_image_is_read(tmp_path, capsys):
+    from bmdkit import cli
+    from bmdkit.errors import FileClashError, MissingFileError, ParameterError
+
+    missing = [str(tmp_path / "no-such-image.png")] * 2  # never read: --out is refused first
+    with pytest.raises(MissingFileError, match="no-folder"):
+        pretrain_backbone(missing, tmp_path / "no-folder" / "w.safetensors")
+    with pytest.raises(ParameterError, match=r"\.safetensors"):
+        pretrain_backbone(missing, tmp_path / "w.pt")
+    existing = tmp_path / "w.safetensors"
+    existing.write_bytes(b"weights of an earlier run")
+    csv = tmp_path / "unlabelled.csv"
+    csv.write_text("image_path\nno-such-image.png\nno-such-image.png\n")
+    with pytest.raises(FileClashError, match="overwrite"):
+        pretrain_backbone(missing, existing)
+    with pytest.raises(SystemExit):
+        cli.main(["pretrain", "--csv", str(csv), "--out", str(existing)])
+    assert f"{existing} exists" in capsys.readouterr().err
+    assert existing.read_bytes() == b"weights of an earlier run"
+    # with --overwrite the run goes on, to the images
+    with pytest.raises(SystemExit):
+        cli.main(["pretrain", "--csv", str(csv), "--out", str(existing), "--overwrite"])
+    assert "no-such-image.png: file not found" in capsys.readouterr().err
