@@ -48,8 +48,6 @@ from bmdkit.rng import FitRandomness
 
 __all__ = ["BMDRegressor", "NAMED_MODELS", "ablation_models", "load", "model_label"]
 
-#: Display names of the built-in fusions (read from :data:`bmdkit.registry.FUSIONS`).
-FUSION_LABELS = FUSIONS.labels()
 #: Estimator parameters that are :class:`~bmdkit.nn.BMDNet`'s too: passed to it as skorch
 #: ``module__<name>``.
 MODULE_PARAMS = ("fusion", "backbone", "pretrained", "embed_dim", "n_heads", "n_layers", "dropout",
