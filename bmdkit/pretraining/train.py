@@ -156,8 +156,9 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
         if resume and state_file.is_file():
             first, losses = _restore(state_file, settings, model, optimizer)
         loader = torch.utils.data.DataLoader(
-            _Views(images, radiograph_views(image_size, **settings["views"])), batch_size=settings["batch_size"],
-            shuffle=True, drop_last=True, generator=torch.Generator())
+            _Views(images, radiograph_views(image_size, **settings["views"])),
+            batch_size=settings["batch_size"], shuffle=True, drop_last=True,
+            generator=torch.Generator())
         bar = tqdm(total=epochs * len(loader), initial=first * len(loader), unit="step",
                    desc=f"pretrain {method} {backbone}", disable=not progress)
         with bar:
