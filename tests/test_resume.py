@@ -299,3 +299,27 @@ def test_saved_conformal_model_has_no_checkpoint_dir_in_its_template(cohort_csv,
     model, = saved
     assert model.estimator.checkpoint_dir is None  # the template too, not only the fits
     assert all(fitted.checkpoint_dir is None for fitted in model.estimators_)
+
+
+def test_resume_without_the_explained_model_refits_it_for_the_figures(cohort_csv, tmp_path,
+                                                                      capsys):
+    import shutil
+
+    from bmdkit.cli.cv import CHECKPOINT, EXPLAINED
+
+    out = tmp_path / "cv"
+    argv = cv_args(cohort_csv, out, "--n-jobs", "1", "--folds", "2", "--models", "xattn",
+                   "concat")  # XAttn the headline, Concat the baseline
+    cli.main(argv)
+    figures = sorted(p.name for p in out.rglob("*.png") if "explanation" in p.name)
+    assert figures
+    # as a run killed after the fold-0 fit was stored, before its model was saved
+    shutil.rmtree(out / CHECKPOINT / EXPLAINED)
+    shutil.rmtree(out / "results")
+    for figure in out.rglob("*.png"):
+        figure.unlink()
+    capsys.readouterr()
+    cli.main([*argv, "--resume"])
+    assert "refitting XAttn on its first fold" in capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*.png") if "explanation" in p.name) == figures
+    assert (out / CHECKPOINT / EXPLAINED).is_dir()
