@@ -221,12 +221,12 @@ def check_device(device, name="device"):
         parsed = torch.device(device)
     except (RuntimeError, TypeError):
         raise ParameterError(f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1', "
-                         f"got {device!r}") from None
+                             f"got {device!r}") from None
     if parsed.type == "cuda" and (not torch.cuda.is_available() or (
             parsed.index is not None and parsed.index >= torch.cuda.device_count())):
         raise ParameterError(f"{name}={device!r}, but torch sees "
-                         f"{torch.cuda.device_count() if torch.cuda.is_available() else 'no'} "
-                         "CUDA device(s)")
+                             f"{torch.cuda.device_count() if torch.cuda.is_available() else 'no'} "
+                             "CUDA device(s)")
     return parsed
 
 

@@ -34,12 +34,55 @@ from bmdkit.files import atomic_path
 from bmdkit.fingerprints import data_fingerprint, model_key
 
 __all__ = ["CHECKPOINT_GLOB", "EpochCheckpoint", "checkpoint_callbacks", "checkpoint_path",
-           "epochs_left", "fit_fingerprint"]
+           "epochs_left", "fit_fingerprint", "load_state"]
 
 #: The checkpoint files in a ``checkpoint_dir``: one per fit (parameters and data).
 CHECKPOINT_GLOB = "checkpoint-*.pt"
 #: Early stopping's state that a resumed fit continues from.
 _EARLY_STOPPING_STATE = ("misses_", "dynamic_threshold_", "best_epoch_", "best_model_weights_")
+
+
+def load_state(path, what, advice, check=None):
+    """Load a training state saved by ``torch.save`` safely (``weights_only``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    what : str
+        What the file is, for the error ("checkpoint", "resume file").
+    advice : str
+        What to do about a damaged file, for the error.
+    check : callable, optional
+        Called with the loaded state; a ``KeyError``, ``TypeError`` or
+        ``ValueError`` it raises marks the file as not a bmdkit state.
+
+    Returns
+    -------
+    state : dict
+
+    Raises
+    ------
+    SavedFileError
+        The file is damaged or not a bmdkit state; the error names it.
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> path = Path(tempfile.mkdtemp()) / "state.pt"
+    >>> torch.save({"epochs_done": 2}, path)
+    >>> load_state(path, "resume file", "delete it", lambda s: s["epochs_done"])
+    {'epochs_done': 2}
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if check is not None:
+            check(state)
+    except (RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.PickleError) as error:
+        raise SavedFileError(f"{what} {path} is damaged or not a bmdkit {what} (torch.load: "
+                             f"{type(error).__name__}); {advice}") from None
+    return state
 
 
 class EpochCheckpoint(Callback):
@@ -86,15 +129,9 @@ class EpochCheckpoint(Callback):
         by something else) is a SavedFileError naming it.
         """
         if self.state_ is None and self.path.is_file():
-            try:
-                state = torch.load(self.path, map_location="cpu", weights_only=True)
-                epochs = len(json.loads(state["history"]))
-            except (RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.PickleError) \
-                    as error:
-                raise SavedFileError(
-                    f"checkpoint {self.path} is damaged or not a bmdkit checkpoint (torch.load: "
-                    f"{type(error).__name__}); delete it to start this fit again") from None
-            self.state_, self.resumed_epochs_ = state, epochs
+            state = load_state(self.path, "checkpoint", "delete it to start this fit again",
+                               lambda state: len(json.loads(state["history"])))
+            self.state_, self.resumed_epochs_ = state, len(json.loads(state["history"]))
         return self.resumed_epochs_
 
     def on_train_begin(self, net, **kwargs):

@@ -80,25 +80,26 @@ def _check(name):
 
 
 def check_device(device):
-    """A description of ``device`` (name, torch and CUDA versions), or NoDeviceError."""
+    """A description of ``device`` (name, torch and CUDA versions), or NoDeviceError.
+
+    The device is read by :func:`bmdkit.batching.check_device`; its
+    ParameterError (not a torch device, no such CUDA device) becomes a
+    NoDeviceError (``bmdkit doctor`` exits with :data:`NO_DEVICE_EXIT`).
+    """
     import torch
 
+    from bmdkit.batching import check_device as parse_device
+
     try:
-        kind = torch.device(device)
-    except RuntimeError as error:  # "nonsense": torch's "Expected one of cpu, cuda, ..."
-        raise NoDeviceError(f"device {device!r} is not a torch device ({error})") from None
+        kind = parse_device(device, name="--device")
+    except ParameterError as error:
+        raise NoDeviceError(f"{error} (torch {torch.__version__}, built for CUDA "
+                            f"{torch.version.cuda}); nothing was checked") from None
     if kind.type == "cpu":
         return f"CPU, torch {torch.__version__}"
     if kind.type != "cuda":
         raise NoDeviceError(f"bmdkit doctor checks CUDA or the CPU, not {device!r}")
-    if not torch.cuda.is_available():
-        raise NoDeviceError(
-            f"no CUDA device: torch {torch.__version__} (built for CUDA "
-            f"{torch.version.cuda}) sees none; nothing was checked")
-    index = kind.index or 0
-    if index >= torch.cuda.device_count():
-        raise NoDeviceError(f"no CUDA device {device!r}: {torch.cuda.device_count()} visible")
-    return (f"{torch.cuda.get_device_name(index)}, torch {torch.__version__}, "
+    return (f"{torch.cuda.get_device_name(kind.index or 0)}, torch {torch.__version__}, "
             f"CUDA {torch.version.cuda}")
 
 

@@ -48,8 +48,6 @@ from bmdkit.rng import FitRandomness
 
 __all__ = ["BMDRegressor", "NAMED_MODELS", "ablation_models", "load", "model_label"]
 
-#: Display names of the built-in fusions (read from :data:`bmdkit.registry.FUSIONS`).
-FUSION_LABELS = FUSIONS.labels()
 #: Estimator parameters that are :class:`~bmdkit.nn.BMDNet`'s too: passed to it as skorch
 #: ``module__<name>``.
 MODULE_PARAMS = ("fusion", "backbone", "pretrained", "embed_dim", "n_heads", "n_layers", "dropout",
@@ -347,9 +345,9 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         y_scaled = scaling.transform(y)
         settings = self._net_settings(preprocessor, n_outputs=y_scaled.shape[1],
                                       criterion=criterion)
-        net = self._initialized_net(
-            settings, rng, callbacks=self._callbacks() + checkpoint_callbacks(self, X, y_given, rng),
-            train_split=self._train_split(rng.seed))
+        callbacks = self._callbacks() + checkpoint_callbacks(self, X, y_given, rng)
+        net = self._initialized_net(settings, rng, callbacks=callbacks,
+                                    train_split=self._train_split(rng.seed))
         with torch_threads(self.n_threads), rng.routed(net.module_):
             net.partial_fit(arrays, y_scaled, epochs=epochs_left(net, self.max_epochs))
         self.preprocessor_, self.y_mean_, self.y_scale_ = preprocessor, scaling.mean, scaling.scale
@@ -553,7 +551,7 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
 
 
 def ablation_models(fusions=None, losses=None, **params):
-    """The paper's ablation as a :func:`~bmdkit.evaluation.compare_models` preset: fusions × losses.
+    """The paper's ablation, fusions × losses: a :func:`~bmdkit.evaluation.compare_models` preset.
 
     Parameters
     ----------
@@ -584,10 +582,11 @@ def ablation_models(fusions=None, losses=None, **params):
 
 
 def derived_signature(*, drop=(), add=None):
-    """``BMDRegressor.__init__``'s signature less ``drop``, plus keyword-only ``add`` (name: default).
+    """``BMDRegressor.__init__``'s signature less ``drop``, plus keyword-only ``add``.
 
     scikit-learn reads an estimator's parameter names from its ``__init__``
-    signature, so a subclass taking ``**kwargs`` declares them this way.
+    signature, so a subclass taking ``**kwargs`` declares them this way;
+    ``add`` maps each added name to its default.
     """
     return signature_of(BMDRegressor, drop=drop, add=add)
 

@@ -195,15 +195,19 @@ def validate_params(constraints, params, *, skip=()):
         allowed = constraints[name]
         if any(_accepts(c, value) for c in allowed if not isinstance(c, Check)):
             continue
-        if not any(_passes(check, value) for check in allowed if isinstance(check, Check)):
+        only = len(allowed) == 1
+        if not any(_passes(check, value, only) for check in allowed if isinstance(check, Check)):
             raise ParameterError(f"{name} must be {describe(allowed)}, got {value!r}")
 
 
-def _passes(check, value):
-    """Whether ``check`` passes ``value``; its own ParameterError when it is the only check."""
+def _passes(check, value, only=False):
+    """Whether ``check`` passes ``value``; its own ParameterError when it is the only constraint
+    (``only``), as it says more than the message pattern."""
     try:
         check.function(value)
     except ParameterError:
+        if only:
+            raise
         return False
     except Exception:  # noqa: BLE001 - any failure of a check (unhashable ...) is a bad value
         return False

@@ -7,7 +7,7 @@ label in tables and reports, and for a fusion the named estimator class
 entries are written here once and name their object as ``"module:attribute"``,
 imported on first use, so that reading the names and labels (``bmdkit
 --help``, the reports) imports no torch; the command line's choices, the
-estimators' named classes, ``FUSION_LABELS``, ``ablation_models`` and
+estimators' named classes, :meth:`Registry.labels`, ``ablation_models`` and
 ``make_criterion`` all read these lists (``tests/test_registry.py`` checks
 that no other module lists fusion names). A fusion or loss of one's own is
 added with :func:`bmdkit.nn.register_fusion` / :func:`bmdkit.losses.register_loss`.

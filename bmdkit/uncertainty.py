@@ -89,7 +89,8 @@ def _targets(y, n_rows):
 
 def _check_regressor(estimator):
     if not (hasattr(estimator, "fit") and hasattr(estimator, "predict")):
-        raise ParameterError(f"expected an estimator with fit and predict, got {estimator!r}")
+        raise ParameterError(f"estimator must be a scikit-learn regressor (with fit and "
+                             f"predict), got {estimator!r}")
 
 
 def _check_splitter(cv):

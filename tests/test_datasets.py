@@ -149,6 +149,9 @@ def test_bad_cohort_parameters_are_named(tmp_path):
         make_synthetic_cohort(n=2, image_size=16, out_dir=tmp_path, view="knee")
     with pytest.raises(ParameterError, match="sites"):
         make_synthetic_cohort(n=2, image_size=16, out_dir=tmp_path, sites=("spine",))
+    for sites in (None, (), 3):  # not a TypeError from iterating them
+        with pytest.raises(ParameterError, match=f"sites must be .*, got {sites!r}"):
+            make_synthetic_cohort(n=2, image_size=16, out_dir=tmp_path, sites=sites)
     with pytest.raises(ParameterError, match="image_format"):
         make_synthetic_cohort(n=2, image_size=16, out_dir=tmp_path, image_format="jpeg")
     with pytest.raises(ValueError, match="image_size"):  # still a ValueError for callers

@@ -275,3 +275,22 @@ def test_node_serves_several_associations_at_once(node_setup, tmp_path):
         node.stop()
     assert [s.Status for s in statuses] == [0] * 4
     assert len(list((tmp_path / "sr").glob("*.sr.dcm"))) == 4
+
+
+def test_a_taken_port_names_host_and_port_and_stops_the_workers(node_setup, tmp_path):
+    import multiprocessing
+    import socket
+
+    from bmdkit.dicomnode.node import DicomNode
+    from bmdkit.errors import ParameterError
+
+    model, _ = node_setup
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        node = DicomNode(model, queue_dir=tmp_path / "queue", host="127.0.0.1", port=port,
+                         sr_dir=tmp_path / "sr", workers=1)
+        with pytest.raises(ParameterError, match=f"--host 127.0.0.1 --port {port}"):
+            node.start()
+    assert node._pool is None and multiprocessing.active_children() == []

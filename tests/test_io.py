@@ -90,3 +90,11 @@ def test_blank_and_empty_images_are_named(tmp_path):
     with pytest.raises(ValueError, match="blank image") as info:
         read_image(blank)
     assert str(info.value).startswith(f"{blank}: ")
+
+
+def test_dicom_files_of_a_missing_folder_names_the_path_not_an_option(tmp_path):
+    from bmdkit.errors import MissingFileError
+    from bmdkit.io import dicom_files
+
+    with pytest.raises(MissingFileError, match=f"^DICOM folder {tmp_path / 'none'} is not a"):
+        dicom_files(tmp_path / "none")

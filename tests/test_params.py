@@ -71,6 +71,24 @@ def test_the_cases_cover_every_parameter_of_bmdregressor():
 @pytest.mark.parametrize("cls, name, value", list(_cases()))
 def test_a_bad_type_or_value_of_each_parameter_is_one_error_naming_it(data, cls, name, value):
     model = _make(cls).set_params(**{name: value})
-    with pytest.raises(ParameterError, match=f"^{name} must be .+, got {re.escape(repr(value))}$"):
+    # the message pattern, or the own message of a check that is the only constraint
+    with pytest.raises(ParameterError, match=f"^{name}( must be |=).*{re.escape(repr(value))}"):
         model.fit(*data)
     assert issubclass(ParameterError, ValueError) and issubclass(ParameterError, TypeError)
+
+
+def test_a_checks_own_error_is_kept_when_it_is_the_only_constraint():
+    from bmdkit.params import Check, Options
+
+    def even(value):
+        if value % 2:
+            raise ParameterError(f"n must be even (pairs of views), got {value!r}")
+
+    with pytest.raises(ParameterError, match=r"^n must be even \(pairs of views\), got 3$"):
+        validate_params({"n": [Check(even, "an even number")]}, {"n": 3})
+    # among other constraints, the pattern naming them all
+    with pytest.raises(ParameterError, match="^n must be one of 'all' or an even number, got 3$"):
+        validate_params({"n": [Options({"all"}), Check(even, "an even number")]}, {"n": 3})
+    # any other failure of the check is the pattern too
+    with pytest.raises(ParameterError, match="^n must be an even number, got 'two'$"):
+        validate_params({"n": [Check(even, "an even number")]}, {"n": "two"})

@@ -151,3 +151,66 @@ def test_dicom_dir_gives_every_dicom_file(tmp_path):
     args = build_parser().parse_args(["pretrain", "--dicom-dir", str(tmp_path / "dcm"),
                                       "--out", "w.safetensors"])
     assert sorted(image_paths(args)) == sorted(X.image_path)
+
+
+@pytest.mark.parametrize("content", [b"not a torch file", None], ids=["damaged", "no-settings"])
+def test_bad_resume_file_is_a_saved_file_error_naming_it(cohort, tmp_path, content):
+    from bmdkit.errors import SavedFileError
+
+    _, X, _ = cohort
+    out = tmp_path / "w.safetensors"
+    state = resume_path(out)
+    if content is None:
+        torch.save({"epochs_done": 1}, state)
+    else:
+        state.write_bytes(content)
+    with pytest.raises(SavedFileError, match=str(state).replace(".", r"\.")):
+        pretrain_backbone(X.image_path[:6], out, image_size=SIZE, epochs=1, batch_size=6,
+                          resume=True, n_threads=1, progress=False)
+    assert not out.exists()
+
+
+def test_resume_refuses_a_state_of_other_images(cohort, tmp_path, monkeypatch):
+    from bmdkit.errors import SavedFileError
+    from bmdkit.pretraining import train
+
+    _, X, _ = cohort
+    out = tmp_path / "w.safetensors"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_backbone_weights", killed)
+    with pytest.raises(KeyboardInterrupt):  # killed after its epoch, before the weights file
+        pretrain_backbone(X.image_path[:6], out, image_size=SIZE, epochs=1, batch_size=6,
+                          n_threads=1, progress=False)
+    assert resume_path(out).exists()
+    monkeypatch.undo()
+    with pytest.raises(SavedFileError, match="images="):  # as many images, other files
+        pretrain_backbone(X.image_path[6:12], out, image_size=SIZE, epochs=2, batch_size=6,
+                          resume=True, n_threads=1, progress=False)
+
+
+def test_out_is_checked_before_any_image_is_read(tmp_path, capsys):
+    from bmdkit import cli
+    from bmdkit.errors import FileClashError, MissingFileError, ParameterError
+
+    missing = [str(tmp_path / "no-such-image.png")] * 2  # never read: --out is refused first
+    with pytest.raises(MissingFileError, match="no-folder"):
+        pretrain_backbone(missing, tmp_path / "no-folder" / "w.safetensors")
+    with pytest.raises(ParameterError, match=r"\.safetensors"):
+        pretrain_backbone(missing, tmp_path / "w.pt")
+    existing = tmp_path / "w.safetensors"
+    existing.write_bytes(b"weights of an earlier run")
+    csv = tmp_path / "unlabelled.csv"
+    csv.write_text("image_path\nno-such-image.png\nno-such-image.png\n")
+    with pytest.raises(FileClashError, match="overwrite"):
+        pretrain_backbone(missing, existing)
+    with pytest.raises(SystemExit):
+        cli.main(["pretrain", "--csv", str(csv), "--out", str(existing)])
+    assert f"{existing} exists" in capsys.readouterr().err
+    assert existing.read_bytes() == b"weights of an earlier run"
+    # with --overwrite the run goes on, to the images
+    with pytest.raises(SystemExit):
+        cli.main(["pretrain", "--csv", str(csv), "--out", str(existing), "--overwrite"])
+    assert "no-such-image.png: file not found" in capsys.readouterr().err

@@ -39,7 +39,7 @@ def test_names_are_listed_in_the_registry_only(registry):
 
 def test_the_named_estimators_labels_and_choices_come_from_the_registry():
     from bmdkit.cli import MODELS
-    from bmdkit.estimators import FUSION_LABELS, model_label
+    from bmdkit.estimators import model_label
 
     assert MODELS == fusion_names() == FUSIONS.names()
     for name in FUSIONS.names():
@@ -49,7 +49,7 @@ def test_the_named_estimators_labels_and_choices_come_from_the_registry():
         assert cls.__doc__.startswith(entry.summary)
         assert {k: cls().get_params()[k] for k in entry.estimator_defaults} == \
             entry.estimator_defaults
-        assert FUSION_LABELS[name] == model_label(name) == entry.label
+        assert FUSIONS.labels()[name] == model_label(name) == entry.label
     assert model_label("xattn", "weighted_smooth_l1") == "XAttn +wSL1"
 
 

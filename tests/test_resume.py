@@ -259,3 +259,67 @@ def test_early_stopping_keeps_its_best_epoch_across_a_resume(signal_cohort, tmp_
     # another fit (other parameters, or another fold's rows) keeps its own checkpoint there
     other = BMDRegressor(**{**params, "max_epochs": 2}, checkpoint_dir=tmp_path).fit(X, y)
     assert len(other.net_.history) == 2 and len(list(tmp_path.glob("checkpoint-*.pt"))) == 2
+
+
+def test_fit_without_checkpoint_offers_no_resume_and_refuses_resume(cohort_csv, tmp_path,
+                                                                    capsys, monkeypatch):
+    from bmdkit.estimators import BMDRegressor
+    from bmdkit.fit_store import FitsInterrupted
+
+    data = ["fit", "--csv", str(cohort_csv), "--target", "bmd", "--model", "concat",
+            "--out", str(tmp_path / "model"), *TINY_OPTIONS]
+    with pytest.raises(SystemExit) as exit:
+        cli.main([*data, "--resume"])
+    assert exit.value.code == 2
+    assert "--resume needs --checkpoint" in capsys.readouterr().err
+
+    def interrupted(self, X, y, **kwargs):
+        raise FitsInterrupted(signal.SIGINT)
+
+    monkeypatch.setattr(BMDRegressor, "fit", interrupted)  # Ctrl-C during the fit
+    with pytest.raises(SystemExit) as exit:
+        cli.main(data)
+    assert exit.value.code == 128 + signal.SIGINT
+    err = capsys.readouterr().err
+    assert "stopped by SIGINT; nothing was saved." in err and "Resume with" not in err
+
+
+def test_saved_conformal_model_has_no_checkpoint_dir_in_its_template(cohort_csv, tmp_path,
+                                                                     monkeypatch):
+    from bmdkit.uncertainty import ConformalBMDRegressor
+
+    saved = []
+    save = ConformalBMDRegressor.save
+    monkeypatch.setattr(ConformalBMDRegressor, "save",
+                        lambda self, path, **kwargs: saved.append(self) or save(self, path,
+                                                                                **kwargs))
+    cli.main(["fit", "--csv", str(cohort_csv), "--target", "bmd", "--model", "concat",
+              "--out", str(tmp_path / "model"), "--checkpoint", str(tmp_path / "checkpoint"),
+              "--conformal", "split", *TINY_OPTIONS])
+    model, = saved
+    assert model.estimator.checkpoint_dir is None  # the template too, not only the fits
+    assert all(fitted.checkpoint_dir is None for fitted in model.estimators_)
+
+
+def test_resume_without_the_explained_model_refits_it_for_the_figures(cohort_csv, tmp_path,
+                                                                      capsys):
+    import shutil
+
+    from bmdkit.cli.cv import CHECKPOINT, EXPLAINED
+
+    out = tmp_path / "cv"
+    argv = cv_args(cohort_csv, out, "--n-jobs", "1", "--folds", "2", "--models", "xattn",
+                   "concat")  # XAttn the headline, Concat the baseline
+    cli.main(argv)
+    figures = sorted(p.name for p in out.rglob("*.png") if "explanation" in p.name)
+    assert figures
+    # as a run killed after the fold-0 fit was stored, before its model was saved
+    shutil.rmtree(out / CHECKPOINT / EXPLAINED)
+    shutil.rmtree(out / "results")
+    for figure in out.rglob("*.png"):
+        figure.unlink()
+    capsys.readouterr()
+    cli.main([*argv, "--resume"])
+    assert "refitting XAttn on its first fold" in capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*.png") if "explanation" in p.name) == figures
+    assert (out / CHECKPOINT / EXPLAINED).is_dir()

@@ -276,14 +276,18 @@ def discard_unless_resumed(paths, args, what):
             path.unlink()
 
 
-def stopped(args, stop, kept):
+def stopped(args, stop, kept, *, resumable=True):
     """Exit after SIGINT or SIGTERM (``stop``, a FitsInterrupted), printing how to resume.
 
-    ``kept`` says what was written; the command printed is the one run, with ``--resume``.
+    ``kept`` says what was written; the command printed is the one run, with ``--resume``
+    (none when ``resumable`` is false: nothing was kept to resume from).
     The exit status is 128 + the signal's number, as a shell reports a signal.
     """
     import shlex
 
+    if not resumable:
+        print(f"\nbmdkit {args.command}: {stop}; {kept}.", file=sys.stderr)
+        raise SystemExit(128 + stop.signum)
     argv = list(getattr(args, "argv", None) or sys.argv[1:])
     command = shlex.join(["bmdkit", *argv, *([] if "--resume" in argv else ["--resume"])])
     print(f"\nbmdkit {args.command}: {stop}; {kept}. Resume with:\n  {command}", file=sys.stderr)

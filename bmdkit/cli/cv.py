@@ -7,6 +7,7 @@ and its options (:func:`add_cv_options`, :func:`add_report_options`).
 from __future__ import annotations
 
 import dataclasses
+import sys
 import warnings
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
     """
     import numpy as np
     import pandas as pd
+    from sklearn.base import clone
 
     from bmdkit import BMDStratifiedGroupKFold, BMDStratifiedKFold
     from bmdkit.checks import ImputationWarning, warn_missing_values
@@ -88,10 +90,19 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
                                      n_jobs=n_jobs(args), checkpoint_dir=store)
         except FitsInterrupted as stop:
             stopped(args, stop, f"finished fits kept in {store}: {finished_fits(store)}")
+        first = results.predictions
+        test = np.unique(first.loc[(first["model"] == headline) & (first["fold"] == 0), "row"])
         if not kept and (store / EXPLAINED).is_dir():  # fitted by the run this one resumes
-            first = results.predictions
-            kept.update(model=load(store / EXPLAINED), test=np.unique(
-                first.loc[(first["model"] == headline) & (first["fold"] == 0), "row"]))
+            kept.update(model=load(store / EXPLAINED), test=test)
+        elif not kept and len(test) and getattr(models[headline], "fusion", None) and \
+                fusion_class(models[headline].fusion).uses_image:
+            # that run was killed after the fit was stored, before its model was saved
+            print(f"refitting {headline} on its first fold for the report's figures (the run "
+                  "this one resumes kept its scores, not its model)", file=sys.stderr)
+            train = np.setdiff1d(np.arange(len(X)), test)
+            keep(headline, 0, clone(models[headline]).fit(
+                X.iloc[train], y.iloc[train] if hasattr(y, "iloc") else np.asarray(y)[train]),
+                test)
         extra = explanation_figures(kept["model"], X.iloc[kept["test"]],
                                     np.asarray(y)[kept["test"]], name=headline) if kept else None
     # saved with the results, so that `bmdkit report` draws the same labels

@@ -60,9 +60,13 @@ def add_parser(subparsers):
 
 def run_fit(args):
     from bmdkit import BMDStratifiedKFold
+    from bmdkit.errors import ParameterError
     from bmdkit.fit_store import FitsInterrupted, stop_on_signals
     from bmdkit.uncertainty import ConformalBMDRegressor
 
+    if args.resume and not args.checkpoint:
+        raise ParameterError("--resume needs --checkpoint DIR (the training state to resume "
+                             "from); without --checkpoint nothing is kept to resume")
     X, y = read_data(args)
     params = {"verbose": 1, **model_params(args)}  # a line per epoch; --param verbose=0 wins
     if args.checkpoint:
@@ -81,10 +85,12 @@ def run_fit(args):
             model.fit(X, y)
     except FitsInterrupted as stop:
         stopped(args, stop, f"the state of the last finished epoch is kept in {args.checkpoint}"
-                if args.checkpoint else "nothing was saved")
+                if args.checkpoint else "nothing was saved", resumable=bool(args.checkpoint))
     for fitted in getattr(model, "estimators_", [model]):  # saved with each model
         fitted.densitometer_ = args.densitometer
         fitted.set_params(checkpoint_dir=None)  # a saved model refits from scratch
+    if args.conformal:
+        model.set_params(estimator__checkpoint_dir=None)  # and so does its template
     path = model.save(args.out, overwrite=args.overwrite)
     print(f"fitted {name} on {len(y)} rows; saved to {path}")
 

@@ -26,7 +26,9 @@ def add_parser(subparsers):
     parser.add_argument("--image-col", default="image_path",
                         help="image path column of --csv (default: %(default)s)")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE.safetensors",
-                        help="weights file to write")
+                        help="weights file to write (its folder must exist)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a weights file at --out")
     parser.add_argument("--backbone", default=_DEFAULTS["backbone"],
                         help="timm model name (default: %(default)s, the estimators')")
     parser.add_argument("--image-size", type=int, default=_DEFAULTS["image_size"],
@@ -60,15 +62,17 @@ def image_paths(args):
 
 
 def run_pretrain(args):
-    from bmdkit.pretraining import pretrain_backbone, resume_path
+    from bmdkit.pretraining import check_out, pretrain_backbone, resume_path
 
+    check_out(args.out, overwrite=args.overwrite)  # before the images are listed and read
     paths = image_paths(args)
     if args.resume and resume_path(args.out).is_file():
         print(f"resuming from {resume_path(args.out)}", flush=True)
     info = pretrain_backbone(
         paths, args.out, backbone=args.backbone, image_size=args.image_size, method=args.method,
         epochs=args.epochs, batch_size=args.batch_size, resume=args.resume,
-        random_state=args.seed, n_threads=args.threads, cache_dir=args.cache_dir)
+        overwrite=args.overwrite, random_state=args.seed, n_threads=args.threads,
+        cache_dir=args.cache_dir)
     print(f"{args.out}: {info['backbone']} at {info['image_size']} px, {info['method']}, "
           f"{info['epochs']} epochs on {info['images']} images, final loss {info['final_loss']} "
           f"({info['seconds']:.0f} s); use it with --param pretrained={args.out}")

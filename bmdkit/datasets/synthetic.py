@@ -22,6 +22,7 @@ from bmdkit.datasets.cohort import load_cohort
 from bmdkit.datasets.films import save_dicom, save_png, save_tiff
 from bmdkit.errors import ParameterError
 from bmdkit.io.cache import progress_disable
+from bmdkit.params import Check, Interval, Options, check_param
 from bmdkit.phantoms.anatomy import skeleton
 from bmdkit.phantoms.dxa import measure
 from bmdkit.phantoms.population import (
@@ -43,20 +44,21 @@ PRECISION_CV = {"femoral_neck": 0.015, "total_hip": 0.010}
 
 
 def _check(view, image_format, sites, image_size, n):
-    if view not in VIEWS:
-        raise ParameterError(f"view must be one of {VIEWS}, got {view!r}")
-    if image_format not in IMAGE_FORMATS:
-        raise ParameterError(f"image_format must be one of {tuple(IMAGE_FORMATS)}, "
-                             f"got {image_format!r}")
-    sites = (sites,) if isinstance(sites, str) else tuple(sites)
-    unknown = [s for s in sites if s not in PRECISION_CV]
-    if unknown or not sites:
+    check_param("view", view, Options(VIEWS))
+    check_param("image_format", image_format, Options(IMAGE_FORMATS))
+    check_param("sites", sites, Options(PRECISION_CV),
+                Check(_known_sites, "a non-empty tuple of them"))
+    check_param("image_size", image_size, Interval(Integral, 8, None))
+    check_param("n", n, Interval(Integral, 1, None))
+    return (sites,) if isinstance(sites, str) else tuple(sites)
+
+
+def _known_sites(sites):
+    """Raise unless ``sites`` is a non-empty sequence of DXA sites (:data:`PRECISION_CV`)."""
+    sites = tuple(sites)  # a TypeError for None or a number: a bad value
+    if not sites or not all(site in PRECISION_CV for site in sites):
         raise ParameterError(f"sites must be a non-empty tuple of {tuple(PRECISION_CV)}, "
                              f"got {sites!r}")
-    for name, value, least in (("image_size", image_size, 8), ("n", n, 1)):
-        if not isinstance(value, Integral) or isinstance(value, bool) or value < least:
-            raise ParameterError(f"{name} must be an integer >= {least}, got {value!r}")
-    return sites
 
 
 def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None, *, view="hip",

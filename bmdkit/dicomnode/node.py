@@ -176,8 +176,15 @@ class DicomNode:
                 initializer=_warm_up)
             for ready in [self._pool.submit(int) for _ in range(self.workers)]:
                 ready.result()  # ready to decode and build before accepting images
-        self._server = ae.start_server((self.host, self.port), block=False,
-                                       evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+        try:
+            self._server = ae.start_server((self.host, self.port), block=False,
+                                           evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+        except OSError as error:  # the port is taken, or the host not this machine's
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+                self._pool = None
+            raise ParameterError(f"cannot listen on --host {self.host} --port {self.port}: "
+                                 f"{error.strerror or error}") from None
         self.port = self._server.server_address[1]
         waiting = len(self._pending())
         log.info("listening as %s on %s:%d%s; %d object(s) in the queue %s", self.ae_title,
@@ -428,7 +435,9 @@ class DicomNode:
 
     def _fail(self, path, why):
         log.warning("could not use %s: %s (moved to %s)", path.name, why, self.failed)
-        (self.failed / f"{path.stem}.reason.txt").write_text(why + "\n", encoding="utf-8")
+        from bmdkit.files import write_text
+
+        write_text(self.failed / f"{path.stem}.reason.txt", why + "\n")  # whole or not at all
         path.replace(self.failed / path.name)
 
     def _log_studies(self, sources, results):

@@ -40,7 +40,7 @@ def dicom_files(root):
 
     root = Path(root)
     if not root.is_dir():
-        raise MissingFileError(f"--dicom-dir {root} is not a folder")
+        raise MissingFileError(f"DICOM folder {root} is not a folder")
     return sorted(
         p.relative_to(root).as_posix() for p in root.rglob("*")
         if p.is_file() and (p.suffix.lower() in DICOM_SUFFIXES or not p.suffix)

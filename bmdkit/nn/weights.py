@@ -50,7 +50,8 @@ def save_backbone_weights(path, backbone, *, name, image_size, input_mean, input
     metadata = {"format": FORMAT, "backbone": str(name), "image_size": str(int(image_size)),
                 "input_mean": repr(float(input_mean)), "input_std": repr(float(input_std)),
                 "contrast": str(contrast), **{key: str(value) for key, value in notes.items()}}
-    tensors = {key: value.detach().cpu().contiguous() for key, value in backbone.state_dict().items()}
+    tensors = {key: value.detach().cpu().contiguous()
+               for key, value in backbone.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(tensors, os.fspath(tmp), metadata=metadata)
     return path
@@ -73,7 +74,7 @@ def backbone_file_metadata(path):
             metadata = dict(file.metadata() or {})
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise SavedFileError(f"pretrained weights file {path} is not a readable safetensors file "
-                         f"({exc})") from exc
+                             f"({exc})") from exc
     if metadata.get("format") != FORMAT:
         return None
     metadata["image_size"] = int(metadata["image_size"])
@@ -136,6 +137,7 @@ def load_backbone_weights(backbone, path):
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise SavedFileError(f"pretrained weights {os.fspath(path)} do not fit the backbone: "
-                         f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+                             f"missing {sorted(missing)[:5]}, unexpected "
+                             f"{sorted(unexpected)[:5]}")
     return backbone
 

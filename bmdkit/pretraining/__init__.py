@@ -15,7 +15,13 @@ except ModuleNotFoundError as error:
     raise MissingExtraError("pretrain", "bmdkit.pretraining", error.name) from error
 
 from bmdkit.pretraining.methods import METHODS  # noqa: E402
-from bmdkit.pretraining.train import DEFAULTS, pretrain_backbone, resume_path  # noqa: E402
+from bmdkit.pretraining.train import (  # noqa: E402
+    DEFAULTS,
+    check_out,
+    pretrain_backbone,
+    resume_path,
+)
 from bmdkit.pretraining.views import radiograph_views  # noqa: E402
 
-__all__ = ["DEFAULTS", "METHODS", "pretrain_backbone", "radiograph_views", "resume_path"]
+__all__ = ["DEFAULTS", "METHODS", "check_out", "pretrain_backbone", "radiograph_views",
+           "resume_path"]

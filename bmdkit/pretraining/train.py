@@ -12,8 +12,16 @@ import torch
 from tqdm.auto import tqdm
 
 from bmdkit.batching import torch_threads
-from bmdkit.errors import InputError, SavedFileError
+from bmdkit.checkpoint import load_state
+from bmdkit.errors import (
+    FileClashError,
+    InputError,
+    MissingFileError,
+    ParameterError,
+    SavedFileError,
+)
 from bmdkit.files import atomic_path
+from bmdkit.fingerprints import data_fingerprint
 from bmdkit.io import load_images
 from bmdkit.nn.backbones import create_backbone
 from bmdkit.nn.weights import save_backbone_weights
@@ -21,7 +29,7 @@ from bmdkit.params import Interval, check_param
 from bmdkit.pretraining.methods import make_method
 from bmdkit.pretraining.views import radiograph_views
 
-__all__ = ["DEFAULTS", "pretrain_backbone", "resume_path"]
+__all__ = ["DEFAULTS", "check_out", "pretrain_backbone", "resume_path"]
 
 #: The defaults of :func:`pretrain_backbone` and ``bmdkit pretrain``: backbone, image size
 #: and contrast those of the estimators, so that ``pretrained=FILE`` needs no other setting;
@@ -30,7 +38,7 @@ DEFAULTS = dict(backbone="resnet10t", image_size=64, contrast="percentile", meth
                 epochs=20, batch_size=64, lr=1e-3, weight_decay=1e-4)
 #: Settings a resumed run must share with the run that wrote the state.
 _SAME_ON_RESUME = ("backbone", "image_size", "contrast", "method", "batch_size", "lr",
-                   "weight_decay", "random_state", "n_images", "views")
+                   "weight_decay", "random_state", "n_images", "images", "views")
 
 
 def resume_path(out):
@@ -57,7 +65,7 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
                       epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"],
                       lr=DEFAULTS["lr"], weight_decay=DEFAULTS["weight_decay"],
                       contrast=DEFAULTS["contrast"], views=None, cache_dir=None, resume=False,
-                      random_state=0, n_threads=None, progress=True):
+                      overwrite=False, random_state=0, n_threads=None, progress=True):
     """Pretrain a timm backbone on unlabelled radiographs and save it for the estimators.
 
     Self-supervised: two random radiograph views of each image
@@ -97,6 +105,8 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
     resume : bool, default=False
         Continue from the state a killed run left (its settings must match),
         if there is one; without it a run starts afresh.
+    overwrite : bool, default=False
+        Replace an existing ``out``; without it an existing file is refused.
     random_state : int, default=0
         Seeds the weights, the batches and the views (per epoch, so a resumed
         run draws what the uninterrupted one would have).
@@ -124,6 +134,7 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
     ('resnet10t', 32, 1)
     """
     start = time.perf_counter()
+    check_out(out, overwrite=overwrite)
     paths = [os.fspath(p) for p in paths]
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("image_size", image_size)):
         check_param(name, value, Interval(Integral, 1, None))
@@ -133,7 +144,8 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
     settings = dict(backbone=backbone, image_size=int(image_size), contrast=contrast,
                     method=method, batch_size=int(min(batch_size, len(paths))), lr=float(lr),
                     weight_decay=float(weight_decay), random_state=int(random_state),
-                    n_images=len(paths), views=dict(views or {}))
+                    n_images=len(paths), views=dict(views or {}),
+                    images=data_fingerprint(paths, ()))
     mean, std = float(np.mean(images, dtype=np.float64)), float(np.std(images, dtype=np.float64))
     state_file = resume_path(out)
     with torch_threads(n_threads), torch.random.fork_rng(devices=[]):
@@ -144,8 +156,9 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
         if resume and state_file.is_file():
             first, losses = _restore(state_file, settings, model, optimizer)
         loader = torch.utils.data.DataLoader(
-            _Views(images, radiograph_views(image_size, **settings["views"])), batch_size=settings["batch_size"],
-            shuffle=True, drop_last=True, generator=torch.Generator())
+            _Views(images, radiograph_views(image_size, **settings["views"])),
+            batch_size=settings["batch_size"], shuffle=True, drop_last=True,
+            generator=torch.Generator())
         bar = tqdm(total=epochs * len(loader), initial=first * len(loader), unit="step",
                    desc=f"pretrain {method} {backbone}", disable=not progress)
         with bar:
@@ -162,6 +175,30 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
     return dict(backbone=backbone, image_size=int(image_size), contrast=contrast,
                 input_mean=mean, input_std=std, **notes, losses=losses,
                 seconds=time.perf_counter() - start)
+
+
+def check_out(out, *, overwrite=False):
+    """Refuse the weights file ``out`` before any work.
+
+    Raises :class:`~bmdkit.errors.MissingFileError` if its folder does not
+    exist, :class:`~bmdkit.errors.ParameterError` if it does not end in
+    ``.safetensors``, :class:`~bmdkit.errors.FileClashError` if it exists
+    and ``overwrite`` is false.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> check_out(Path(tempfile.mkdtemp()) / "w.safetensors")
+    """
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise MissingFileError(f"the folder of the weights file {out} does not exist")
+    if out.suffix != ".safetensors":
+        raise ParameterError(f"out={str(out)!r} must end in .safetensors (the weights file)")
+    if out.exists() and not overwrite:
+        raise FileClashError(f"{out} exists; pass overwrite=True (bmdkit pretrain --overwrite) "
+                             "to replace it")
 
 
 def _epoch(model, optimizer, loader, mean, std, bar, epoch):
@@ -187,14 +224,16 @@ def _save_state(path, settings, model, optimizer, epochs_done, losses):
 
 def _restore(path, settings, model, optimizer):
     """Load a killed run's state into ``model`` and ``optimizer``: (epochs done, losses)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_state(path, "resume file", "rerun without --resume to start afresh",
+                       lambda state: (state["settings"].get, state["model"], state["optimizer"],
+                                      state["epochs_done"], state["losses"]))
     differ = {key: (state["settings"].get(key), settings[key]) for key in _SAME_ON_RESUME
               if state["settings"].get(key) != settings[key]}
     if differ:
         raise SavedFileError(f"cannot resume from {path}: it was written with other settings "
-                         + ", ".join(f"{key}={old!r} (now {new!r})"
-                                     for key, (old, new) in differ.items())
-                         + "; rerun without --resume to start afresh")
+                             + ", ".join(f"{key}={old!r} (now {new!r})"
+                                         for key, (old, new) in differ.items())
+                             + "; rerun without --resume to start afresh")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     return state["epochs_done"], list(state["losses"])
