@@ -5,7 +5,7 @@ estimators' defaults (resnet10t, 64 px, 20 epochs), RepeatedBMDStratifiedKFold
 (5 folds, 2 repeats), one torch thread per fit:
 
     python examples/pretraining_phantoms.py data --out DIR             # DIR/labelled.csv (120), DIR/unlabelled.csv (1500)
-    bmdkit pretrain --csv DIR/unlabelled.csv --out DIR/hips.safetensors --threads 1
+    bmdkit pretrain --csv DIR/unlabelled.csv --out DIR/hips.safetensors --threads 1  # --overwrite to redo
     python examples/pretraining_phantoms.py cv --out DIR               # DIR/cv.json: scratch, pretrained, frozen, random-frozen
     python examples/pretraining_phantoms.py cv --out DIR --model xattn
     python examples/pretraining_phantoms.py figure --out DIR --figure docs/img/pretraining.png
