@@ -285,6 +285,7 @@ def test_a_taken_port_names_host_and_port_and_stops_the_workers(node_setup, tmp_
     from bmdkit.errors import ParameterError
 
     model, _ = node_setup
+    before = set(multiprocessing.active_children())  # other tests' workers (e.g. loky) may live on
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -293,4 +294,4 @@ def test_a_taken_port_names_host_and_port_and_stops_the_workers(node_setup, tmp_
                          sr_dir=tmp_path / "sr", workers=1)
         with pytest.raises(ParameterError, match=f"--host 127.0.0.1 --port {port}"):
             node.start()
-    assert node._pool is None and multiprocessing.active_children() == []
+    assert node._pool is None and set(multiprocessing.active_children()) <= before
