@@ -39,9 +39,7 @@ from bmdkit import BMDRegressor
 from bmdkit.datasets import load_demo_cohort
 from bmdkit.evaluation import compare_models, paper_comparison
 from bmdkit.model_selection import RepeatedBMDStratifiedKFold
-
-LABELS = {"xattn": "XAttn", "concat": "Concat", "daft": "DAFT", "gated": "Gated",
-          "late": "Late", "image": "ImageOnly", "metadata": "MetadataOnly"}
+from bmdkit.registry import FUSIONS
 
 
 def metadata_ridge(X):
@@ -85,7 +83,7 @@ def main(argv=None):
     parser.add_argument("--view", choices=["hip", "pelvis"], default="hip")
     parser.add_argument("--film-size", type=int, default=128, help="long side of the films")
     parser.add_argument("--input-size", type=int, default=64, help="network input size")
-    parser.add_argument("--models", nargs="+", choices=list(LABELS),
+    parser.add_argument("--models", nargs="+", choices=FUSIONS.names(),
                         default=["xattn", "concat", "image", "metadata"])
     parser.add_argument("--loss", default="smooth_l1")
     parser.add_argument("--tiles", type=int, nargs=2, default=(1, 1), metavar=("ROWS", "COLS"))
@@ -102,7 +100,8 @@ def main(argv=None):
     noiseless = pd.Series(truth["femoral_neck_bmd"].to_numpy(), index=X["image_path"])
     settings = dict(image_size=args.input_size, max_epochs=args.epochs, loss=args.loss,
                     image_tiles=tuple(args.tiles), random_state=0, n_threads=1)
-    models = {LABELS[name]: BMDRegressor(fusion=name, **settings) for name in args.models}
+    labels = FUSIONS.labels()
+    models = {labels[name]: BMDRegressor(fusion=name, **settings) for name in args.models}
     models["oracle: metadata ridge"] = metadata_ridge(X)
     models["oracle: noiseless target"] = NoiselessTarget(noiseless)
     cv = RepeatedBMDStratifiedKFold(args.folds, n_repeats=args.repeats, random_state=0)
