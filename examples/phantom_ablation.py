@@ -39,7 +39,17 @@ from bmdkit import BMDRegressor
 from bmdkit.datasets import load_demo_cohort
 from bmdkit.evaluation import compare_models, paper_comparison
 from bmdkit.model_selection import RepeatedBMDStratifiedKFold
-from bmdkit.registry import FUSIONS
+from bmdkit.registry import FUSIONS, LOSSES, model_label
+
+
+def model_spec(text):
+    """``"fusion"`` or ``"fusion:loss"`` as (fusion, loss or None), both checked against the registry."""
+    fusion, _, loss = text.partition(":")
+    if fusion not in FUSIONS or (loss and loss not in LOSSES):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a fusion of {list(FUSIONS.names())}, optionally ':' and a loss of "
+            f"{list(LOSSES.names())}")
+    return fusion, loss or None
 
 
 def metadata_ridge(X):
@@ -83,9 +93,11 @@ def main(argv=None):
     parser.add_argument("--view", choices=["hip", "pelvis"], default="hip")
     parser.add_argument("--film-size", type=int, default=128, help="long side of the films")
     parser.add_argument("--input-size", type=int, default=64, help="network input size")
-    parser.add_argument("--models", nargs="+", choices=FUSIONS.names(),
-                        default=["xattn", "concat", "image", "metadata"])
-    parser.add_argument("--loss", default="smooth_l1")
+    parser.add_argument("--models", nargs="+", type=model_spec, metavar="FUSION[:LOSS]",
+                        default=["xattn", "concat", "image", "metadata"],
+                        help=f"fusions ({', '.join(FUSIONS.names())}), each with --loss "
+                             "unless named after a colon, e.g. xattn:weighted_smooth_l1")
+    parser.add_argument("--loss", choices=LOSSES.names(), default="smooth_l1")
     parser.add_argument("--tiles", type=int, nargs=2, default=(1, 1), metavar=("ROWS", "COLS"))
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--folds", type=int, default=5)
@@ -98,14 +110,17 @@ def main(argv=None):
     X, y, truth = load_demo_cohort(n=args.n, image_size=args.film_size, view=args.view,
                                    return_truth=True)
     noiseless = pd.Series(truth["femoral_neck_bmd"].to_numpy(), index=X["image_path"])
-    settings = dict(image_size=args.input_size, max_epochs=args.epochs, loss=args.loss,
+    settings = dict(image_size=args.input_size, max_epochs=args.epochs,
                     image_tiles=tuple(args.tiles), random_state=0, n_threads=1)
-    labels = FUSIONS.labels()
-    models = {labels[name]: BMDRegressor(fusion=name, **settings) for name in args.models}
+    models = {}
+    for fusion, loss in args.models:
+        loss = loss or args.loss
+        label = model_label(fusion, None if loss == "smooth_l1" else loss)
+        models[label] = BMDRegressor(fusion=fusion, loss=loss, **settings)
     models["oracle: metadata ridge"] = metadata_ridge(X)
     models["oracle: noiseless target"] = NoiselessTarget(noiseless)
     cv = RepeatedBMDStratifiedKFold(args.folds, n_repeats=args.repeats, random_state=0)
-    baseline = "Concat" if "concat" in args.models else None
+    baseline = "Concat" if "Concat" in models else None
     results = compare_models(models, X, y, cv=cv, baseline=baseline, n_jobs=args.n_jobs,
                              checkpoint_dir=Path(args.out) / "fits")
     results.save(Path(args.out) / "results")
@@ -115,7 +130,7 @@ def main(argv=None):
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(results.table())
         print(repeat_intervals(results, args.folds))
-        if baseline and "xattn" in args.models:
+        if baseline and "XAttn" in models:
             print(paper_comparison(results))
 
 

@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -50,3 +52,40 @@ def test_one_network_for_three_sites_matches_ridge_per_site_on_bone_quality(real
     assert ridge.between(0.2, 0.5).all(), table
     # Development machine: 0.3308 vs 0.3364, 0.4524 vs 0.4502, 0.2604 vs 0.2409.
     assert (network >= ridge - 0.01).all(), table
+
+
+def _saved_run(path, y_true, y_pred, model="Concat"):
+    """A results folder as examples/phantom_ablation.py saves it: one model, two folds."""
+    from bmdkit.evaluation import ComparisonResults
+
+    folds = [0] * (len(y_true) // 2) + [1] * (len(y_true) - len(y_true) // 2)
+    predictions = pd.DataFrame({"model": model, "fold": folds, "row": range(len(y_true)),
+                                "y_true": y_true, "y_pred": y_pred})
+    scores = predictions.groupby("fold").apply(
+        lambda part: pd.Series({"mse": ((part.y_pred - part.y_true) ** 2).mean(),
+                                "mae": (part.y_pred - part.y_true).abs().mean(),
+                                "r2": 1 - ((part.y_pred - part.y_true) ** 2).sum()
+                                / ((part.y_true - part.y_true.mean()) ** 2).sum()}),
+        include_groups=False).reset_index()
+    scores = scores.assign(model=model, n_train=10, n_test=len(y_true) // 2, fit_time=1.0)
+    ComparisonResults(fold_scores=scores, predictions=predictions, thresholds={},
+                      synthetic=True).save(path / "results")
+    return path
+
+
+def test_phantom_grid_pairs_runs_on_the_same_folds_and_refuses_others(tmp_path, monkeypatch):
+    from bmdkit.errors import InputError
+
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    grid = load_example("phantom_grid")
+    rng = np.random.default_rng(0)
+    y = rng.normal(0.8, 0.1, 20)
+    small = _saved_run(tmp_path / "64", y, y + rng.normal(0, 0.08, 20))
+    large = _saved_run(tmp_path / "128", y, y + rng.normal(0, 0.02, 20))
+    merged = grid.merge([(small, "64 px"), (large, "128 px")])
+    assert merged.model_names == ["Concat 64 px", "Concat 128 px"]
+    change = merged.relative_change("Concat 64 px").loc["Concat 128 px"]
+    assert change["mse"] < -50  # the closer predictions of the second run
+    other = _saved_run(tmp_path / "other", y[::-1], y[::-1])
+    with pytest.raises(InputError, match="other folds or targets"):
+        grid.merge([(small, "a"), (other, "b")])
