@@ -28,10 +28,8 @@ KEYS = ["fold", "row", "y_true"]
 
 
 def run_spec(text):
-    """``DIR=LABEL`` as (DIR, LABEL)."""
-    path, sep, label = text.partition("=")
-    if not sep or not label:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected DIR=LABEL")
+    """``DIR=LABEL`` as (DIR, LABEL); ``DIR`` alone as (DIR, "") (model names kept)."""
+    path, _, label = text.partition("=")
     return path, label
 
 
@@ -53,8 +51,9 @@ def merge(runs, n_folds=None, models=None):
         elif not rows.round(12).equals(reference[1].round(12)):
             raise InputError(f"{path} holds other folds or targets than {reference[0]}: "
                              "runs can only be compared on the same subjects and folds")
-        parts.append((scores.assign(model=scores["model"] + f" {label}"),
-                      predictions.assign(model=predictions["model"] + f" {label}"), results))
+        suffix = f" {label}" if label else ""
+        parts.append((scores.assign(model=scores["model"] + suffix),
+                      predictions.assign(model=predictions["model"] + suffix), results))
     scores = pd.concat([p[0] for p in parts], ignore_index=True)
     return ComparisonResults(
         fold_scores=scores, predictions=pd.concat([p[1] for p in parts], ignore_index=True),
@@ -73,7 +72,7 @@ def low_tail_mae(results, fraction=0.2):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=run_spec, metavar="DIR=LABEL")
+    parser.add_argument("runs", nargs="+", type=run_spec, metavar="DIR[=LABEL]")
     parser.add_argument("--baseline", required=True, help="a model name with its run's label")
     parser.add_argument("--models", nargs="+", help="only these models of each run")
     parser.add_argument("--folds", type=int, help="only the first FOLDS folds of each run")
@@ -85,7 +84,9 @@ def main(argv=None):
     tests = results.paired_tests(args.baseline, metrics=["mse", "mae", "r2"])
     p = tests.pivot(index="model", columns="metric", values="p_corrected").round(3)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(repeat_intervals(results, args.n_splits).join(low_tail_mae(results)).round(4))
+        means = results.fold_scores.groupby("model")[["mse", "mae"]].mean()
+        print(means.join(repeat_intervals(results, args.n_splits))
+              .join(low_tail_mae(results)).reindex(results.model_names).round(4))
         print(f"\nchange against {args.baseline} (%), and corrected p:")
         print(change.join(p.add_suffix(" p")))
 
