@@ -84,7 +84,8 @@ def main(argv=None):
     tests = results.paired_tests(args.baseline, metrics=["mse", "mae", "r2"])
     p = tests.pivot(index="model", columns="metric", values="p_corrected").round(3)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        means = results.fold_scores.groupby("model")[["mse", "mae"]].mean()
+        folds = results.fold_scores.groupby("model")
+        means = folds[["mse", "mae"]].mean().join(folds["r2"].std().rename("r2 sd over folds"))
         print(means.join(repeat_intervals(results, args.n_splits))
               .join(low_tail_mae(results)).reindex(results.model_names).round(4))
         print(f"\nchange against {args.baseline} (%), and corrected p:")
