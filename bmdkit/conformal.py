@@ -30,8 +30,8 @@ _CHUNK = 1 << 22  # values per block of the (calibration rows x new rows) matrix
 CONFIDENCE = Interval(numbers.Real, 0, 1, closed="neither")
 
 
-def _check_confidence(confidence, name="confidence"):
-    return float(check_param(name, confidence, CONFIDENCE))
+def _check_confidence(confidence):
+    return float(check_param("confidence", confidence, CONFIDENCE))
 
 
 def conformal_rank(n, confidence):

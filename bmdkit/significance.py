@@ -51,7 +51,7 @@ def corrected_paired_ttest(differences, n_train, n_test):
     return float(2 * stats.t.sf(abs(t), k - 1))
 
 
-def paired_pvalues(model, base):
+def _paired_pvalues(model, base):
     """p-values of paired t-test and Wilcoxon signed-rank over folds with both finite."""
     keep = np.isfinite(model) & np.isfinite(base)
     model, base = model[keep], base[keep]
@@ -76,7 +76,7 @@ def paired_tests(results, baseline=None, metrics=None):
                 continue
             values = per_fold[model].to_numpy()
             diff = (values - base)[np.isfinite(values - base)]
-            p_t, p_w = paired_pvalues(values, base)
+            p_t, p_w = _paired_pvalues(values, base)
             rows.append(dict(
                 model=model, metric=metric,
                 mean_difference=float(diff.mean()) if diff.size else float("nan"),

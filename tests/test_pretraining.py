@@ -18,6 +18,7 @@ from bmdkit.cli import build_parser
 from bmdkit.datasets import make_synthetic_cohort
 from bmdkit.nn.weights import backbone_file_metadata
 from bmdkit.pretraining import DEFAULTS, pretrain_backbone, resume_path
+from bmdkit.pretraining.methods import METHODS
 
 SIZE = 32
 
@@ -91,6 +92,9 @@ def test_cli_defaults_are_the_functions():
     args = build_parser().parse_args(["pretrain", "--csv", "c.csv", "--out", "w.safetensors"])
     for name in ("backbone", "image_size", "method", "epochs", "batch_size"):
         assert getattr(args, name) == DEFAULTS[name], name
+    method = next(a for a in build_parser()._subparsers._group_actions[0].choices["pretrain"]
+                  ._actions if a.dest == "method")
+    assert set(method.choices) == set(METHODS)
 
 
 def test_killed_pretrain_resumes_where_it_stopped(cohort, tmp_path):
@@ -214,3 +218,15 @@ def test_out_is_checked_before_any_image_is_read(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["pretrain", "--csv", str(csv), "--out", str(existing), "--overwrite"])
     assert "no-such-image.png: file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting, named", [
+    ({"backbone": "resnet10"}, "backbone"), ({"method": "byol"}, "method"), ({"lr": 0}, "lr"),
+    ({"views": {"flip": 1}}, "views"), ({"epochs": 0}, "epochs"), ({"n_threads": 0}, "n_threads"),
+])
+def test_bad_settings_are_named_before_any_image_is_read(tmp_path, setting, named):
+    from bmdkit.errors import ParameterError
+
+    missing = [str(tmp_path / "no-such-image.png")] * 2  # never read: the setting is refused first
+    with pytest.raises(ParameterError, match=f"^{named} must"):
+        pretrain_backbone(missing, tmp_path / "w.safetensors", progress=False, **setting)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # the defaults of bmdkit.pretraining.DEFAULTS, repeated here so that --help imports no torch
-# (tests/test_cli.py checks that they agree)
+# (tests/test_pretraining.py checks that they agree)
 _DEFAULTS = dict(backbone="resnet10t", image_size=64, method="simclr", epochs=20, batch_size=64)
 
 

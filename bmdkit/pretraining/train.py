@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
-from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +20,14 @@ from bmdkit.errors import (
     ParameterError,
     SavedFileError,
 )
+from bmdkit.estimator_params import CONSTRAINTS
 from bmdkit.files import atomic_path
 from bmdkit.fingerprints import data_fingerprint
 from bmdkit.io import load_images
 from bmdkit.nn.backbones import create_backbone
 from bmdkit.nn.weights import save_backbone_weights
-from bmdkit.params import Interval, check_param
-from bmdkit.pretraining.methods import make_method
+from bmdkit.params import Options, check_param, validate_params
+from bmdkit.pretraining.methods import METHODS, make_method
 from bmdkit.pretraining.views import radiograph_views
 
 __all__ = ["DEFAULTS", "check_out", "pretrain_backbone", "resume_path"]
@@ -136,11 +137,21 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
     start = time.perf_counter()
     check_out(out, overwrite=overwrite)
     paths = [os.fspath(p) for p in paths]
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("image_size", image_size)):
-        check_param(name, value, Interval(Integral, 1, None))
+    # every setting is checked before any image is decoded, with the estimators' constraints
+    check_param("epochs", epochs, *CONSTRAINTS["max_epochs"])
+    check_param("method", method, Options(METHODS))
+    validate_params(CONSTRAINTS, dict(backbone=backbone, image_size=image_size,
+                                      contrast=contrast, batch_size=batch_size, lr=lr,
+                                      weight_decay=weight_decay, n_threads=n_threads))
+    view_options = set(inspect.signature(radiograph_views).parameters) - {"image_size"}
+    if set(views or {}) - view_options:
+        raise ParameterError(f"views must have keys among {sorted(view_options)}, got "
+                             f"{sorted(set(views) - view_options)}")
+    view_transform = radiograph_views(image_size, **dict(views or {}))
     if len(paths) < 2:
         raise InputError(f"pretraining needs at least 2 images, got {len(paths)}")
-    images = load_images(paths, image_size=image_size, contrast=contrast, cache_dir=cache_dir)
+    images = load_images(paths, image_size=image_size, contrast=contrast, cache_dir=cache_dir,
+                         verbose=progress)
     settings = dict(backbone=backbone, image_size=int(image_size), contrast=contrast,
                     method=method, batch_size=int(min(batch_size, len(paths))), lr=float(lr),
                     weight_decay=float(weight_decay), random_state=int(random_state),
@@ -156,7 +167,7 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
         if resume and state_file.is_file():
             first, losses = _restore(state_file, settings, model, optimizer)
         loader = torch.utils.data.DataLoader(
-            _Views(images, radiograph_views(image_size, **settings["views"])),
+            _Views(images, view_transform),
             batch_size=settings["batch_size"], shuffle=True, drop_last=True,
             generator=torch.Generator())
         bar = tqdm(total=epochs * len(loader), initial=first * len(loader), unit="step",
