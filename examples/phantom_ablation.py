@@ -27,13 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from phantom_checks import ridge
 from scipy import stats
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.compose import make_column_transformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import RidgeCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from bmdkit import BMDRegressor
 from bmdkit.datasets import load_demo_cohort
@@ -54,15 +50,7 @@ def model_spec(text):
 
 def metadata_ridge(X):
     """A ridge on the metadata columns (one-hot categorical, imputed), ignoring the image."""
-    meta = X.drop(columns="image_path")
-    categorical = [c for c in meta.columns if not pd.api.types.is_numeric_dtype(meta[c])]
-    numeric = [c for c in meta.columns if c not in categorical]
-    return make_pipeline(
-        make_column_transformer(
-            (make_pipeline(SimpleImputer(), StandardScaler()), numeric),
-            (make_pipeline(SimpleImputer(strategy="most_frequent"),
-                           OneHotEncoder(handle_unknown="ignore")), categorical)),
-        RidgeCV(alphas=np.logspace(-3, 3, 13)))
+    return ridge(X.drop(columns="image_path"), drop=None)
 
 
 class NoiselessTarget(RegressorMixin, BaseEstimator):
@@ -115,7 +103,7 @@ def main(argv=None):
     models = {}
     for fusion, loss in args.models:
         loss = loss or args.loss
-        label = model_label(fusion, None if loss == "smooth_l1" else loss)
+        label = model_label(fusion, loss)
         models[label] = BMDRegressor(fusion=fusion, loss=loss, **settings)
     models["oracle: metadata ridge"] = metadata_ridge(X)
     models["oracle: noiseless target"] = NoiselessTarget(noiseless)

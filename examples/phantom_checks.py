@@ -38,18 +38,23 @@ from bmdkit.phantoms import roi_mask
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 
 
-def ridge_r2(X, y, random_state=0):
-    """Mean R² of a ridge over shuffled 10-fold CV; categorical columns one-hot encoded."""
+def ridge(X, drop="first"):
+    """A ridge on X's columns: numeric ones imputed and scaled, the others one-hot encoded
+    (``drop`` as OneHotEncoder's); other columns of the X it is fitted on are ignored."""
     categorical = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
     numeric = [c for c in X.columns if c not in categorical]
-    model = make_pipeline(
+    return make_pipeline(
         make_column_transformer(
             (make_pipeline(SimpleImputer(), StandardScaler()), numeric),
             (make_pipeline(SimpleImputer(strategy="most_frequent"),
-                           OneHotEncoder(drop="first", handle_unknown="ignore")), categorical)),
+                           OneHotEncoder(drop=drop, handle_unknown="ignore")), categorical)),
         RidgeCV(alphas=np.logspace(-3, 3, 13)))
+
+
+def ridge_r2(X, y, random_state=0):
+    """Mean R² of :func:`ridge` over shuffled 10-fold CV."""
     cv = KFold(10, shuffle=True, random_state=random_state)
-    return float(cross_val_score(model, X, y, cv=cv, scoring="r2").mean())
+    return float(cross_val_score(ridge(X), X, y, cv=cv, scoring="r2").mean())
 
 
 def global_statistics(paths):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import pandas as pd
 from phantom_ablation import repeat_intervals
 
@@ -35,29 +36,29 @@ def run_spec(text):
 
 def merge(runs, n_folds=None, models=None):
     """One :class:`ComparisonResults` of the runs, model names suffixed by their run's label."""
-    parts, reference = [], None
+    scores, predictions, reference = [], [], None
     for path, label in runs:
         results = ComparisonResults.load(f"{path}/results")
-        scores, predictions = results.fold_scores, results.predictions
-        if n_folds is not None:
-            scores = scores[scores["fold"] < n_folds]
-            predictions = predictions[predictions["fold"] < n_folds]
-        if models is not None:
-            scores = scores[scores["model"].isin(models)]
-            predictions = predictions[predictions["model"].isin(models)]
-        rows = predictions[KEYS].drop_duplicates().sort_values(KEYS).reset_index(drop=True)
+        suffix = f" {label}" if label else ""
+        frames = []
+        for frame in (results.fold_scores, results.predictions):
+            keep = frame["fold"] < (n_folds if n_folds is not None else np.inf)
+            if models is not None:
+                keep &= frame["model"].isin(models)
+            frames.append(frame[keep].assign(model=frame["model"][keep] + suffix))
+        rows = frames[1][KEYS].drop_duplicates().sort_values(KEYS).reset_index(drop=True)
         if reference is None:
-            reference = (path, rows)
+            reference = (path, rows, results)
         elif not rows.round(12).equals(reference[1].round(12)):
             raise InputError(f"{path} holds other folds or targets than {reference[0]}: "
                              "runs can only be compared on the same subjects and folds")
-        suffix = f" {label}" if label else ""
-        parts.append((scores.assign(model=scores["model"] + suffix),
-                      predictions.assign(model=predictions["model"] + suffix), results))
-    scores = pd.concat([p[0] for p in parts], ignore_index=True)
+        scores.append(frames[0])
+        predictions.append(frames[1])
+    first = reference[2]
     return ComparisonResults(
-        fold_scores=scores, predictions=pd.concat([p[1] for p in parts], ignore_index=True),
-        thresholds=parts[0][2].thresholds, clinical=parts[0][2].clinical, synthetic=True)
+        fold_scores=pd.concat(scores, ignore_index=True),
+        predictions=pd.concat(predictions, ignore_index=True),
+        thresholds=first.thresholds, clinical=first.clinical, synthetic=True)
 
 
 def low_tail_mae(results, fraction=0.2):
