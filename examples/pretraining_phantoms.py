@@ -1,35 +1,40 @@
 """Does `bmdkit pretrain` help a small labelled cohort? Measured on SYNTHETIC hip phantoms.
 
-Labelled and unlabelled phantoms come from disjoint seeds. Concat at the
-estimators' defaults (resnet10t, 64 px, 20 epochs), RepeatedBMDStratifiedKFold
-(5 folds, 2 repeats), one torch thread per fit:
+Labelled and unlabelled phantoms come from disjoint seeds. Concat or XAttn at
+the estimators' defaults (resnet10t, 64 px, 20 epochs), trained from scratch,
+fine-tuned from the pretrained weights, frozen on them, and frozen on a random
+initialisation (the control), on the same folds
+(RepeatedBMDStratifiedKFold, 5 folds, 2 repeats), one torch thread per fit.
+``--n`` takes the first n of a fixed permutation of the labelled subjects, so
+the subsets of a learning curve are nested:
 
-    python examples/pretraining_phantoms.py data --out DIR             # DIR/labelled.csv (120), DIR/unlabelled.csv (1500)
-    bmdkit pretrain --csv DIR/unlabelled.csv --out DIR/hips.safetensors --threads 1  # --overwrite to redo
-    python examples/pretraining_phantoms.py cv --out DIR               # DIR/cv.json: scratch, pretrained, frozen, random-frozen
-    python examples/pretraining_phantoms.py cv --out DIR --model xattn
-    python examples/pretraining_phantoms.py figure --out DIR --figure docs/img/pretraining.png
+    python examples/pretraining_phantoms.py data --out DIR --labelled 233 --unlabelled 2000
+    bmdkit pretrain --csv DIR/unlabelled.csv --out DIR/hips.safetensors --threads 1
+    python examples/pretraining_phantoms.py cv --out DIR --n 50 --model concat  # DIR/concat-n50/
+    python examples/pretraining_phantoms.py cv --out DIR --n 50 --model xattn
+    python examples/pretraining_phantoms.py figure --out DIR --figure curve.png
 
-Results and discussion: docs/pretraining.md. SYNTHETIC data, not clinical evidence.
+Fits are stored as they finish (``DIR/<model>-n<N>/fits``): a killed ``cv``
+resumes. Results and discussion: docs/pretraining.md. SYNTHETIC data, not
+clinical evidence.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import r2_score
 
 import bmdkit  # noqa: F401  (before torch: bmdkit's OpenMP settings)
+from bmdkit.evaluation import ComparisonResults
 
 CONDITIONS = ("scratch", "pretrained", "frozen", "random-frozen")
+N_SPLITS, N_REPEATS = 5, 2
 
 
-def make_data(out, n_labelled=120, n_unlabelled=1500):
+def make_data(out, n_labelled, n_unlabelled):
     """Labelled (seed 0) and unlabelled (seed 1001) hip-view phantoms, 128 px films."""
     from bmdkit.datasets import make_synthetic_cohort
 
@@ -41,81 +46,84 @@ def make_data(out, n_labelled=120, n_unlabelled=1500):
     U[["image_path"]].to_csv(out / "unlabelled.csv", index=False)
 
 
-def cross_validate(out, conditions=CONDITIONS, weights=None, model="concat"):
-    """Per-fold R² of each condition, written to ``out/cv.json`` after each condition.
+def labelled_subset(out, n):
+    """The first ``n`` labelled subjects of a fixed permutation (nested over n), as X, y."""
+    table = pd.read_csv(out / "labelled.csv")
+    if not 0 < n <= len(table):
+        raise SystemExit(f"--n {n}: {out / 'labelled.csv'} holds {len(table)} subjects")
+    table = table.iloc[np.sort(np.random.default_rng(0).permutation(len(table))[:n])]
+    return table.drop(columns=["fn_bmd"]).reset_index(drop=True), table["fn_bmd"].to_numpy()
 
-    Keys: the condition for Concat, ``"xattn/<condition>"`` for XAttn.
-    """
+
+def cross_validate(out, n, model, conditions, weights, n_jobs):
+    """Compare the conditions on the same folds; results in ``out/<model>-n<n>/results``."""
     from bmdkit import ConcatBMDRegressor, XAttnBMDRegressor
+    from bmdkit.evaluation import compare_models
     from bmdkit.model_selection import RepeatedBMDStratifiedKFold
 
     estimator = {"concat": ConcatBMDRegressor, "xattn": XAttnBMDRegressor}[model]
-
     weights = str(weights or out / "hips.safetensors")
     params = {"scratch": {}, "pretrained": {"pretrained": weights},
               "frozen": {"pretrained": weights, "freeze_backbone": True},
-              "random-frozen": {"freeze_backbone": True}}  # the control: frozen, not pretrained
-    table = pd.read_csv(out / "labelled.csv")
-    X, y = table.drop(columns=["fn_bmd"]), table["fn_bmd"].to_numpy()
-    folds = list(RepeatedBMDStratifiedKFold(5, n_repeats=2, random_state=0).split(X, y))
-    path = out / "cv.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
-    for name in conditions:
-        r2, predictions, start = [], np.zeros((2, len(y))), time.perf_counter()
-        for k, (train, test) in enumerate(folds):
-            fitted = estimator(random_state=k, n_threads=1, **params[name]).fit(X.iloc[train],
-                                                                               y[train])
-            predictions[k // 5, test] = fitted.predict(X.iloc[test])
-            r2.append(float(r2_score(y[test], predictions[k // 5, test])))
-            print(f"{model} {name} fold {k}: R2 {r2[-1]:.4f} ({time.perf_counter() - start:.0f} s)",
-                  flush=True)
-        results[name if model == "concat" else f"{model}/{name}"] = dict(r2=r2, mean_r2=float(np.mean(r2)), seconds=time.perf_counter() - start,
-                             pooled_r2_by_repeat=[float(r2_score(y, p)) for p in predictions])
-        path.write_text(json.dumps(results, indent=1))
+              "random-frozen": {"freeze_backbone": True}}
+    X, y = labelled_subset(out, n)
+    models = {name: estimator(random_state=0, n_threads=1, **params[name]) for name in conditions}
+    run = out / f"{model}-n{n}"
+    results = compare_models(
+        models, X, y, cv=RepeatedBMDStratifiedKFold(N_SPLITS, n_repeats=N_REPEATS, random_state=0),
+        baseline="scratch" if "scratch" in models else None, n_jobs=n_jobs,
+        checkpoint_dir=run / "fits")
+    results.save(run / "results")
     return results
 
 
-def summary(results):
-    """One row per condition: mean fold R², its difference from the model's scratch, folds
-    better, time."""
+def summary(out):
+    """One row per model, labelled n and condition: mean and sd of the fold R², the paired
+    difference from scratch with the corrected resampled t-test, folds better, fit minutes."""
     rows = []
-    for name, r in results.items():
-        r2 = np.array(r["r2"])
-        scratch = name.rpartition("/")[0] + "/scratch" if "/" in name else "scratch"
-        base = np.array(results[scratch]["r2"]) if scratch in results else None
-        diff = r2 - base if base is not None and name != scratch else None
-        rows.append(dict(condition=name, mean_r2=r2.mean(), sd=r2.std(ddof=1),
-                         minus_scratch=np.nan if diff is None else diff.mean(),
-                         folds_better=np.nan if diff is None else int((diff > 0).sum()),
-                         cv_minutes=r["seconds"] / 60))
-    return pd.DataFrame(rows).set_index("condition")
+    for run in sorted(out.glob("*-n*/results")):
+        model, _, n = run.parent.name.rpartition("-n")
+        results = ComparisonResults.load(run)
+        r2 = results.per_fold("r2")
+        tests = (results.paired_tests("scratch", metrics=["r2"]).set_index("model")
+                 if "scratch" in r2 else None)
+        minutes = results.fold_scores.groupby("model")["fit_time"].sum() / 60
+        for name in results.model_names:
+            diff = r2[name] - r2["scratch"] if tests is not None and name != "scratch" else None
+            rows.append(dict(model=model, n=int(n), condition=name, mean_r2=r2[name].mean(),
+                             sd=r2[name].std(ddof=1),
+                             minus_scratch=np.nan if diff is None else diff.mean(),
+                             p_corrected=np.nan if diff is None
+                             else tests.loc[name, "p_corrected"],
+                             folds_better=np.nan if diff is None else int((diff > 0).sum()),
+                             fit_minutes=minutes[name]))
+    return pd.DataFrame(rows).sort_values(["model", "n"], kind="stable").set_index(
+        ["model", "n", "condition"])
 
 
 def figure(out, path):
-    """Per-fold R² of each condition (paired lines) and the pretraining loss."""
+    """Mean fold R² against labelled n, one line per condition, one panel per model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    results = json.loads((out / "cv.json").read_text())
-    panels = [(title, [(n, prefix + n) for n in CONDITIONS if prefix + n in results])
-              for title, prefix in (("Concat", ""), ("XAttn", "xattn/"))]
-    panels = [(title, names) for title, names in panels if names]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False,
+    table = summary(out).reset_index()
+    models = list(dict.fromkeys(table["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4), squeeze=False,
                              sharey=True)
-    for ax, (title, names) in zip(axes[0], panels):
-        values = np.array([results[key]["r2"] for _, key in names])
-        ax.plot(range(len(names)), values, color="0.7", lw=0.8)
-        ax.plot(range(len(names)), values.mean(axis=1), "ko-", lw=2, label="mean of 10 folds")
-        ax.set_xticks(range(len(names)), [label for label, _ in names])
-        ax.set_title(f"{title}: 120 labelled SYNTHETIC hip phantoms\n5-fold × 2, 64 px, "
-                     "20 epochs", fontsize=9)
+    for ax, model in zip(axes[0], models):
+        for condition, rows in table[table["model"] == model].groupby("condition", sort=False):
+            ax.errorbar(rows["n"], rows["mean_r2"], yerr=rows["sd"] / np.sqrt(N_SPLITS), capsize=3,
+                        marker="o", label=condition)
+        ax.axhline(0, color="0.7", lw=0.8)
+        ax.set_xlabel("labelled subjects")
+        ax.set_title(f"{model}: SYNTHETIC hip phantoms, 64 px, 20 epochs\n"
+                     f"{N_SPLITS}-fold × {N_REPEATS}; bars: fold sd / √{N_SPLITS}", fontsize=9)
         ax.legend(fontsize=8)
-    axes[0, 0].set_ylabel("R² (held-out fold)")
+    axes[0, 0].set_ylabel("R² (held-out fold, mean of folds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    print(summary(results).round(4).to_string())
 
 
 def main():
@@ -123,19 +131,25 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=("data", "cv", "figure"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--labelled", type=int, default=233, help="data: labelled subjects")
+    parser.add_argument("--unlabelled", type=int, default=2000, help="data: unlabelled films")
+    parser.add_argument("--n", type=int, default=120, help="cv: labelled subjects used")
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=CONDITIONS)
     parser.add_argument("--model", choices=("concat", "xattn"), default="concat")
     parser.add_argument("--weights", type=Path, help="default: OUT/hips.safetensors")
+    parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--figure", type=Path, default=Path("pretraining.png"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.step == "data":
-        make_data(args.out)
+        make_data(args.out, args.labelled, args.unlabelled)
     elif args.step == "cv":
-        results = cross_validate(args.out, args.conditions, args.weights, args.model)
-        print(summary(results).round(4).to_string())
+        cross_validate(args.out, args.n, args.model, args.conditions, args.weights, args.n_jobs)
     else:
         figure(args.out, args.figure)
+    if args.step != "data":
+        with pd.option_context("display.width", 200):
+            print(summary(args.out).round(4).to_string())
 
 
 if __name__ == "__main__":

@@ -55,19 +55,22 @@ def test_one_network_for_three_sites_matches_ridge_per_site_on_bone_quality(real
 
 
 def _saved_run(path, y_true, y_pred, model="Concat"):
-    """A results folder as examples/phantom_ablation.py saves it: one model, two folds."""
+    """A results folder as examples/phantom_ablation.py saves it: two folds, one model, or
+    one per key when ``y_pred`` is a dict of model name to predictions."""
     from bmdkit.evaluation import ComparisonResults
 
     folds = [0] * (len(y_true) // 2) + [1] * (len(y_true) - len(y_true) // 2)
-    predictions = pd.DataFrame({"model": model, "fold": folds, "row": range(len(y_true)),
-                                "y_true": y_true, "y_pred": y_pred})
-    scores = predictions.groupby("fold").apply(
+    predictions = pd.concat(
+        pd.DataFrame({"model": name, "fold": folds, "row": range(len(y_true)),
+                      "y_true": y_true, "y_pred": pred})
+        for name, pred in (y_pred if isinstance(y_pred, dict) else {model: y_pred}).items())
+    scores = predictions.groupby(["model", "fold"], sort=False).apply(
         lambda part: pd.Series({"mse": ((part.y_pred - part.y_true) ** 2).mean(),
                                 "mae": (part.y_pred - part.y_true).abs().mean(),
                                 "r2": 1 - ((part.y_pred - part.y_true) ** 2).sum()
                                 / ((part.y_true - part.y_true.mean()) ** 2).sum()}),
         include_groups=False).reset_index()
-    scores = scores.assign(model=model, n_train=10, n_test=len(y_true) // 2, fit_time=1.0)
+    scores = scores.assign(n_train=10, n_test=len(y_true) // 2, fit_time=60.0)
     ComparisonResults(fold_scores=scores, predictions=predictions, thresholds={},
                       synthetic=True).save(path / "results")
     return path
@@ -89,3 +92,31 @@ def test_phantom_grid_pairs_runs_on_the_same_folds_and_refuses_others(tmp_path, 
     other = _saved_run(tmp_path / "other", y[::-1], y[::-1])
     with pytest.raises(InputError, match="other folds or targets"):
         grid.merge([(small, "a"), (other, "b")])
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_pretraining_learning_curve_pairs_conditions_with_scratch_on_nested_subsets(tmp_path):
+    curve = load_example("pretraining_phantoms")
+    pd.DataFrame({"image_path": [f"{i}.png" for i in range(12)], "age": range(12),
+                  "fn_bmd": np.linspace(0.6, 0.9, 12)}).to_csv(tmp_path / "labelled.csv",
+                                                                index=False)
+    small, _ = curve.labelled_subset(tmp_path, 5)
+    large, y = curve.labelled_subset(tmp_path, 9)
+    assert set(small["image_path"]) < set(large["image_path"]) and len(y) == 9
+    with pytest.raises(SystemExit, match="holds 12 subjects"):
+        curve.labelled_subset(tmp_path, 13)
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(0.8, 0.1, 20)
+    for n, noise in ((20, 0.08), (40, 0.08)):
+        _saved_run(tmp_path / f"concat-n{n}", y, {"scratch": y + rng.normal(0, noise, 20),
+                                                  "frozen": y + rng.normal(0, noise / 4, 20)})
+    table = curve.summary(tmp_path)
+    assert list(table.index) == [("concat", 20, "scratch"), ("concat", 20, "frozen"),
+                                 ("concat", 40, "scratch"), ("concat", 40, "frozen")]
+    frozen = table.loc[("concat", 20, "frozen")]
+    assert frozen["minus_scratch"] > 0 and frozen["folds_better"] == 2
+    assert 0 <= frozen["p_corrected"] <= 1 and frozen["fit_minutes"] == 2.0
+    assert np.isnan(table.loc[("concat", 20, "scratch"), "minus_scratch"])
+    curve.figure(tmp_path, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 0
