@@ -22,7 +22,7 @@ from bmdkit.batching import check_device
 from bmdkit.errors import ParameterError
 from bmdkit.inference import MISSING_IMAGE_POLICIES
 from bmdkit.io.transforms import CONTRASTS
-from bmdkit.nn import PRECISIONS, fusion_class, fusion_names
+from bmdkit.nn import PRECISIONS, fusion_class
 from bmdkit.nn.backbones import check_backbone, check_tiles
 from bmdkit.params import Check, Interval, Options
 from bmdkit.registry import FUSIONS, LOSSES
@@ -47,8 +47,7 @@ def _thresholds(value):
 
 #: What each parameter of :class:`bmdkit.BMDRegressor` accepts.
 CONSTRAINTS = {
-    "fusion": [Check(fusion_class, lambda: f"one of {', '.join(map(repr, fusion_names()))}",
-                     ("no_such_fusion",))],
+    "fusion": [Check(fusion_class, FUSIONS.allowed, ("no_such_fusion",))],
     "image_col": [str, None],
     "numeric_cols": [None, Check(_column_names, "a list of column names", ("age",))],
     "categorical_cols": [None, Check(_column_names, "a list of column names", ("sex",))],
@@ -71,8 +70,7 @@ CONSTRAINTS = {
     "compile": [bool],
     "contrast": [Options(CONTRASTS)],
     "cache_dir": [None, str, os.PathLike],
-    "loss": [Check(LOSSES.entry, lambda: f"one of {', '.join(map(repr, LOSSES))}",
-                   ("no_such_loss",))],
+    "loss": [Check(LOSSES.entry, LOSSES.allowed, ("no_such_loss",))],
     "smooth_l1_beta": [Interval(Real, 0, None, closed="neither")],
     "lds_bins": [Interval(Integral, 1, None)],
     "lds_sigma": [Interval(Real, 0, None, closed="neither")],

@@ -31,6 +31,7 @@ from bmdkit.batching import FAST_DATA_PATH, fused_adamw, torch_threads
 from bmdkit.checkpoint import checkpoint_callbacks, epochs_left
 from bmdkit.checks import check_all, check_targets, warn_target_units
 from bmdkit.clinical import LUNAR_T_MINUS_1_FEMORAL_NECK
+from bmdkit.defaults import ESTIMATOR_DEFAULTS as DEFAULTS
 from bmdkit.errors import InputError, ParameterError
 from bmdkit.estimator_params import CONSTRAINTS, named_model, signature_of
 from bmdkit.estimator_state import from_state, to_state
@@ -221,19 +222,18 @@ class BMDRegressor(RegressorMixin, BaseEstimator):
         register_estimator(cls)
 
     def __init__(self, fusion="xattn", *, image_col="image_path", numeric_cols=None,
-                 categorical_cols=None, backbone="resnet10t", pretrained=False, image_size=64,
-                 image_tiles=(1, 1), embed_dim=64, n_heads=4, n_layers=3, dropout=0.1,
-                 augment=True, modality_dropout=0.0, missing_image="error",
+                 categorical_cols=None, backbone=DEFAULTS["backbone"], pretrained=False,
+                 image_size=DEFAULTS["image_size"], image_tiles=(1, 1), embed_dim=64, n_heads=4,
+                 n_layers=3, dropout=0.1, augment=True, modality_dropout=0.0, missing_image="error",
                  freeze_backbone=False, precision="float32", channels_last=False, compile=False,
-                 contrast="percentile", cache_dir=None,
-                 loss="smooth_l1", smooth_l1_beta=1.0, lds_bins=20, lds_sigma=2.0,
-                 lds_power=0.5, max_weight_ratio=3.0,
-                 low_bmd_threshold=LUNAR_T_MINUS_1_FEMORAL_NECK, low_bmd_weight=1.5,
-                 max_epochs=20, batch_size=16, lr=1e-3,
-                 weight_decay=1e-4, lr_schedule="cosine",
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 callbacks=None, random_state=None, device="cpu", n_threads=None, verbose=0,
-                 checkpoint_dir=None):
+                 contrast=DEFAULTS["contrast"], cache_dir=None,
+                 loss="smooth_l1", smooth_l1_beta=1.0, lds_bins=20, lds_sigma=2.0, lds_power=0.5,
+                 max_weight_ratio=3.0, low_bmd_threshold=LUNAR_T_MINUS_1_FEMORAL_NECK,
+                 low_bmd_weight=1.5,
+                 max_epochs=DEFAULTS["max_epochs"], batch_size=DEFAULTS["batch_size"], lr=1e-3,
+                 weight_decay=1e-4, lr_schedule="cosine", early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, callbacks=None, random_state=None,
+                 device=DEFAULTS["device"], n_threads=None, verbose=0, checkpoint_dir=None):
         self.fusion = fusion
         self.image_col = image_col
         self.numeric_cols = numeric_cols

@@ -88,13 +88,26 @@ class Registry:
         return tuple(name for name, entry in self._entries.items()
                      if tag is None or tag in entry.tags)
 
+    def allowed(self):
+        """What a name must be, in words: one of the registered names, in registration order.
+
+        The text of the error of :meth:`entry`, and the description of a
+        :class:`~bmdkit.params.Check` of a parameter naming an entry (it grows
+        as entries are registered, so it is read when needed).
+
+        Examples
+        --------
+        >>> LOSSES.allowed()
+        "one of 'smooth_l1', 'weighted_smooth_l1', 'mse'"
+        """
+        return f"one of {', '.join(map(repr, self.names()))}"
+
     def entry(self, name):
         """The :class:`Entry` of ``name``, or a ParameterError listing the names."""
         try:
             return self._entries[name]
         except (KeyError, TypeError):  # TypeError: an unhashable value
-            raise ParameterError(f"{self.kind} must be one of "
-                                 f"{', '.join(map(repr, self.names()))}, got {name!r}") from None
+            raise ParameterError(f"{self.kind} must be {self.allowed()}, got {name!r}") from None
 
     def load(self, name):
         """The object registered as ``name`` (imported on first use)."""

@@ -1,3 +1,4 @@
+import inspect
 import json
 import os
 import subprocess
@@ -200,16 +201,27 @@ def test_model_choices_are_the_registered_fusions():
     assert sorted(cli.MODELS) == sorted(fusion_names())
 
 
-def test_help_defaults_are_the_estimators_and_the_demo_cohorts():
-    import inspect
+def _option_help(command, dest):
+    """The help text of ``command``'s option ``dest``."""
+    sub = cli.build_parser()._subparsers._group_actions[0].choices[command]
+    return next(action.help for action in sub._actions if action.dest == dest)
 
-    from bmdkit.cli.common import HELP_DEFAULTS
 
-    parameters = inspect.signature(bmdkit.BMDRegressor).parameters
-    cohort = inspect.signature(bmdkit.load_demo_cohort).parameters
-    expected = {name: parameters[name].default
-                for name in ("max_epochs", "image_size", "batch_size", "backbone", "device")}
-    assert HELP_DEFAULTS == {**expected, "demo_cohort_size": cohort["n"].default}
+@pytest.mark.parametrize("command", ["fit", "cv", "tune"])
+def test_help_shows_the_estimators_defaults(command):
+    # what a model option left out gives is the estimator's default, and --help says so
+    defaults = {name: parameter.default for name, parameter
+                in inspect.signature(bmdkit.BMDRegressor).parameters.items()}
+    for dest, name in (("epochs", "max_epochs"), ("image_size", "image_size"),
+                       ("batch_size", "batch_size"), ("backbone", "backbone"),
+                       ("device", "device")):
+        assert _option_help(command, dest).endswith(f"(default: {defaults[name]})"), dest
+
+
+def test_help_shows_the_demo_cohorts_size():
+    size = inspect.signature(bmdkit.load_demo_cohort).parameters["n"].default
+    assert _option_help("demo", "n") == f"cohort size (default: {size}, the whole cohort)"
+    assert _option_help("ablation", "n") == f"cohort size (default: {size})"
 
 
 def test_ablation_runs_fusions_by_losses_and_quotes_the_paper(monkeypatch, bilateral_signal_cohort,

@@ -117,6 +117,7 @@ FORBIDDEN = [
     ("bmdkit.nn", ["bmdkit.io", "bmdkit.evaluation", "bmdkit.report", "bmdkit.cli"]),
     ("bmdkit.persistence", ["bmdkit.estimators"]),  # estimators register themselves in it
     ("bmdkit.memory", ["bmdkit"]),  # the neutral module both caches use imports no bmdkit
+    ("bmdkit.defaults", ["bmdkit"]),  # read by the parser, the estimators and pretraining
     # the fold runner lies below every layer that fits folds
     ("bmdkit.folds", ["bmdkit.evaluation", "bmdkit.uncertainty", "bmdkit.tuning", "bmdkit.nn",
                       "bmdkit.estimators", "bmdkit.report", "bmdkit.cli"]),
@@ -191,7 +192,7 @@ def _loaded(code):
     return set(out.stdout.split())
 
 
-@pytest.mark.parametrize("module", ["bmdkit.clinical", "bmdkit.metrics",
+@pytest.mark.parametrize("module", ["bmdkit.clinical", "bmdkit.defaults", "bmdkit.metrics",
                                     "bmdkit.model_selection", "bmdkit.folds",
                                     "bmdkit.evaluation", "bmdkit.fit_store",
                                     "bmdkit.fingerprints"])

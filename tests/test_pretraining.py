@@ -4,6 +4,7 @@ Tiny: 32 px SYNTHETIC phantoms, a handful of images, 1-2 epochs, one torch threa
 Nothing is downloaded.
 """
 
+import inspect
 import os
 import signal
 import subprocess
@@ -88,10 +89,17 @@ def test_other_image_size_warns(cohort, weights):
         model.fit(X, y)
 
 
-def test_cli_defaults_are_the_functions():
+def test_cli_defaults_are_the_functions_and_share_the_estimators():
+    # the command passes every option on, so its defaults must be the function's; backbone,
+    # size and contrast must be the estimators', so that pretrained=FILE needs no other setting
+    defaults = {name: parameter.default for name, parameter
+                in inspect.signature(pretrain_backbone).parameters.items()}
     args = build_parser().parse_args(["pretrain", "--csv", "c.csv", "--out", "w.safetensors"])
     for name in ("backbone", "image_size", "method", "epochs", "batch_size"):
-        assert getattr(args, name) == DEFAULTS[name], name
+        assert getattr(args, name) == defaults[name], name
+    estimator = estimators.BMDRegressor().get_params()
+    assert {name: defaults[name] for name in ("backbone", "image_size", "contrast")} == {
+        name: estimator[name] for name in ("backbone", "image_size", "contrast")}
     method = next(a for a in build_parser()._subparsers._group_actions[0].choices["pretrain"]
                   ._actions if a.dest == "method")
     assert set(method.choices) == set(METHODS)

@@ -1,6 +1,9 @@
 """The estimators behave as scikit-learn estimators, unchanged tools included."""
 
+import ast
+import inspect
 import pickle
+import re
 
 import numpy as np
 import pandas as pd
@@ -90,6 +93,22 @@ def test_clone_set_params_and_nested_params(small):
     pipe = make_pipeline(FunctionTransformer(), model)
     pipe.set_params(xattnbmdregressor__n_layers=2)
     assert pipe.get_params()["xattnbmdregressor__n_layers"] == 2
+
+
+def test_the_documented_defaults_are_the_signatures():
+    # numpydoc "name : type, default=VALUE" of every parameter that documents one ("a, b :
+    # ..., default=A, B": one each, or one for all); scikit-learn reads the signature's
+    signature = inspect.signature(BMDRegressor).parameters
+    documented = {}
+    for names, text in re.findall(r"^    (\w+(?:, \w+)*) : .*, default=(.+)$",
+                                  BMDRegressor.__doc__, re.MULTILINE):
+        names, value = names.split(", "), ast.literal_eval(text)
+        one_each = len(names) > 1 and isinstance(value, tuple)
+        documented.update(zip(names, value if one_each else [value] * len(names), strict=True))
+    assert len(documented) > 40
+    assert documented == {name: signature[name].default for name in documented}
+    assert clone(BMDRegressor()).get_params() == {
+        name: parameter.default for name, parameter in signature.items()}
 
 
 def test_predict_before_fit_raises_not_fitted(small):

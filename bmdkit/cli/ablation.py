@@ -14,6 +14,7 @@ from bmdkit.cli.common import (
     model_params,
 )
 from bmdkit.cli.cv import run_comparison
+from bmdkit.defaults import DEMO_COHORT_SIZE
 from bmdkit.registry import FUSIONS, LOSSES
 
 #: The model XAttn-BMD's reported changes against the baseline are about.
@@ -50,7 +51,7 @@ def add_parser(subparsers):
                         choices=LOSSES.names(),
                         help="losses to compare (default: %(default)s)")
     parser.add_argument("--folds", type=int, help="stratified folds (default: 5)")
-    parser.add_argument("--n", type=int, help="cohort size (default: 233)")
+    parser.add_argument("--n", type=int, help=f"cohort size (default: {DEMO_COHORT_SIZE})")
     parser.add_argument("--out", default="bmdkit-ablation",
                         help="output folder (default: %(default)s)")
     add_jobs_option(parser)

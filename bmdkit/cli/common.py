@@ -9,7 +9,8 @@
   ...`` message and exit status 2; any other error shows its traceback.
 
 Nothing here imports torch when a parser is built: the defaults shown in
-``--help`` are :data:`HELP_DEFAULTS` (tests check they are the estimator's).
+``--help`` are read from :data:`bmdkit.defaults.ESTIMATOR_DEFAULTS`, the
+estimator's own.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from bmdkit.defaults import ESTIMATOR_DEFAULTS
 from bmdkit.errors import BMDKitError, ParameterError
 from bmdkit.registry import FUSIONS
 
@@ -30,12 +32,6 @@ MODELS = FUSIONS.names()
 DEFAULT_MODELS = FUSIONS.names("default")
 #: The reference of relative changes.
 BASELINE = FUSIONS.names("baseline")[0]
-
-#: Defaults of the BMDRegressor parameters set by :func:`add_model_options`,
-#: and the demo cohort's size, as ``--help`` shows them: written here so that
-#: building the parser imports no torch; tests check they are the signatures'.
-HELP_DEFAULTS = {"max_epochs": 20, "image_size": 64, "batch_size": 16, "backbone": "resnet10t",
-                 "device": "cpu", "demo_cohort_size": 233}
 
 #: Errors the user fixes from the message alone: bmdkit's own (bad parameters, input,
 #: files, an optional extra that is not installed; :mod:`bmdkit.errors`).
@@ -100,7 +96,7 @@ def add_model_options(parser, *, defaults=None):
     ``"batch_size"``, ``"backbone"``, ``"device"``) to the default shown in
     their help, for a command whose defaults are not BMDRegressor's.
     """
-    shown = {option: HELP_DEFAULTS[name] for option, name in _MODEL_OPTIONS}
+    shown = {option: ESTIMATOR_DEFAULTS[name] for option, name in _MODEL_OPTIONS}
     shown.update(defaults or {})
     group = parser.add_argument_group("model")
     group.add_argument("--epochs", type=int,

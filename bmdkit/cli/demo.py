@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bmdkit.cli.common import HELP_DEFAULTS, add_model_options, make_models, model_params
+from bmdkit.cli.common import add_model_options, make_models, model_params
 from bmdkit.cli.cv import add_cv_options, run_comparison
+from bmdkit.defaults import DEMO_COHORT_SIZE
 
 #: ``bmdkit demo`` settings: (--quick, full). Both run on the whole demo cohort.
 DEMO_SETTINGS = {
@@ -24,7 +25,6 @@ def _demo_default(key):
 
 def add_parser(subparsers):
     """Register ``bmdkit demo``."""
-    cohort_size = HELP_DEFAULTS["demo_cohort_size"]
     quick = {key: values[0] for key, values in DEMO_SETTINGS.items()}
     full = {key: values[1] for key, values in DEMO_SETTINGS.items()}
     parser = subparsers.add_parser(
@@ -35,7 +35,7 @@ def add_parser(subparsers):
                     "numbers show the pipeline works, not clinical accuracy.",
         epilog="Defaults (--quick / full): " + "; ".join(
             f"{key} {q} / {f}" for key, (q, f) in DEMO_SETTINGS.items())
-        + f"; the whole cohort of {cohort_size} subjects. --epochs, --image-size, "
+        + f"; the whole cohort of {DEMO_COHORT_SIZE} subjects. --epochs, --image-size, "
           "--backbone, --folds and --n override them.")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smaller run ({quick['folds']} folds, {quick['epochs']} epochs; "
@@ -44,7 +44,7 @@ def add_parser(subparsers):
     parser.add_argument("--out", default="bmdkit-demo",
                         help="output folder for the report (default: %(default)s)")
     parser.add_argument("--n", type=int,
-                        help=f"cohort size (default: {cohort_size}, the whole cohort)")
+                        help=f"cohort size (default: {DEMO_COHORT_SIZE}, the whole cohort)")
     add_cv_options(parser, folds=None, folds_default=_demo_default("folds"))
     add_model_options(parser, defaults={key: _demo_default(key)
                                         for key in ("epochs", "image_size", "backbone")})

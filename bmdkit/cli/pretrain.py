@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# the defaults of bmdkit.pretraining.DEFAULTS, repeated here so that --help imports no torch
-# (tests/test_pretraining.py checks that they agree)
-_DEFAULTS = dict(backbone="resnet10t", image_size=64, method="simclr", epochs=20, batch_size=64)
+from bmdkit.defaults import PRETRAINING_DEFAULTS
 
 
 def add_parser(subparsers):
@@ -29,15 +27,16 @@ def add_parser(subparsers):
                         help="weights file to write (its folder must exist)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a weights file at --out")
-    parser.add_argument("--backbone", default=_DEFAULTS["backbone"],
+    parser.add_argument("--backbone", default=PRETRAINING_DEFAULTS["backbone"],
                         help="timm model name (default: %(default)s, the estimators')")
-    parser.add_argument("--image-size", type=int, default=_DEFAULTS["image_size"],
+    parser.add_argument("--image-size", type=int, default=PRETRAINING_DEFAULTS["image_size"],
                         help="input side in pixels (default: %(default)s, the estimators')")
-    parser.add_argument("--method", default=_DEFAULTS["method"], choices=("simclr", "vicreg"),
+    parser.add_argument("--method", default=PRETRAINING_DEFAULTS["method"],
+                        choices=("simclr", "vicreg"),
                         help="self-supervised objective (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=_DEFAULTS["epochs"],
+    parser.add_argument("--epochs", type=int, default=PRETRAINING_DEFAULTS["epochs"],
                         help="(default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"],
+    parser.add_argument("--batch-size", type=int, default=PRETRAINING_DEFAULTS["batch_size"],
                         help="images per step (default: %(default)s)")
     parser.add_argument("--resume", action="store_true",
                         help="continue a killed run from its last finished epoch "

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from bmdkit.datasets.cohort import load_cohort
 from bmdkit.datasets.films import save_dicom, save_png, save_tiff
+from bmdkit.defaults import DEMO_COHORT_SIZE
 from bmdkit.errors import ParameterError
 from bmdkit.io.cache import progress_disable
 from bmdkit.params import Check, Interval, Options, check_param
@@ -61,9 +62,9 @@ def _known_sites(sites):
                              f"got {sites!r}")
 
 
-def make_synthetic_cohort(n=233, image_size=128, random_state=0, out_dir=None, *, view="hip",
-                          image_format="png", sites=("femoral_neck",), return_truth=False,
-                          bilateral=False):
+def make_synthetic_cohort(n=DEMO_COHORT_SIZE, image_size=128, random_state=0, out_dir=None, *,
+                          view="hip", image_format="png", sites=("femoral_neck",),
+                          return_truth=False, bilateral=False):
     r"""Generate a SYNTHETIC cohort: radiographs of 3D hip phantoms, metadata and DXA BMD.
 
     Per subject (:mod:`bmdkit.phantoms`; physics, units and references in
@@ -221,8 +222,8 @@ def demo_data_home():
     return Path(os.environ.get("BMDKIT_DATA_DIR") or Path.home() / ".cache" / "bmdkit")
 
 
-def load_demo_cohort(n=233, image_size=128, random_state=0, data_home=None, *, view="hip",
-                     image_format="png", sites=("femoral_neck",), return_truth=False,
+def load_demo_cohort(n=DEMO_COHORT_SIZE, image_size=128, random_state=0, data_home=None, *,
+                     view="hip", image_format="png", sites=("femoral_neck",), return_truth=False,
                      bilateral=False):
     """The SYNTHETIC demo cohort, generated once into a cache folder and then reused.
 

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from bmdkit.batching import torch_threads
 from bmdkit.checkpoint import load_state
+from bmdkit.defaults import PRETRAINING_DEFAULTS
 from bmdkit.errors import (
     FileClashError,
     InputError,
@@ -32,11 +33,10 @@ from bmdkit.pretraining.views import radiograph_views
 
 __all__ = ["DEFAULTS", "check_out", "pretrain_backbone", "resume_path"]
 
-#: The defaults of :func:`pretrain_backbone` and ``bmdkit pretrain``: backbone, image size
-#: and contrast those of the estimators, so that ``pretrained=FILE`` needs no other setting;
-#: method and epochs chosen by measurement (docs/pretraining.md).
-DEFAULTS = dict(backbone="resnet10t", image_size=64, contrast="percentile", method="simclr",
-                epochs=20, batch_size=64, lr=1e-3, weight_decay=1e-4)
+#: The defaults of :func:`pretrain_backbone` and ``bmdkit pretrain``:
+#: :data:`bmdkit.defaults.PRETRAINING_DEFAULTS` (backbone, image size and contrast the
+#: estimators').
+DEFAULTS = PRETRAINING_DEFAULTS
 #: Settings a resumed run must share with the run that wrote the state.
 _SAME_ON_RESUME = ("backbone", "image_size", "contrast", "method", "batch_size", "lr",
                    "weight_decay", "random_state", "n_images", "images", "views")
