@@ -155,6 +155,22 @@ def test_a_pretrained_backbone_sees_the_input_normalisation_of_its_weights(tmp_p
     assert (float(plain.input_mean), float(plain.input_std)) == (0.0, 1.0)
 
 
+def test_an_encoder_reads_its_weights_file_metadata_once(tmp_path, monkeypatch):
+    from bmdkit.nn import ImageEncoder, weights
+
+    path = tmp_path / "w.safetensors"
+    backbone = timm.create_model("resnet10t", in_chans=1, num_classes=0, global_pool="")
+    weights.save_backbone_weights(path, backbone, name="resnet10t", image_size=32,
+                                  input_mean=0.4, input_std=0.2)
+    reads = []
+    read = weights.backbone_file_metadata
+    monkeypatch.setattr(weights, "backbone_file_metadata",
+                        lambda *args: reads.append(args) or read(*args))
+    encoder = ImageEncoder("resnet10t", pretrained=path, embed_dim=8)
+    assert len(reads) == 1
+    assert (float(encoder.input_mean), float(encoder.input_std)) == pytest.approx((0.4, 0.2))
+
+
 def test_missing_pretrained_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.safetensors"):
         create_backbone("resnet10t", pretrained=tmp_path / "nothing.safetensors")

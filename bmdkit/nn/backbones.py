@@ -39,12 +39,21 @@ def create_backbone(name="resnet18", *, pretrained=False, in_chans=1):
         A model whose ``forward_features`` gives ``(B, C, h, w)`` (CNNs) or
         ``(B, N, C)`` (transformers), with ``num_features == C``.
     """
+    return _backbone_and_record(name, pretrained, in_chans)[0]
+
+
+def _backbone_and_record(name, pretrained, in_chans):
+    """:func:`create_backbone`'s model, and what its weights file records (or ``None``).
+
+    The file's metadata are read once, here, for both the check of the
+    backbone and :class:`ImageEncoder`'s input normalisation.
+    """
     kwargs = dict(in_chans=in_chans, num_classes=0, global_pool="")
     if pretrained is False or pretrained is None:
-        return timm.create_model(name, pretrained=False, **kwargs)
+        return timm.create_model(name, pretrained=False, **kwargs), None
     if pretrained is True:
         try:
-            return timm.create_model(name, pretrained=True, **kwargs)
+            return timm.create_model(name, pretrained=True, **kwargs), None
         except Exception as exc:  # network errors come in many types
             raise RuntimeError(
                 f"could not fetch pretrained weights for backbone {name!r} from the hub ({exc}); "
@@ -53,11 +62,13 @@ def create_backbone(name="resnet18", *, pretrained=False, in_chans=1):
     path = os.fspath(pretrained)
     if not os.path.isfile(path):
         raise MissingFileError(f"pretrained weights file not found: {path}")
-    if check_backbone_file(path, name) is not None:
-        return load_backbone_weights(timm.create_model(name, pretrained=False, **kwargs), path)
+    recorded = check_backbone_file(path, name)
+    if recorded is not None:
+        backbone = timm.create_model(name, pretrained=False, **kwargs)
+        return load_backbone_weights(backbone, path), recorded
     return timm.create_model(
         name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **kwargs
-    )
+    ), None
 
 
 def sinusoidal_positions_2d(h, w, dim, device=None, dtype=torch.float32):
@@ -186,10 +197,8 @@ class ImageEncoder(nn.Module):
                  freeze_backbone=False, tiles=(1, 1)):
         super().__init__()
         self.tiles = check_tiles(tiles)
-        self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=1)
+        self.backbone, recorded = _backbone_and_record(backbone, pretrained, in_chans=1)
         mean, std = 0.0, 1.0
-        recorded = None if pretrained in (False, None, True) else check_backbone_file(
-            pretrained, backbone)
         if recorded is not None:
             mean, std = recorded["input_mean"], recorded["input_std"]
         elif pretrained not in (False, None):
