@@ -22,7 +22,7 @@ from bmdkit.checks import (
     numeric_like_columns,
     warn_missing_values,
 )
-from bmdkit.errors import InputError, ParameterError
+from bmdkit.errors import InputError, ParameterError, SavedFileError
 from bmdkit.io import load_images
 
 __all__ = ["BMDPreprocessor", "TargetScaling"]
@@ -250,6 +250,12 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
         The scikit-learn transformers are fit on a few stand-in rows holding the
         saved medians and categories (so that their internal structure is
         scikit-learn's own), then the learned numbers are set to the saved ones.
+
+        Raises
+        ------
+        SavedFileError
+            The rebuilt preprocessor's columns or categories differ from the
+            state's: the saved state is damaged or was altered.
         """
         numeric, categorical = state["numeric_cols_"], state["categorical_cols_"]
         categories = [[np.nan if c is None else c for c in cats] for cats in state["categories"]]
@@ -279,7 +285,7 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
         restored = pre.to_state()
         for key in ("numeric_cols_", "categorical_cols_", "cardinalities_", "categories"):
             if restored[key] != state[key]:
-                raise InputError(f"could not restore the preprocessor: {key} differs "
+                raise SavedFileError(f"could not restore the preprocessor: {key} differs "
                                  f"({restored[key]!r} != {state[key]!r})")
         return pre
 

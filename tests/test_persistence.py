@@ -9,6 +9,7 @@ from skorch.callbacks import EpochScoring
 
 import bmdkit
 from bmdkit import MetadataOnlyBMDRegressor, XAttnBMDRegressor, persistence
+from bmdkit.errors import SavedFileError
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +153,13 @@ def test_a_model_of_the_previous_format_loads_and_predicts_as_saved(fitted, save
 def test_a_current_model_lacking_a_tensor_is_not_migrated_but_refused(saved):
     _edit_weights(saved, lambda state: state.pop("fusion.image_pooling.logit_scale"))
     with pytest.raises(ValueError, match="(?s)could not rebuild.*logit_scale"):
+        bmdkit.load(saved)
+
+
+def test_a_preprocessor_state_that_does_not_restore_is_a_saved_file_error(saved):
+    _edit_meta(saved, lambda m: m["fitted"]["preprocessor_"].update(cardinalities_=[99]))
+    with pytest.raises(SavedFileError,
+                       match="could not restore the preprocessor: cardinalities_ differs"):
         bmdkit.load(saved)
 
 
