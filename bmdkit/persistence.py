@@ -379,10 +379,10 @@ def _format_version(meta, path):
     return version
 
 
-def migrate(meta, tensors, path):
-    """``(meta, tensors)`` of a saved model brought to :data:`FORMAT_VERSION`, or a
-    SavedFileError naming its version and what to do."""
-    for step in range(_format_version(meta, path), FORMAT_VERSION):
+def migrate(meta, tensors, version):
+    """``(meta, tensors)`` of a saved model of format ``version`` (as :func:`_format_version`
+    checked it) brought to :data:`FORMAT_VERSION`."""
+    for step in range(version, FORMAT_VERSION):
         meta, tensors = MIGRATIONS[step](meta, tensors)
     return dict(meta, format_version=FORMAT_VERSION), tensors
 
@@ -411,7 +411,7 @@ def load(path, *, device=None):
     """
     path = Path(path)
     meta = read_description(path / META_FILE, fmt=FORMAT, what="bmdkit model")
-    _format_version(meta, path)
+    format_version = _format_version(meta, path)
     saved_versions, here = meta.get("versions", {}), _versions()
     differ = {k: (v, here.get(k)) for k, v in saved_versions.items() if here.get(k) != v}
     if differ:
@@ -432,7 +432,7 @@ def load(path, *, device=None):
             f"{', '.join(map(repr, unknown))}; the model was probably written by a newer bmdkit "
             f"({saved_versions.get('bmdkit')}; this is {here['bmdkit']})")
     try:
-        meta, tensors = migrate(meta, load_tensors(data), path)  # tensors onto the CPU
+        meta, tensors = migrate(meta, load_tensors(data), format_version)  # tensors onto the CPU
         state = {key: _from_json(meta[key]) for key in ("params", "fitted", "net")}
         device = _available_device(device, state["params"].get("device"), path)
         model = cls.from_state(state, tensors, device=device)
