@@ -54,8 +54,9 @@ def load_state(path, what, advice, check=None):
     advice : str
         What to do about a damaged file, for the error.
     check : callable, optional
-        Called with the loaded state; a ``KeyError``, ``TypeError`` or
-        ``ValueError`` it raises marks the file as not a bmdkit state.
+        Called with the loaded state (it may decode parts of it in place); a
+        ``KeyError``, ``TypeError`` or ``ValueError`` it raises marks the file
+        as not a bmdkit state.
 
     Returns
     -------
@@ -129,9 +130,9 @@ class EpochCheckpoint(Callback):
         by something else) is a SavedFileError naming it.
         """
         if self.state_ is None and self.path.is_file():
-            state = load_state(self.path, "checkpoint", "delete it to start this fit again",
-                               lambda state: len(json.loads(state["history"])))
-            self.state_, self.resumed_epochs_ = state, len(json.loads(state["history"]))
+            self.state_ = load_state(self.path, "checkpoint", "delete it to start this fit again",
+                                     _decode_history)
+            self.resumed_epochs_ = len(self.state_["history"])
         return self.resumed_epochs_
 
     def on_train_begin(self, net, **kwargs):
@@ -143,7 +144,7 @@ class EpochCheckpoint(Callback):
             print(f"Resuming from epoch {self.resumed_epochs_} ({self.path}).")
         net.module_.load_state_dict(state["module"])
         net.optimizer_.load_state_dict(state["optimizer"])
-        net.history_ = History(json.loads(state["history"]))
+        net.history_ = History(state["history"])
         for generator, saved in zip(self.generators, state["generators"]):
             generator.set_state(saved)
         for name, callback in net.callbacks_:
@@ -175,6 +176,16 @@ class EpochCheckpoint(Callback):
         Path(self.dirname).mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)
+
+
+def _decode_history(state):
+    """Decode the history of a checkpoint's ``state`` (saved as JSON) in place, once.
+
+    A ``TypeError`` or ``ValueError`` if it is no list of epochs (:func:`load_state`).
+    """
+    state["history"] = json.loads(state["history"])
+    if not isinstance(state["history"], list):
+        raise TypeError("the history is no list of epochs")
 
 
 def checkpoint_callbacks(estimator, X, y, rng):

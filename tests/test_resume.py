@@ -97,6 +97,8 @@ def test_compare_models_reuses_stored_fits_and_refuses_other_data(tmp_path):
 def test_a_damaged_store_or_checkpoint_is_named_not_a_traceback(tmp_path):
     from types import SimpleNamespace
 
+    import torch
+
     from bmdkit.checkpoint import EpochCheckpoint, checkpoint_callbacks
     from bmdkit.errors import FileClashError, SavedFileError
 
@@ -117,6 +119,10 @@ def test_a_damaged_store_or_checkpoint_is_named_not_a_traceback(tmp_path):
     checkpoint.path.parent.mkdir()
     for damaged in (b"", b"hello", b"PK\x03\x04 cut short"):
         checkpoint.path.write_bytes(damaged)
+        with pytest.raises(SavedFileError, match=f"checkpoint {checkpoint.path} is damaged"):
+            checkpoint.read()
+    for history in ("{not json", "5"):
+        torch.save({"history": history}, checkpoint.path)
         with pytest.raises(SavedFileError, match=f"checkpoint {checkpoint.path} is damaged"):
             checkpoint.read()
 
