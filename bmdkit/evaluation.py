@@ -154,7 +154,14 @@ class ComparisonResults:
         """Names of the per-fold metrics."""
         return [c for c in self.fold_scores.columns if c not in _FOLD_COLUMNS]
 
-    def _baseline(self, baseline):
+    def resolve_baseline(self, baseline=None):
+        """The model to compare against: ``baseline``, else :attr:`baseline`.
+
+        Raises
+        ------
+        ParameterError
+            There is none, or it is not one of :attr:`model_names`.
+        """
         baseline = baseline if baseline is not None else self.baseline
         if baseline is None:
             raise ParameterError("no baseline: pass baseline=<model name>")
@@ -166,8 +173,9 @@ class ComparisonResults:
         """Scores of one metric: index fold, one column per model."""
         return self.fold_scores.pivot(index="fold", columns="model", values=metric)
 
-    def _fold_sizes(self):
-        """Mean training and test rows per fold, for :func:`corrected_paired_ttest`."""
+    def fold_sizes(self):
+        """``(n_train, n_test)``: mean training and test rows per fold, for
+        :func:`corrected_paired_ttest`."""
         return self.fold_scores["n_train"].mean(), self.fold_scores["n_test"].mean()
 
     def summary(self):
@@ -182,7 +190,7 @@ class ComparisonResults:
         ``100 * (model - baseline) / |baseline|`` for every metric (XAttn-BMD
         reports XAttn vs concat as -16.7 % MSE, -6.03 % MAE, +16.4 % R²).
         """
-        baseline = self._baseline(baseline)
+        baseline = self.resolve_baseline(baseline)
         means = self.fold_scores.groupby("model", sort=False)[self.metric_names].mean()
         base = means.loc[baseline]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -290,7 +298,7 @@ class ComparisonResults:
             table[metric] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean, sd)]
         if self.baseline is not None:
             change = self.relative_change()
-            n_train, n_test = self._fold_sizes()
+            n_train, n_test = self.fold_sizes()
             for metric in (m for m in self._present(CHANGE_METRICS) if m in metrics):
                 # p_corrected of paired_tests(), without its slower t and Wilcoxon tests
                 per_fold = self.per_fold(metric)

@@ -5,8 +5,8 @@ Wilcoxon tests compare each model's per-fold scores with the baseline's
 (:func:`paired_tests`); :func:`bootstrap_intervals` resamples subjects for
 percentile intervals of the pooled out-of-fold metrics, every resample at once
 as a weighted metric (:func:`_resampled_metric`). They work on a
-:class:`bmdkit.evaluation.ComparisonResults`, whose methods of the same names
-call them. Imports no torch.
+:class:`bmdkit.evaluation.ComparisonResults` through its public attributes and
+methods only, and its methods of the same names call them. Imports no torch.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ def _paired_pvalues(model, base):
 def paired_tests(results, baseline=None, metrics=None):
     """Paired tests over folds of each model against the baseline, per metric
     (:meth:`bmdkit.evaluation.ComparisonResults.paired_tests`)."""
-    baseline = results._baseline(baseline)
-    n_train, n_test = results._fold_sizes()
+    baseline = results.resolve_baseline(baseline)
+    n_train, n_test = results.fold_sizes()
     rows = []
     for metric in (m for m in results.metric_names if metrics is None or m in metrics):
         per_fold = results.per_fold(metric)
