@@ -224,6 +224,19 @@ def test_help_shows_the_demo_cohorts_size():
     assert _option_help("ablation", "n") == f"cohort size (default: {size})"
 
 
+def test_ablation_help_shows_its_cohorts_settings(monkeypatch):
+    from bmdkit.cli import ablation
+
+    demo, bilateral = ablation.ABLATION_SETTINGS["demo"], ablation.ABLATION_SETTINGS["bilateral"]
+    assert _option_help("ablation", "epochs").endswith(
+        f"(default: {demo['epochs']} ({bilateral['epochs']} bilateral))")
+    for dest in ("folds", "image_size", "backbone"):
+        assert _option_help("ablation", dest).endswith(f"(default: {demo[dest]})"), dest
+    monkeypatch.setitem(ablation.ABLATION_SETTINGS, "bilateral", {**bilateral, "image_size": 96})
+    assert _option_help("ablation", "image_size").endswith(
+        f"(default: {demo['image_size']} (96 bilateral))")
+
+
 def test_ablation_runs_fusions_by_losses_and_quotes_the_paper(monkeypatch, bilateral_signal_cohort,
                                                                tmp_path, capsys):
     X, y = bilateral_signal_cohort

@@ -27,6 +27,24 @@ ABLATION_SETTINGS = {"demo": dict(folds=5, epochs=10, image_size=64, backbone="r
                      "bilateral": dict(folds=5, epochs=30, image_size=64, backbone="resnet10t",
                                        image_tiles=(1, 2))}
 
+#: The model options whose default is the cohort's (:data:`ABLATION_SETTINGS`).
+_COHORT_OPTIONS = ("epochs", "image_size", "backbone")
+
+
+def _default_help(option):
+    """The default of ``option`` that ``--help`` shows: the demo cohort's, and each other
+    cohort's where it differs.
+
+    Examples
+    --------
+    >>> _default_help("epochs"), _default_help("image_size")
+    ('10 (30 bilateral)', 64)
+    """
+    demo = ABLATION_SETTINGS["demo"][option]
+    others = [f"{settings[option]} {cohort}" for cohort, settings in ABLATION_SETTINGS.items()
+              if settings[option] != demo]
+    return f"{demo} ({', '.join(others)})" if others else demo
+
 
 def add_parser(subparsers):
     """Register ``bmdkit ablation``."""
@@ -50,15 +68,16 @@ def add_parser(subparsers):
     parser.add_argument("--losses", nargs="+", default=list(LOSSES.names("ablation")),
                         choices=LOSSES.names(),
                         help="losses to compare (default: %(default)s)")
-    parser.add_argument("--folds", type=int, help="stratified folds (default: 5)")
+    parser.add_argument("--folds", type=int,
+                        help=f"stratified folds (default: {_default_help('folds')})")
     parser.add_argument("--n", type=int, help=f"cohort size (default: {DEMO_COHORT_SIZE})")
     parser.add_argument("--out", default="bmdkit-ablation",
                         help="output folder (default: %(default)s)")
     add_jobs_option(parser)
     add_resume_option(parser)
     add_densitometer_option(parser)
-    add_model_options(parser, defaults={"epochs": "10 (30 bilateral)", "image_size": 64,
-                                        "backbone": "resnet10t"})
+    add_model_options(parser, defaults={option: _default_help(option)
+                                        for option in _COHORT_OPTIONS})
     parser.set_defaults(func=run_ablation)
     return parser
 
@@ -72,7 +91,7 @@ def run_ablation(args):
 
     settings = ABLATION_SETTINGS[args.cohort]
     args.folds = args.folds or settings["folds"]
-    for option in ("epochs", "image_size", "backbone"):
+    for option in _COHORT_OPTIONS:
         if getattr(args, option) is None:
             setattr(args, option, settings[option])
     params = {"image_tiles": settings.get("image_tiles", (1, 1)), **model_params(args)}
