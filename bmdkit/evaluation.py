@@ -34,14 +34,19 @@ from bmdkit.metrics import (
     resolve_thresholds,
     site_names,
 )
+from bmdkit.registry import model_label
 from bmdkit.significance import bootstrap_intervals, corrected_paired_ttest, paired_tests
 
-__all__ = ["PAPER_XATTN_VS_CONCAT", "ComparisonResults", "FoldResult", "compare_models",
-           "corrected_paired_ttest", "cv_splits", "paper_comparison", "run_folds"]
+__all__ = ["PAPER_MODEL", "PAPER_XATTN_VS_CONCAT", "ComparisonResults", "FoldResult",
+           "compare_models", "corrected_paired_ttest", "cv_splits", "paper_comparison",
+           "run_folds"]
 
 #: XAttn-BMD's reported change of XAttn against concatenation, in percent
 #: (Zhang et al., arXiv 2511.14604).
 PAPER_XATTN_VS_CONCAT = {"mse": -16.7, "mae": -6.03, "r2": 16.4}
+#: The paper's model, whose change :data:`PAPER_XATTN_VS_CONCAT` reports: its fusion's name
+#: in :data:`bmdkit.registry.FUSIONS` (:func:`~bmdkit.registry.model_label` gives its label).
+PAPER_MODEL = "xattn"
 
 
 #: Metrics shown by :meth:`ComparisonResults.table` (when present).
@@ -531,8 +536,17 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
     )
 
 
-def paper_comparison(results, model="XAttn", baseline="Concat"):
+def paper_comparison(results, model=None, baseline="Concat"):
     """``model`` against ``baseline`` beside XAttn-BMD's reported changes.
+
+    Parameters
+    ----------
+    results : ComparisonResults
+    model : str or None, default=None
+        One of ``results.model_names``; ``None``: the paper's model, by its
+        label (``model_label(PAPER_MODEL)``, "XAttn").
+    baseline : str, default="Concat"
+        One of ``results.model_names``.
 
     Returns
     -------
@@ -541,6 +555,7 @@ def paper_comparison(results, model="XAttn", baseline="Concat"):
         the mean over folds) and the corrected resampled t-test p-value of
         the per-fold differences.
     """
+    model = model_label(PAPER_MODEL) if model is None else model
     change = results.relative_change(baseline).loc[model]
     tests = results.paired_tests(baseline, metrics=list(PAPER_XATTN_VS_CONCAT))
     tests = tests[tests["model"] == model].set_index("metric")

@@ -33,7 +33,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from bmdkit import BMDRegressor
 from bmdkit.datasets import load_demo_cohort
-from bmdkit.evaluation import compare_models, paper_comparison
+from bmdkit.evaluation import PAPER_MODEL, compare_models, paper_comparison
 from bmdkit.model_selection import RepeatedBMDStratifiedKFold
 from bmdkit.registry import FUSIONS, LOSSES, model_label
 
@@ -118,7 +118,7 @@ def main(argv=None):
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(results.table())
         print(repeat_intervals(results, args.folds))
-        if baseline and "XAttn" in models:
+        if baseline and model_label(PAPER_MODEL) in models:
             print(paper_comparison(results))
 
 

@@ -248,6 +248,18 @@ def test_ablation_preset_and_the_paper_comparison(metadata_cohort):
     assert 0 <= table.loc["r2", "p (corrected)"] <= 1
 
 
+def test_the_paper_comparison_is_of_the_papers_model_by_default(results):
+    from bmdkit.evaluation import PAPER_MODEL, paper_comparison
+    from bmdkit.registry import model_label
+
+    renamed = dataclasses.replace(results, fold_scores=results.fold_scores.replace(
+        {"model": {"ridge": model_label(PAPER_MODEL)}}))
+    table = paper_comparison(renamed, baseline="mean")
+    assert table.index.name == "XAttn vs mean"
+    pd.testing.assert_frame_equal(table, paper_comparison(results, "ridge", "mean"),
+                                  check_names=False)
+
+
 class TorchThreadCount(DummyRegressor):
     """Predicts the number of torch threads its fit ran with."""
 
