@@ -3,7 +3,8 @@
 Labelled and unlabelled phantoms come from disjoint seeds. Concat or XAttn at
 the estimators' defaults (resnet10t, 64 px, 20 epochs), trained from scratch,
 fine-tuned from the pretrained weights, frozen on them, and frozen on a random
-initialisation (the control), on the same folds
+initialisation (the control), beside the metadata-only network (what
+the image adds), on the same folds
 (RepeatedBMDStratifiedKFold, 5 folds, 2 repeats), one torch thread per fit.
 ``--n`` takes the first n of a fixed permutation of the labelled subjects, so
 the subsets of a learning curve are nested:
@@ -30,7 +31,7 @@ import pandas as pd
 import bmdkit  # noqa: F401  (before torch: bmdkit's OpenMP settings)
 from bmdkit.evaluation import ComparisonResults
 
-CONDITIONS = ("scratch", "pretrained", "frozen", "random-frozen")
+CONDITIONS = ("scratch", "pretrained", "frozen", "random-frozen", "metadata-only")
 N_SPLITS, N_REPEATS = 5, 2
 
 
@@ -57,7 +58,7 @@ def labelled_subset(out, n):
 
 def cross_validate(out, n, model, conditions, weights, n_jobs):
     """Compare the conditions on the same folds; results in ``out/<model>-n<n>/results``."""
-    from bmdkit import ConcatBMDRegressor, XAttnBMDRegressor
+    from bmdkit import ConcatBMDRegressor, MetadataOnlyBMDRegressor, XAttnBMDRegressor
     from bmdkit.evaluation import compare_models
     from bmdkit.model_selection import RepeatedBMDStratifiedKFold
 
@@ -67,7 +68,8 @@ def cross_validate(out, n, model, conditions, weights, n_jobs):
               "frozen": {"pretrained": weights, "freeze_backbone": True},
               "random-frozen": {"freeze_backbone": True}}
     X, y = labelled_subset(out, n)
-    models = {name: estimator(random_state=0, n_threads=1, **params[name]) for name in conditions}
+    models = {name: (MetadataOnlyBMDRegressor if name == "metadata-only" else estimator)(
+        random_state=0, n_threads=1, **params.get(name, {})) for name in conditions}
     run = out / f"{model}-n{n}"
     results = compare_models(
         models, X, y, cv=RepeatedBMDStratifiedKFold(N_SPLITS, n_repeats=N_REPEATS, random_state=0),
