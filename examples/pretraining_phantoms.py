@@ -15,24 +15,34 @@ the subsets of a learning curve are nested:
     python examples/pretraining_phantoms.py cv --out DIR --n 50 --model xattn
     python examples/pretraining_phantoms.py figure --out DIR --figure curve.png
 
-Fits are stored as they finish (``DIR/<model>-n<N>/fits``): a killed ``cv``
-resumes. Results and discussion: docs/pretraining.md. SYNTHETIC data, not
+Other weights (another method, more epochs) are a labelled run, paired with
+the first on the same folds (its conditions are suffixed by the label):
+
+    bmdkit pretrain --csv DIR/unlabelled.csv --out DIR/vicreg.safetensors --method vicreg
+    python examples/pretraining_phantoms.py cv --out DIR --n 233 --weights DIR/vicreg.safetensors \
+        --label vicreg --conditions pretrained frozen
+
+Fits are stored as they finish (``DIR/<model>-n<N>[-<label>]/fits``): a killed
+``cv`` resumes. Results and discussion: docs/pretraining.md. SYNTHETIC data, not
 clinical evidence.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from phantom_grid import merge
 
 import bmdkit  # noqa: F401  (before torch: bmdkit's OpenMP settings)
-from bmdkit.evaluation import ComparisonResults
 
+LABELS = {"concat": "Concat", "xattn": "XAttn"}
 CONDITIONS = ("scratch", "pretrained", "frozen", "random-frozen", "metadata-only")
 N_SPLITS, N_REPEATS = 5, 2
+RUN = re.compile(r"(?P<model>[a-z]+)-n(?P<n>\d+)(-(?P<label>[a-z0-9]+))?")
 
 
 def make_data(out, n_labelled, n_unlabelled):
@@ -56,8 +66,9 @@ def labelled_subset(out, n):
     return table.drop(columns=["fn_bmd"]).reset_index(drop=True), table["fn_bmd"].to_numpy()
 
 
-def cross_validate(out, n, model, conditions, weights, n_jobs):
-    """Compare the conditions on the same folds; results in ``out/<model>-n<n>/results``."""
+def cross_validate(out, n, model, conditions, weights, n_jobs, label=None):
+    """Compare the conditions on the same folds; results in
+    ``out/<model>-n<n>[-<label>]/results``."""
     from bmdkit import ConcatBMDRegressor, MetadataOnlyBMDRegressor, XAttnBMDRegressor
     from bmdkit.evaluation import compare_models
     from bmdkit.model_selection import RepeatedBMDStratifiedKFold
@@ -70,7 +81,7 @@ def cross_validate(out, n, model, conditions, weights, n_jobs):
     X, y = labelled_subset(out, n)
     models = {name: (MetadataOnlyBMDRegressor if name == "metadata-only" else estimator)(
         random_state=0, n_threads=1, **params.get(name, {})) for name in conditions}
-    run = out / f"{model}-n{n}"
+    run = out / (f"{model}-n{n}" + (f"-{label}" if label else ""))
     results = compare_models(
         models, X, y, cv=RepeatedBMDStratifiedKFold(N_SPLITS, n_repeats=N_REPEATS, random_state=0),
         baseline="scratch" if "scratch" in models else None, n_jobs=n_jobs,
@@ -81,26 +92,32 @@ def cross_validate(out, n, model, conditions, weights, n_jobs):
 
 def summary(out):
     """One row per model, labelled n and condition: mean and sd of the fold R², the paired
-    difference from scratch with the corrected resampled t-test, folds better, fit minutes."""
+    difference from scratch with the corrected resampled t-test, folds better, fit minutes.
+
+    The runs of one model and n (the first and the labelled ones) are merged on their folds.
+    """
+    runs = {}
+    for path in sorted(out.glob("*-n*/results")):
+        match = RUN.fullmatch(path.parent.name)
+        key = (match["model"], int(match["n"]))
+        runs.setdefault(key, []).append((path.parent, match["label"] or ""))
     rows = []
-    for run in sorted(out.glob("*-n*/results")):
-        model, _, n = run.parent.name.rpartition("-n")
-        results = ComparisonResults.load(run)
+    for (model, n), labelled in sorted(runs.items()):
+        results = merge(sorted(labelled, key=lambda run: run[1]))
         r2 = results.per_fold("r2")
         tests = (results.paired_tests("scratch", metrics=["r2"]).set_index("model")
                  if "scratch" in r2 else None)
         minutes = results.fold_scores.groupby("model")["fit_time"].sum() / 60
         for name in results.model_names:
             diff = r2[name] - r2["scratch"] if tests is not None and name != "scratch" else None
-            rows.append(dict(model=model, n=int(n), condition=name, mean_r2=r2[name].mean(),
+            rows.append(dict(model=model, n=n, condition=name, mean_r2=r2[name].mean(),
                              sd=r2[name].std(ddof=1),
                              minus_scratch=np.nan if diff is None else diff.mean(),
                              p_corrected=np.nan if diff is None
                              else tests.loc[name, "p_corrected"],
                              folds_better=np.nan if diff is None else int((diff > 0).sum()),
                              fit_minutes=minutes[name]))
-    return pd.DataFrame(rows).sort_values(["model", "n"], kind="stable").set_index(
-        ["model", "n", "condition"])
+    return pd.DataFrame(rows).set_index(["model", "n", "condition"])
 
 
 def figure(out, path):
@@ -120,12 +137,19 @@ def figure(out, path):
                         marker="o", label=condition)
         ax.axhline(0, color="0.7", lw=0.8)
         ax.set_xlabel("labelled subjects")
-        ax.set_title(f"{model}: SYNTHETIC hip phantoms, 64 px, 20 epochs\n"
+        ax.set_title(f"{LABELS[model]}: SYNTHETIC hip phantoms, 64 px, 20 epochs\n"
                      f"{N_SPLITS}-fold × {N_REPEATS}; bars: fold sd / √{N_SPLITS}", fontsize=9)
         ax.legend(fontsize=8)
     axes[0, 0].set_ylabel("R² (held-out fold, mean of folds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def run_label(text):
+    """``--label``: lower-case letters and digits (it becomes part of a folder name)."""
+    if not re.fullmatch("[a-z0-9]+", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use lower-case letters and digits")
+    return text
 
 
 def main():
@@ -139,6 +163,8 @@ def main():
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=CONDITIONS)
     parser.add_argument("--model", choices=("concat", "xattn"), default="concat")
     parser.add_argument("--weights", type=Path, help="default: OUT/hips.safetensors")
+    parser.add_argument("--label", type=run_label,
+                        help="a run of other --weights, named LABEL (lower case, digits)")
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--figure", type=Path, default=Path("pretraining.png"))
     args = parser.parse_args()
@@ -146,7 +172,8 @@ def main():
     if args.step == "data":
         make_data(args.out, args.labelled, args.unlabelled)
     elif args.step == "cv":
-        cross_validate(args.out, args.n, args.model, args.conditions, args.weights, args.n_jobs)
+        cross_validate(args.out, args.n, args.model, args.conditions, args.weights, args.n_jobs,
+                       args.label)
     else:
         figure(args.out, args.figure)
     if args.step != "data":

@@ -95,7 +95,9 @@ def test_phantom_grid_pairs_runs_on_the_same_folds_and_refuses_others(tmp_path, 
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_pretraining_learning_curve_pairs_conditions_with_scratch_on_nested_subsets(tmp_path):
+def test_pretraining_learning_curve_pairs_conditions_with_scratch_on_nested_subsets(
+        tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
     curve = load_example("pretraining_phantoms")
     pd.DataFrame({"image_path": [f"{i}.png" for i in range(12)], "age": range(12),
                   "fn_bmd": np.linspace(0.6, 0.9, 12)}).to_csv(tmp_path / "labelled.csv",
@@ -111,9 +113,12 @@ def test_pretraining_learning_curve_pairs_conditions_with_scratch_on_nested_subs
     for n, noise in ((20, 0.08), (40, 0.08)):
         _saved_run(tmp_path / f"concat-n{n}", y, {"scratch": y + rng.normal(0, noise, 20),
                                                   "frozen": y + rng.normal(0, noise / 4, 20)})
+    _saved_run(tmp_path / "concat-n20-other", y, {"frozen": y + rng.normal(0, 0.2, 20)})
     table = curve.summary(tmp_path)
     assert list(table.index) == [("concat", 20, "scratch"), ("concat", 20, "frozen"),
+                                 ("concat", 20, "frozen other"),
                                  ("concat", 40, "scratch"), ("concat", 40, "frozen")]
+    assert table.loc[("concat", 20, "frozen other"), "minus_scratch"] < 0  # paired, same folds
     frozen = table.loc[("concat", 20, "frozen")]
     assert frozen["minus_scratch"] > 0 and frozen["folds_better"] == 2
     assert 0 <= frozen["p_corrected"] <= 1 and frozen["fit_minutes"] == 2.0
