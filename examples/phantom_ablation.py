@@ -88,6 +88,9 @@ def main(argv=None):
     parser.add_argument("--loss", choices=LOSSES.names(), default="smooth_l1")
     parser.add_argument("--tiles", type=int, nargs=2, default=(1, 1), metavar=("ROWS", "COLS"))
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--freeze-backbone", action="store_true",
+                        help="train only what follows the image backbone (kept as initialised)")
+    parser.add_argument("--seed", type=int, default=0, help="the networks' random_state")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n", type=int, default=233)
@@ -99,7 +102,8 @@ def main(argv=None):
                                    return_truth=True)
     noiseless = pd.Series(truth["femoral_neck_bmd"].to_numpy(), index=X["image_path"])
     settings = dict(image_size=args.input_size, max_epochs=args.epochs,
-                    image_tiles=tuple(args.tiles), random_state=0, n_threads=1)
+                    image_tiles=tuple(args.tiles), freeze_backbone=args.freeze_backbone,
+                    random_state=args.seed, n_threads=1)
     models = {}
     for fusion, loss in args.models:
         loss = loss or args.loss
@@ -114,6 +118,7 @@ def main(argv=None):
     results.save(Path(args.out) / "results")
     print(f"SYNTHETIC phantoms v2, view={args.view}, film {args.film_size} px, input "
           f"{args.input_size} px, tiles {tuple(args.tiles)}, {args.epochs} epochs, "
+          f"{'frozen backbone, ' if args.freeze_backbone else ''}seed {args.seed}, "
           f"{args.repeats} x {args.folds} folds, n={args.n}")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(results.table())
