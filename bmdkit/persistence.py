@@ -436,6 +436,8 @@ def load(path, *, device=None):
         state = {key: _from_json(meta[key]) for key in ("params", "fitted", "net")}
         device = _available_device(device, state["params"].get("device"), path)
         model = cls.from_state(state, tensors, device=device)
+    except SavedFileError as err:  # raised where the file's name is not known
+        raise SavedFileError(f"{path}: {err}") from err
     except (SafetensorError, RuntimeError, TypeError) as err:
         hint = ("; its layers are not the ones this bmdkit builds for these settings (a "
                 "fusion's design changed, e.g. XAttn's metadata-position pooling after "

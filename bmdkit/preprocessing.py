@@ -286,7 +286,7 @@ class BMDPreprocessor(TransformerMixin, BaseEstimator):
         for key in ("numeric_cols_", "categorical_cols_", "cardinalities_", "categories"):
             if restored[key] != state[key]:
                 raise SavedFileError(f"could not restore the preprocessor: {key} differs "
-                                 f"({restored[key]!r} != {state[key]!r})")
+                                     f"({restored[key]!r} != {state[key]!r})")
         return pre
 
     def transform(self, X):

@@ -19,11 +19,12 @@ Other weights (another method, more epochs) are a labelled run, paired with
 the first on the same folds (its conditions are suffixed by the label):
 
     bmdkit pretrain --csv DIR/unlabelled.csv --out DIR/vicreg.safetensors --method vicreg
-    python examples/pretraining_phantoms.py cv --out DIR --n 233 --weights DIR/vicreg.safetensors \
+    python examples/pretraining_phantoms.py cv --out DIR --n 233 --weights DIR/vicreg.safetensors \\
         --label vicreg --conditions pretrained frozen
 
 Fits are stored as they finish (``DIR/<model>-n<N>[-<label>]/fits``): a killed
-``cv`` resumes. Results and discussion: docs/pretraining.md. SYNTHETIC data, not
+``cv`` resumes, and a later ``cv`` of the same run adds its conditions to those
+already there. Results and discussion: docs/pretraining.md. SYNTHETIC data, not
 clinical evidence.
 """
 
@@ -38,6 +39,7 @@ import pandas as pd
 from phantom_grid import merge
 
 import bmdkit  # noqa: F401  (before torch: bmdkit's OpenMP settings)
+from bmdkit.evaluation import ComparisonResults
 
 LABELS = {"concat": "Concat", "xattn": "XAttn"}
 CONDITIONS = ("scratch", "pretrained", "frozen", "random-frozen", "metadata-only")
@@ -57,9 +59,11 @@ def make_data(out, n_labelled, n_unlabelled):
     U[["image_path"]].to_csv(out / "unlabelled.csv", index=False)
 
 
-def labelled_subset(out, n):
-    """The first ``n`` labelled subjects of a fixed permutation (nested over n), as X, y."""
+def labelled_subset(out, n=None):
+    """The first ``n`` labelled subjects of a fixed permutation (nested over n; None: all),
+    as X, y."""
     table = pd.read_csv(out / "labelled.csv")
+    n = len(table) if n is None else n
     if not 0 < n <= len(table):
         raise SystemExit(f"--n {n}: {out / 'labelled.csv'} holds {len(table)} subjects")
     table = table.iloc[np.sort(np.random.default_rng(0).permutation(len(table))[:n])]
@@ -74,14 +78,21 @@ def cross_validate(out, n, model, conditions, weights, n_jobs, label=None):
     from bmdkit.model_selection import RepeatedBMDStratifiedKFold
 
     estimator = {"concat": ConcatBMDRegressor, "xattn": XAttnBMDRegressor}[model]
-    weights = str(weights or out / "hips.safetensors")
+    default = out / "hips.safetensors"
+    if weights is not None and Path(weights) != default and not label:
+        raise SystemExit(f"--weights {weights}: other weights than {default} are a labelled "
+                         "run (--label NAME), or they would replace the first run's results")
+    weights = str(weights or default)
     params = {"scratch": {}, "pretrained": {"pretrained": weights},
               "frozen": {"pretrained": weights, "freeze_backbone": True},
               "random-frozen": {"freeze_backbone": True}}
     X, y = labelled_subset(out, n)
+    run = out / (f"{model}-n{len(y)}" + (f"-{label}" if label else ""))
+    if (run / "results").is_dir():  # keep the conditions of earlier calls (their fits are stored)
+        conditions = dict.fromkeys([*ComparisonResults.load(run / "results").model_names,
+                                    *conditions])
     models = {name: (MetadataOnlyBMDRegressor if name == "metadata-only" else estimator)(
         random_state=0, n_threads=1, **params.get(name, {})) for name in conditions}
-    run = out / (f"{model}-n{n}" + (f"-{label}" if label else ""))
     results = compare_models(
         models, X, y, cv=RepeatedBMDStratifiedKFold(N_SPLITS, n_repeats=N_REPEATS, random_state=0),
         baseline="scratch" if "scratch" in models else None, n_jobs=n_jobs,
@@ -159,7 +170,7 @@ def main():
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--labelled", type=int, default=233, help="data: labelled subjects")
     parser.add_argument("--unlabelled", type=int, default=2000, help="data: unlabelled films")
-    parser.add_argument("--n", type=int, default=120, help="cv: labelled subjects used")
+    parser.add_argument("--n", type=int, help="cv: labelled subjects used (default: all)")
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=CONDITIONS)
     parser.add_argument("--model", choices=("concat", "xattn"), default="concat")
     parser.add_argument("--weights", type=Path, help="default: OUT/hips.safetensors")

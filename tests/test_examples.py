@@ -105,8 +105,12 @@ def test_pretraining_learning_curve_pairs_conditions_with_scratch_on_nested_subs
     small, _ = curve.labelled_subset(tmp_path, 5)
     large, y = curve.labelled_subset(tmp_path, 9)
     assert set(small["image_path"]) < set(large["image_path"]) and len(y) == 9
+    assert len(curve.labelled_subset(tmp_path)[1]) == 12
     with pytest.raises(SystemExit, match="holds 12 subjects"):
         curve.labelled_subset(tmp_path, 13)
+    with pytest.raises(SystemExit, match="labelled run"):  # would replace the first run's results
+        curve.cross_validate(tmp_path, 5, "concat", ["frozen"], tmp_path / "vicreg.safetensors",
+                             n_jobs=1)
 
     rng = np.random.default_rng(0)
     y = rng.normal(0.8, 0.1, 20)
