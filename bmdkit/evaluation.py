@@ -34,7 +34,7 @@ from bmdkit.metrics import (
     resolve_thresholds,
     site_names,
 )
-from bmdkit.registry import model_label
+from bmdkit.registry import FUSIONS, model_label
 from bmdkit.significance import bootstrap_intervals, corrected_paired_ttest, paired_tests
 
 __all__ = ["PAPER_MODEL", "PAPER_XATTN_VS_CONCAT", "ComparisonResults", "FoldResult",
@@ -536,7 +536,7 @@ def compare_models(models, X, y, *, cv=None, groups=None, baseline=None, thresho
     )
 
 
-def paper_comparison(results, model=None, baseline="Concat"):
+def paper_comparison(results, model=None, baseline=None):
     """``model`` against ``baseline`` beside XAttn-BMD's reported changes.
 
     Parameters
@@ -545,8 +545,9 @@ def paper_comparison(results, model=None, baseline="Concat"):
     model : str or None, default=None
         One of ``results.model_names``; ``None``: the paper's model, by its
         label (``model_label(PAPER_MODEL)``, "XAttn").
-    baseline : str, default="Concat"
-        One of ``results.model_names``.
+    baseline : str or None, default=None
+        One of ``results.model_names``; ``None``: the registry's baseline
+        fusion, by its label ("Concat"), the paper's reference.
 
     Returns
     -------
@@ -556,6 +557,7 @@ def paper_comparison(results, model=None, baseline="Concat"):
         the per-fold differences.
     """
     model = model_label(PAPER_MODEL) if model is None else model
+    baseline = model_label(FUSIONS.names("baseline")[0]) if baseline is None else baseline
     change = results.relative_change(baseline).loc[model]
     tests = results.paired_tests(baseline, metrics=list(PAPER_XATTN_VS_CONCAT))
     tests = tests[tests["model"] == model].set_index("metric")
