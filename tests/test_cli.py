@@ -258,6 +258,18 @@ def test_ablation_runs_fusions_by_losses_and_quotes_the_paper(monkeypatch, bilat
     assert "SYNTHETIC" in (tmp_path / "report.html").read_text().upper()
 
 
+def test_ablation_of_the_weighted_loss_alone_keeps_its_baseline(monkeypatch,
+                                                                bilateral_signal_cohort,
+                                                                tmp_path, capsys):
+    X, y = bilateral_signal_cohort
+    monkeypatch.setattr("bmdkit.datasets.load_demo_cohort",
+                        lambda random_state, bilateral, n=None: (X.iloc[:n], y[:n]))
+    cli.main(["ablation", "--n", "30", "--folds", "2", "--fusions", "xattn", "concat",
+              "--losses", "weighted_smooth_l1", "--n-jobs", "1", "--out", str(tmp_path),
+              *TINY_OPTIONS])
+    assert "XAttn +wSL1 vs Concat +wSL1" in capsys.readouterr().out
+
+
 def test_demo_help_shows_the_demo_settings(capsys):
     with pytest.raises(SystemExit):
         cli.main(["demo", "--help"])

@@ -100,13 +100,15 @@ def run_ablation(args):
                    f"fusions {', '.join(args.fusions)} x losses {', '.join(args.losses)}.")
     print(description, file=sys.stderr)
     models = ablation_models(args.fusions, args.losses, **params)
-    baseline = model_label(BASELINE) if BASELINE in args.fusions else None
+    # the reference and the paper's model under the first loss compared (their labels name it)
+    baseline = model_label(BASELINE, args.losses[0]) if BASELINE in args.fusions else None
     results = run_comparison(X, y, args, models, title=f"bmdkit ablation ({args.cohort})",
                              synthetic=True, description=description, baseline=baseline,
                              metrics=("mse", "mae", "r2", "sensitivity@T=-2.5",
                                       "specificity@T=-1.0"))
     if baseline and PAPER_MODEL in args.fusions:
         with pd.option_context("display.width", 200):
-            print("\n" + paper_comparison(results, baseline=baseline).to_string())
+            print("\n" + paper_comparison(results, model_label(PAPER_MODEL, args.losses[0]),
+                                          baseline).to_string())
     return results
 
