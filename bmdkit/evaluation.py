@@ -34,7 +34,7 @@ from bmdkit.metrics import (
     resolve_thresholds,
     site_names,
 )
-from bmdkit.registry import FUSIONS, model_label
+from bmdkit.registry import BASELINE_FUSION, model_label
 from bmdkit.significance import bootstrap_intervals, corrected_paired_ttest, paired_tests
 
 __all__ = ["PAPER_MODEL", "PAPER_XATTN_VS_CONCAT", "ComparisonResults", "FoldResult",
@@ -557,7 +557,7 @@ def paper_comparison(results, model=None, baseline=None):
         the per-fold differences.
     """
     model = model_label(PAPER_MODEL) if model is None else model
-    baseline = model_label(FUSIONS.names("baseline")[0]) if baseline is None else baseline
+    baseline = model_label(BASELINE_FUSION) if baseline is None else baseline
     change = results.relative_change(baseline).loc[model]
     tests = results.paired_tests(baseline, metrics=list(PAPER_XATTN_VS_CONCAT))
     tests = tests[tests["model"] == model].set_index("metric")

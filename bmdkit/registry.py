@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from bmdkit.errors import ParameterError
 
-__all__ = ["FUSIONS", "LOSSES", "Entry", "Registry", "model_label"]
+__all__ = ["BASELINE_FUSION", "FUSIONS", "LOSSES", "Entry", "Registry", "model_label"]
 
 
 @dataclass
@@ -155,6 +155,8 @@ FUSIONS = Registry("fusion", [
           "Baseline: the clinical metadata alone; X needs no image column.",
           "MetadataOnlyBMDRegressor", tags=("default",)),
 ])
+#: The fusion relative changes are measured against (tagged "baseline": Concat, the paper's).
+BASELINE_FUSION = FUSIONS.names("baseline")[0]
 
 #: The losses of BMDRegressor (bmdkit.losses: each a function giving the skorch
 #: criterion settings; docs/model.md). Labels are appended to a fusion's label.

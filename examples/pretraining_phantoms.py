@@ -110,6 +110,8 @@ def summary(out):
     runs = {}
     for path in sorted(out.glob("*-n*/results")):
         match = RUN.fullmatch(path.parent.name)
+        if match is None:  # another folder of DIR, not a run of this script
+            continue
         key = (match["model"], int(match["n"]))
         runs.setdefault(key, []).append((path.parent, match["label"] or ""))
     rows = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 from bmdkit.cli.common import (
-    BASELINE,
     MODELS,
     add_densitometer_option,
     add_jobs_option,
@@ -15,7 +14,7 @@ from bmdkit.cli.common import (
 )
 from bmdkit.cli.cv import run_comparison
 from bmdkit.defaults import DEMO_COHORT_SIZE
-from bmdkit.registry import FUSIONS, LOSSES
+from bmdkit.registry import BASELINE_FUSION, FUSIONS, LOSSES
 
 #: ``bmdkit ablation`` settings: the quick demo's models on five folds, on either synthetic
 #: cohort; the bilateral one with 30 epochs and each hip encoded on its own (its two halves
@@ -101,7 +100,7 @@ def run_ablation(args):
     print(description, file=sys.stderr)
     models = ablation_models(args.fusions, args.losses, **params)
     # the reference and the paper's model under the first loss compared (their labels name it)
-    baseline = model_label(BASELINE, args.losses[0]) if BASELINE in args.fusions else None
+    baseline = model_label(BASELINE_FUSION, args.losses[0]) if BASELINE_FUSION in args.fusions else None
     results = run_comparison(X, y, args, models, title=f"bmdkit ablation ({args.cohort})",
                              synthetic=True, description=description, baseline=baseline,
                              metrics=("mse", "mae", "r2", "sensitivity@T=-2.5",

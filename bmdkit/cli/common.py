@@ -30,8 +30,6 @@ from bmdkit.registry import FUSIONS
 MODELS = FUSIONS.names()
 #: The models ``demo`` and ``cv`` compare by default: XAttn-BMD's four.
 DEFAULT_MODELS = FUSIONS.names("default")
-#: The reference of relative changes.
-BASELINE = FUSIONS.names("baseline")[0]
 
 #: Errors the user fixes from the message alone: bmdkit's own (bad parameters, input,
 #: files, an optional extra that is not installed; :mod:`bmdkit.errors`).

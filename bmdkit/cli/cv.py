@@ -12,7 +12,6 @@ import warnings
 from pathlib import Path
 
 from bmdkit.cli.common import (
-    BASELINE,
     DEFAULT_MODELS,
     MODELS,
     add_data_options,
@@ -29,6 +28,7 @@ from bmdkit.cli.common import (
     read_data,
     stopped,
 )
+from bmdkit.registry import BASELINE_FUSION
 
 #: The folder under ``--out`` keeping a comparison's finished fits (``--resume``).
 CHECKPOINT = "checkpoint"
@@ -62,8 +62,8 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
     from bmdkit.nn import fusion_class
     from bmdkit.report import write_report
 
-    if baseline is None and model_label(BASELINE) in models:
-        baseline = model_label(BASELINE)
+    if baseline is None and model_label(BASELINE_FUSION) in models:
+        baseline = model_label(BASELINE_FUSION)
     X, groups = pop_groups(X, args)
     splitter = BMDStratifiedKFold if groups is None else BMDStratifiedGroupKFold
     cv = splitter(args.folds, random_state=args.seed)
@@ -122,7 +122,7 @@ def add_cv_options(parser, *, folds, folds_default=None):
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(DEFAULT_MODELS),
                         help="models to compare (default: XAttn-BMD's four, "
                              f"{' '.join(DEFAULT_MODELS)}; the baseline of relative changes "
-                             f"is {BASELINE!r} when included)")
+                             f"is {BASELINE_FUSION!r} when included)")
     parser.add_argument("--folds", type=int, default=folds,
                         help=f"stratified folds (default: {folds_default or folds})")
     add_groups_option(parser)
