@@ -32,7 +32,7 @@ def add_parser(subparsers):
     parser.add_argument("--image-size", type=int, default=PRETRAINING_DEFAULTS["image_size"],
                         help="input side in pixels (default: %(default)s, the estimators')")
     parser.add_argument("--method", default=PRETRAINING_DEFAULTS["method"],
-                        choices=("simclr", "vicreg"),
+                        choices=("simclr", "simmim", "vicreg"),
                         help="self-supervised objective (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=PRETRAINING_DEFAULTS["epochs"],
                         help="(default: %(default)s)")

@@ -1,21 +1,26 @@
 """Self-supervised objectives for a backbone: lightly's heads and losses.
 
-Each method is a module holding the backbone and a projection head whose
+Each method is a module holding the backbone and a head whose
 ``forward(views)`` returns the loss of a batch of two views of the same
-images. The heads and losses are lightly's (https://docs.lightly.ai), the
-maintained implementations of the papers; a new method is a class here and
-its name in :data:`METHODS`.
+images. The contrastive heads and losses are lightly's
+(https://docs.lightly.ai), the maintained implementations of the papers;
+lightly's masked image modelling is for vision transformers only, so
+SimMIM's linear decoder and L1 loss (a few lines) are written here for the
+CNN backbones. A new method is a class here and its name in :data:`METHODS`.
 """
 
 from __future__ import annotations
 
+import math
+
+import torch
 from lightly.loss import NTXentLoss, VICRegLoss
 from lightly.models.modules import BarlowTwinsProjectionHead, SimCLRProjectionHead
 from torch import nn
 
 from bmdkit.errors import ParameterError
 
-__all__ = ["METHODS", "SimCLR", "VICReg", "make_method"]
+__all__ = ["METHODS", "SimCLR", "SimMIM", "VICReg", "make_method"]
 
 
 def pooled(backbone, images):
@@ -56,8 +61,56 @@ class VICReg(nn.Module):
         return self.criterion(first, second)
 
 
+class SimMIM(nn.Module):
+    """SimMIM (Xie et al. 2022) for a CNN: predict the pixels of masked patches.
+
+    A random ``mask_ratio`` of the square ``patch_size``-pixel patches of each
+    view is set to 0 (the mean grey level of the normalised images); a linear
+    decoder (a 1 x 1 convolution and a pixel shuffle by the backbone's stride,
+    the paper's) predicts every pixel from the backbone's last feature map;
+    the loss is the mean absolute error on the masked pixels. Unlike SimCLR
+    and VICReg, which keep what two views share, the objective needs the
+    grey levels themselves, which in a radiograph carry the bone mineral.
+
+    Examples
+    --------
+    >>> import timm
+    >>> backbone = timm.create_model("resnet10t", in_chans=1, num_classes=0, global_pool="")
+    >>> method = SimMIM(backbone)
+    >>> loss = method([torch.randn(2, 1, 32, 32), torch.randn(2, 1, 32, 32)])
+    >>> loss.ndim, bool(loss > 0)
+    (0, True)
+    """
+
+    def __init__(self, backbone, *, patch_size=8, mask_ratio=0.6):
+        super().__init__()
+        self.backbone = backbone
+        self.patch_size = patch_size
+        self.mask_ratio = mask_ratio
+        stride = backbone.feature_info[-1]["reduction"]
+        self.decoder = nn.Sequential(nn.Conv2d(backbone.num_features, stride ** 2, 1),
+                                     nn.PixelShuffle(stride))
+
+    def forward(self, views):
+        return sum(self._loss(view) for view in views) / len(views)
+
+    def _loss(self, images):
+        batch, _, height, width = images.shape
+        size = self.patch_size
+        grid = (math.ceil(height / size), math.ceil(width / size))
+        mask = torch.rand(batch, 1, *grid, device=images.device) < self.mask_ratio
+        mask = mask.repeat_interleave(size, 2).repeat_interleave(size, 3)[..., :height, :width]
+        mask = mask.to(images.dtype)
+        features = self.backbone.forward_features(images * (1 - mask))
+        if features.ndim != 4:
+            raise ParameterError("method='simmim' needs a convolutional backbone (a feature map "
+                                 f"(B, C, h, w)); this one gives shape {tuple(features.shape)}")
+        reconstruction = self.decoder(features)[..., :height, :width]
+        return ((reconstruction - images).abs() * mask).sum() / mask.sum().clamp_min(1)
+
+
 #: The methods of ``bmdkit pretrain --method``.
-METHODS = {"simclr": SimCLR, "vicreg": VICReg}
+METHODS = {"simclr": SimCLR, "simmim": SimMIM, "vicreg": VICReg}
 
 
 def make_method(name, backbone):

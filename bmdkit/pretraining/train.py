@@ -90,7 +90,7 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
         timm model name; the default is the estimators'.
     image_size : int, default=64
         Side of the square input; the default is the estimators'.
-    method : {"simclr", "vicreg"}, default="simclr"
+    method : {"simclr", "simmim", "vicreg"}, default="simclr"
     epochs : int, default=20
     batch_size : int, default=64
         Images per step (two views each); at most the number of images.
