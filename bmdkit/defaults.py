@@ -30,7 +30,7 @@ ESTIMATOR_DEFAULTS = MappingProxyType({
 #: (docs/pretraining.md); ``lr`` and ``weight_decay`` AdamW's (read-only).
 PRETRAINING_DEFAULTS = MappingProxyType({
     **{name: ESTIMATOR_DEFAULTS[name] for name in ("backbone", "image_size", "contrast")},
-    "method": "simclr", "epochs": 20, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4})
+    "method": "simmim", "epochs": 20, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4})
 
 #: Subjects in the SYNTHETIC demo cohort: the size of the Hertfordshire Cohort Study's
 #: XAttn-BMD sample that it resembles (:func:`bmdkit.datasets.load_demo_cohort`).

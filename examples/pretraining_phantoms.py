@@ -13,14 +13,14 @@ the subsets of a learning curve are nested:
     bmdkit pretrain --csv DIR/unlabelled.csv --out DIR/hips.safetensors --threads 1
     python examples/pretraining_phantoms.py cv --out DIR --n 50 --model concat  # DIR/concat-n50/
     python examples/pretraining_phantoms.py cv --out DIR --n 50 --model xattn
-    python examples/pretraining_phantoms.py figure --out DIR --figure curve.png
+    python examples/pretraining_phantoms.py figure --out DIR --figure curve.png [--labels L ...]
 
 Other weights (another method, more epochs) are a labelled run, paired with
 the first on the same folds (its conditions are suffixed by the label):
 
-    bmdkit pretrain --csv DIR/unlabelled.csv --out DIR/vicreg.safetensors --method vicreg
-    python examples/pretraining_phantoms.py cv --out DIR --n 233 --weights DIR/vicreg.safetensors \\
-        --label vicreg --conditions pretrained frozen
+    bmdkit pretrain --csv DIR/unlabelled.csv --out DIR/simclr.safetensors --method simclr
+    python examples/pretraining_phantoms.py cv --out DIR --n 233 --weights DIR/simclr.safetensors \\
+        --label simclr --conditions pretrained frozen
 
 Fits are stored as they finish (``DIR/<model>-n<N>[-<label>]/fits``): a killed
 ``cv`` resumes, and a later ``cv`` of the same run adds its conditions to those
@@ -133,21 +133,27 @@ def summary(out):
     return pd.DataFrame(rows).set_index(["model", "n", "condition"])
 
 
-def figure(out, path):
-    """Mean fold R² against labelled n, one line per condition, one panel per model."""
+def figure(out, path, labels=()):
+    """Mean fold R² against labelled n, one line per condition, one panel per model.
+
+    The first run's conditions, and those of the labelled runs named in ``labels`` (dashed);
+    returns the figure.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     table = summary(out).reset_index()
+    label_of = table["condition"].str.partition(" ")[2]
+    table = table[(label_of == "") | label_of.isin(labels)]
     models = list(dict.fromkeys(table["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4), squeeze=False,
                              sharey=True)
     for ax, model in zip(axes[0], models):
         for condition, rows in table[table["model"] == model].groupby("condition", sort=False):
             ax.errorbar(rows["n"], rows["mean_r2"], yerr=rows["sd"] / np.sqrt(N_SPLITS), capsize=3,
-                        marker="o", label=condition)
+                        marker="o", label=condition, ls="--" if " " in condition else "-")
         ax.axhline(0, color="0.7", lw=0.8)
         ax.set_xlabel("labelled subjects")
         ax.set_title(f"{LABELS[model]}: SYNTHETIC hip phantoms, 64 px, 20 epochs\n"
@@ -156,6 +162,7 @@ def figure(out, path):
     axes[0, 0].set_ylabel("R² (held-out fold, mean of folds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    return fig
 
 
 def run_label(text):
@@ -180,6 +187,8 @@ def main():
                         help="a run of other --weights, named LABEL (lower case, digits)")
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--figure", type=Path, default=Path("pretraining.png"))
+    parser.add_argument("--labels", nargs="+", type=run_label, default=[],
+                        help="figure: also the conditions of these labelled runs")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.step == "data":
@@ -188,7 +197,7 @@ def main():
         cross_validate(args.out, args.n, args.model, args.conditions, args.weights, args.n_jobs,
                        args.label)
     else:
-        figure(args.out, args.figure)
+        figure(args.out, args.figure, args.labels)
     if args.step != "data":
         with pd.option_context("display.width", 200):
             print(summary(args.out).round(4).to_string())

@@ -127,5 +127,10 @@ def test_pretraining_learning_curve_pairs_conditions_with_scratch_on_nested_subs
     assert frozen["minus_scratch"] > 0 and frozen["folds_better"] == 2
     assert 0 <= frozen["p_corrected"] <= 1 and frozen["fit_minutes"] == 2.0
     assert np.isnan(table.loc[("concat", 20, "scratch"), "minus_scratch"])
-    curve.figure(tmp_path, tmp_path / "curve.png")
+    def drawn(fig):
+        return [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+
+    assert drawn(curve.figure(tmp_path, tmp_path / "curve.png")) == ["scratch", "frozen"]
     assert (tmp_path / "curve.png").stat().st_size > 0
+    assert drawn(curve.figure(tmp_path, tmp_path / "curve.png", labels=["other"])) == [
+        "scratch", "frozen", "frozen other"]

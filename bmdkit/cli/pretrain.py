@@ -11,9 +11,9 @@ def add_parser(subparsers):
     """Register ``bmdkit pretrain``."""
     parser = subparsers.add_parser(
         "pretrain", help="pretrain the image backbone on unlabelled radiographs",
-        description="Self-supervised pretraining (lightly's SimCLR or VICReg, radiograph "
-                    "augmentations) of a timm backbone on radiographs without DXA. The weights "
-                    "file records backbone, input size and normalisation; use it as "
+        description="Self-supervised pretraining (SimMIM masked-image modelling or "
+                    "lightly's SimCLR, radiograph augmentations) of a timm backbone on "
+                    "radiographs without DXA. The weights file records backbone, input size and normalisation; use it as "
                     "--param pretrained=FILE in fit/cv/demo or pretrained=FILE in any estimator. "
                     "Defaults are the estimators'. See docs/pretraining.md.")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -32,7 +32,7 @@ def add_parser(subparsers):
     parser.add_argument("--image-size", type=int, default=PRETRAINING_DEFAULTS["image_size"],
                         help="input side in pixels (default: %(default)s, the estimators')")
     parser.add_argument("--method", default=PRETRAINING_DEFAULTS["method"],
-                        choices=("simclr", "simmim", "vicreg"),
+                        choices=("simmim", "simclr"),
                         help="self-supervised objective (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=PRETRAINING_DEFAULTS["epochs"],
                         help="(default: %(default)s)")

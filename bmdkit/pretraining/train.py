@@ -70,9 +70,10 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
     """Pretrain a timm backbone on unlabelled radiographs and save it for the estimators.
 
     Self-supervised: two random radiograph views of each image
-    (:func:`~bmdkit.pretraining.views.radiograph_views`) and a lightly
-    objective (:data:`~bmdkit.pretraining.methods.METHODS`) teach the
-    backbone what stays the same across films of one hip. Images are decoded
+    (:func:`~bmdkit.pretraining.views.radiograph_views`) and an objective
+    (:data:`~bmdkit.pretraining.methods.METHODS`: by default SimMIM, filling
+    in masked patches of each view) teach the backbone what radiographs of
+    hips look like. Images are decoded
     once through :func:`bmdkit.io.load_images` (its memory and disk caches).
     After every epoch the run's state is written to :func:`resume_path`
     (atomically), so a killed run continues with ``resume=True``; the state is
@@ -90,7 +91,8 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
         timm model name; the default is the estimators'.
     image_size : int, default=64
         Side of the square input; the default is the estimators'.
-    method : {"simclr", "simmim", "vicreg"}, default="simclr"
+    method : {"simmim", "simclr"}, default="simmim"
+        The objective (:data:`~bmdkit.pretraining.methods.METHODS`).
     epochs : int, default=20
     batch_size : int, default=64
         Images per step (two views each); at most the number of images.
