@@ -109,7 +109,7 @@ def test_pretraining_learning_curve_pairs_conditions_with_scratch_on_nested_subs
     with pytest.raises(SystemExit, match="holds 12 subjects"):
         curve.labelled_subset(tmp_path, 13)
     with pytest.raises(SystemExit, match="labelled run"):  # would replace the first run's results
-        curve.cross_validate(tmp_path, 5, "concat", ["frozen"], tmp_path / "vicreg.safetensors",
+        curve.cross_validate(tmp_path, 5, "concat", ["frozen"], tmp_path / "other.safetensors",
                              n_jobs=1)
 
     rng = np.random.default_rng(0)

@@ -269,9 +269,8 @@ def test_simmim_learns_to_fill_masked_patches(cohort):
     assert masked_error() < 0.6 * before  # 0.36 when written
 
 
-def test_simmim_names_a_backbone_without_a_feature_map():
-    import timm
-
-    vit = timm.create_model("vit_tiny_patch16_224", img_size=SIZE, in_chans=1, num_classes=0)
-    with pytest.raises(ValueError, match="simmim' needs a convolutional backbone"):
-        METHODS["simmim"](vit)([torch.randn(2, 1, SIZE, SIZE)])
+def test_simmim_refuses_a_backbone_without_a_feature_map_before_reading_images(tmp_path):
+    with pytest.raises(ValueError, match="simmim' needs a convolutional backbone.*vit_tiny"):
+        pretrain_backbone([tmp_path / "missing1.png", tmp_path / "missing2.png"],
+                          tmp_path / "w.safetensors", backbone="vit_tiny_patch16_224",
+                          method="simmim", image_size=SIZE, progress=False)

@@ -13,9 +13,10 @@ def add_parser(subparsers):
         "pretrain", help="pretrain the image backbone on unlabelled radiographs",
         description="Self-supervised pretraining (SimMIM masked-image modelling or "
                     "lightly's SimCLR, radiograph augmentations) of a timm backbone on "
-                    "radiographs without DXA. The weights file records backbone, input size and normalisation; use it as "
-                    "--param pretrained=FILE in fit/cv/demo or pretrained=FILE in any estimator. "
-                    "Defaults are the estimators'. See docs/pretraining.md.")
+                    "radiographs without DXA. The weights file records backbone, input size "
+                    "and normalisation; use it as --param pretrained=FILE in fit/cv/demo or "
+                    "pretrained=FILE in any estimator. Defaults are the estimators'. See "
+                    "docs/pretraining.md.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", type=Path, help="CSV with an image path column (other "
                                                  "columns ignored; paths relative to the CSV)")

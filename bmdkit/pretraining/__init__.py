@@ -3,8 +3,9 @@
 ``bmdkit pretrain`` / :func:`pretrain_backbone` teach a timm backbone from
 the radiographs that have no DXA scan beside them, and save it as a weights
 file that every estimator takes as ``pretrained="weights.safetensors"``
-(docs/pretraining.md). The objectives, heads and multi-view transform are
-lightly's; the views are made for radiographs (:mod:`~bmdkit.pretraining.views`).
+(docs/pretraining.md). The objectives are SimMIM (the default; its decoder
+and loss ours) and SimCLR (lightly's head and loss); the multi-view transform
+is lightly's, the views made for radiographs (:mod:`~bmdkit.pretraining.views`).
 """
 
 from bmdkit.extras import MissingExtraError

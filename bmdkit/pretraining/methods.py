@@ -1,8 +1,9 @@
-"""Self-supervised objectives for a backbone: lightly's heads and losses.
+"""Self-supervised objectives for a backbone: SimMIM (the default) and lightly's SimCLR.
 
 Each method is a module holding the backbone and a head whose
 ``forward(views)`` returns the loss of a batch of two views of the same
-images. SimMIM, the default, was chosen by measurement over SimCLR (and
+images; each is built with the views' size (``image_size=``), which a method may
+check its backbone against. SimMIM, the default, was chosen by measurement over SimCLR (and
 VICReg, since removed) on the SYNTHETIC phantoms (docs/pretraining.md).
 SimCLR's head and loss are lightly's (https://docs.lightly.ai), the
 maintained implementation of the paper; lightly's masked image modelling is
@@ -35,10 +36,12 @@ class SimCLR(nn.Module):
     """SimCLR (Chen et al. 2020): the NT-Xent contrastive loss between two views.
 
     Each image's two views must be nearer each other, in the projection
-    head's space, than to the other images of the batch.
+    head's space, than to the other images of the batch. ``image_size`` is
+    not used: the features are pooled, any size goes.
     """
 
-    def __init__(self, backbone, *, hidden_dim=512, out_dim=128, temperature=0.2):
+    def __init__(self, backbone, *, image_size=None, hidden_dim=512, out_dim=128,
+                 temperature=0.2):
         super().__init__()
         self.backbone = backbone
         self.head = SimCLRProjectionHead(backbone.num_features, hidden_dim, out_dim)
@@ -52,30 +55,46 @@ class SimCLR(nn.Module):
 class SimMIM(nn.Module):
     """SimMIM (Xie et al. 2022) for a CNN: predict the pixels of masked patches.
 
-    A random ``mask_ratio`` of the square ``patch_size``-pixel patches of each
-    view is set to 0 (the mean grey level of the normalised images); a linear
+    Each square ``patch_size``-pixel patch of a view is masked with
+    probability ``mask_ratio``: set to 0 (the mean grey level of the
+    normalised images). A linear
     decoder (a 1 x 1 convolution and a pixel shuffle by the backbone's stride,
     the paper's) predicts every pixel from the backbone's last feature map;
     the loss is the mean absolute error on the masked pixels. Unlike
     SimCLR, which keeps what two views share, the objective needs the grey
     levels themselves, which in a radiograph carry the bone mineral.
 
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        A timm CNN (``forward_features`` gives ``(B, C, h, w)``, ``C`` its
+        ``num_features``).
+    image_size : int, default=64
+        Side of the square views; the backbone is probed with it at once, so
+        one that cannot fill such an image from its feature map (a vision
+        transformer, an unpadded CNN) is refused before any image is read.
+    patch_size : int, default=8
+        Side of the masked patches, in pixels.
+    mask_ratio : float, default=0.6
+        Probability that a patch is masked (the paper's ratio).
+
     Examples
     --------
     >>> import timm
     >>> backbone = timm.create_model("resnet10t", in_chans=1, num_classes=0, global_pool="")
-    >>> method = SimMIM(backbone)
+    >>> method = SimMIM(backbone, image_size=32)
     >>> loss = method([torch.randn(2, 1, 32, 32), torch.randn(2, 1, 32, 32)])
     >>> loss.ndim, bool(loss > 0)
     (0, True)
     """
 
-    def __init__(self, backbone, *, patch_size=8, mask_ratio=0.6):
+    def __init__(self, backbone, *, image_size=64, patch_size=8, mask_ratio=0.6):
         super().__init__()
         self.backbone = backbone
         self.patch_size = patch_size
         self.mask_ratio = mask_ratio
         stride = backbone.feature_info[-1]["reduction"]
+        _check_feature_map(backbone, image_size, stride)
         self.decoder = nn.Sequential(nn.Conv2d(backbone.num_features, stride ** 2, 1),
                                      nn.PixelShuffle(stride))
 
@@ -89,20 +108,40 @@ class SimMIM(nn.Module):
         mask = torch.rand(batch, 1, *grid, device=images.device) < self.mask_ratio
         mask = mask.repeat_interleave(size, 2).repeat_interleave(size, 3)[..., :height, :width]
         mask = mask.to(images.dtype)
-        features = self.backbone.forward_features(images * (1 - mask))
-        if features.ndim != 4:
-            raise ParameterError("method='simmim' needs a convolutional backbone (a feature map "
-                                 f"(B, C, h, w)); this one gives shape {tuple(features.shape)}")
-        reconstruction = self.decoder(features)[..., :height, :width]
-        return ((reconstruction - images).abs() * mask).sum() / mask.sum().clamp_min(1)
+        reconstruction = self.decoder(self.backbone.forward_features(images * (1 - mask)))
+        error = (reconstruction[..., :height, :width] - images).abs() * mask
+        return error.sum() / mask.sum(dtype=torch.float32).clamp_min(1)
+
+
+def _check_feature_map(backbone, image_size, stride):
+    """Refuse a backbone whose last feature map cannot be decoded into an ``image_size`` image."""
+    name = getattr(backbone, "pretrained_cfg", {}).get("architecture", type(backbone).__name__)
+    problem = (f"method='simmim' needs a convolutional backbone whose last feature map "
+               f"(B, C, h, w) covers the image at stride {stride}, which {name!r} does not")
+    training = backbone.training
+    backbone.eval()  # leaves batch-norm statistics as they are
+    try:
+        with torch.no_grad():
+            features = backbone.forward_features(torch.zeros(1, 1, image_size, image_size))
+    except Exception as error:  # a model fixed to another input size fails in many ways
+        raise ParameterError(f"{problem}; at image_size={image_size} it fails: {error}") from error
+    finally:
+        backbone.train(training)
+    shape = tuple(features.shape)
+    if (len(shape) != 4 or shape[1] != backbone.num_features
+            or min(shape[2:]) * stride < image_size):
+        raise ParameterError(f"{problem}; at image_size={image_size} it gives shape {shape}")
 
 
 #: The methods of ``bmdkit pretrain --method``.
 METHODS = {"simmim": SimMIM, "simclr": SimCLR}
 
 
-def make_method(name, backbone):
-    """The method ``name`` of :data:`METHODS` around ``backbone``, or a ValueError naming them."""
+def make_method(name, backbone, image_size):
+    """The method ``name`` of :data:`METHODS` around ``backbone`` for ``image_size`` px views.
+
+    An unknown name is a ParameterError (a ValueError) naming the methods.
+    """
     if name not in METHODS:
         raise ParameterError(f"method must be one of {sorted(METHODS)}, got {name!r}")
-    return METHODS[name](backbone)
+    return METHODS[name](backbone, image_size=image_size)

@@ -152,6 +152,10 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
     view_transform = radiograph_views(image_size, **dict(views or {}))
     if len(paths) < 2:
         raise InputError(f"pretraining needs at least 2 images, got {len(paths)}")
+    # built before any image is read: a method may refuse the backbone
+    with torch_threads(n_threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(random_state)
+        model = make_method(method, create_backbone(backbone, in_chans=1), image_size)
     images = load_images(paths, image_size=image_size, contrast=contrast, cache_dir=cache_dir,
                          verbose=progress)
     settings = dict(backbone=backbone, image_size=int(image_size), contrast=contrast,
@@ -162,8 +166,6 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
     mean, std = float(np.mean(images, dtype=np.float64)), float(np.std(images, dtype=np.float64))
     state_file = resume_path(out)
     with torch_threads(n_threads), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(random_state)
-        model = make_method(method, create_backbone(backbone, in_chans=1))
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         first, losses = 0, []
         if resume and state_file.is_file():

@@ -8,8 +8,8 @@ positioning (small rotation), focal spot and detector blur, quantum noise
 and, when asked for, exposure and reader processing (intensity window and
 gamma). The intensity changes are off by default: in a radiograph the BMD
 signal is grey level, a contrastive method learns to ignore what its views
-change, and on the SYNTHETIC phantoms pretraining without them did as well
-or better (docs/pretraining.md).
+change, and on the SYNTHETIC phantoms SimCLR pretraining without them did as
+well or better (docs/pretraining.md; not measured with SimMIM).
 """
 
 from __future__ import annotations
