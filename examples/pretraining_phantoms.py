@@ -146,14 +146,16 @@ def figure(out, path, labels=()):
 
     table = summary(out).reset_index()
     label_of = table["condition"].str.partition(" ")[2]
-    table = table[(label_of == "") | label_of.isin(labels)]
+    if set(labels) - set(label_of):
+        raise SystemExit(f"--labels {sorted(set(labels) - set(label_of))}: no such run in {out}")
+    table = table.assign(labelled=label_of != "")[(label_of == "") | label_of.isin(labels)]
     models = list(dict.fromkeys(table["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4), squeeze=False,
                              sharey=True)
     for ax, model in zip(axes[0], models):
         for condition, rows in table[table["model"] == model].groupby("condition", sort=False):
             ax.errorbar(rows["n"], rows["mean_r2"], yerr=rows["sd"] / np.sqrt(N_SPLITS), capsize=3,
-                        marker="o", label=condition, ls="--" if " " in condition else "-")
+                        marker="o", label=condition, ls="--" if rows["labelled"].iloc[0] else "-")
         ax.axhline(0, color="0.7", lw=0.8)
         ax.set_xlabel("labelled subjects")
         ax.set_title(f"{LABELS[model]}: SYNTHETIC hip phantoms, 64 px, 20 epochs\n"

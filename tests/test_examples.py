@@ -128,9 +128,14 @@ def test_pretraining_learning_curve_pairs_conditions_with_scratch_on_nested_subs
     assert 0 <= frozen["p_corrected"] <= 1 and frozen["fit_minutes"] == 2.0
     assert np.isnan(table.loc[("concat", 20, "scratch"), "minus_scratch"])
     def drawn(fig):
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
         return [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
 
     assert drawn(curve.figure(tmp_path, tmp_path / "curve.png")) == ["scratch", "frozen"]
     assert (tmp_path / "curve.png").stat().st_size > 0
     assert drawn(curve.figure(tmp_path, tmp_path / "curve.png", labels=["other"])) == [
         "scratch", "frozen", "frozen other"]
+    with pytest.raises(SystemExit, match="no such run"):
+        curve.figure(tmp_path, tmp_path / "curve.png", labels=["missing"])

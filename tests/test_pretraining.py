@@ -252,7 +252,7 @@ def test_simmim_learns_to_fill_masked_patches(cohort):
     images = (images - images.mean()) / images.std()
     torch.manual_seed(0)
     method = METHODS["simmim"](timm.create_model(DEFAULTS["backbone"], in_chans=1,
-                                                 num_classes=0, global_pool=""))
+                                                 num_classes=0, global_pool=""), image_size=SIZE)
 
     def masked_error():
         with torch.random.fork_rng(devices=[]), torch.no_grad():
@@ -270,7 +270,17 @@ def test_simmim_learns_to_fill_masked_patches(cohort):
 
 
 def test_simmim_refuses_a_backbone_without_a_feature_map_before_reading_images(tmp_path):
-    with pytest.raises(ValueError, match="simmim' needs a convolutional backbone.*vit_tiny"):
+    with pytest.raises(ValueError, match="simmim' needs a convolutional timm backbone.*vit_tiny.*method='simclr'"):
         pretrain_backbone([tmp_path / "missing1.png", tmp_path / "missing2.png"],
                           tmp_path / "w.safetensors", backbone="vit_tiny_patch16_224",
                           method="simmim", image_size=SIZE, progress=False)
+
+
+def test_simclr_still_trains_and_is_recorded(cohort, tmp_path):
+    # SimMIM is the default: the contrastive method must still run end to end
+    _, X, _ = cohort
+    info = pretrain_backbone(X.image_path, tmp_path / "w.safetensors", method="simclr",
+                             image_size=SIZE, epochs=1, batch_size=6, n_threads=1,
+                             progress=False)
+    assert backbone_file_metadata(tmp_path / "w.safetensors")["method"] == "simclr"
+    assert len(info["losses"]) == 1 and info["losses"][0] > 0

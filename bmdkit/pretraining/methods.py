@@ -7,9 +7,9 @@ check its backbone against. SimMIM, the default, was chosen by measurement over 
 VICReg, since removed) on the SYNTHETIC phantoms (docs/pretraining.md).
 SimCLR's head and loss are lightly's (https://docs.lightly.ai), the
 maintained implementation of the paper; lightly's masked image modelling is
-for vision transformers only, so SimMIM's linear decoder and L1 loss (a few
-lines) are written here for the CNN backbones. A new method is a class here
-and its name in :data:`METHODS`.
+for vision transformers only, so SimMIM's linear decoder and L1 loss (about
+twenty lines) are written here for the CNN backbones. A new method is a class
+here and its name in :data:`METHODS`.
 """
 
 from __future__ import annotations
@@ -93,8 +93,7 @@ class SimMIM(nn.Module):
         self.backbone = backbone
         self.patch_size = patch_size
         self.mask_ratio = mask_ratio
-        stride = backbone.feature_info[-1]["reduction"]
-        _check_feature_map(backbone, image_size, stride)
+        stride = _check_feature_map(backbone, image_size)
         self.decoder = nn.Sequential(nn.Conv2d(backbone.num_features, stride ** 2, 1),
                                      nn.PixelShuffle(stride))
 
@@ -113,24 +112,39 @@ class SimMIM(nn.Module):
         return error.sum() / mask.sum(dtype=torch.float32).clamp_min(1)
 
 
-def _check_feature_map(backbone, image_size, stride):
-    """Refuse a backbone whose last feature map cannot be decoded into an ``image_size`` image."""
+def _check_feature_map(backbone, image_size):
+    """The stride of ``backbone``'s last feature map, refusing one that cannot be decoded
+    into an ``image_size`` image (a ParameterError naming the model)."""
     name = getattr(backbone, "pretrained_cfg", {}).get("architecture", type(backbone).__name__)
-    problem = (f"method='simmim' needs a convolutional backbone whose last feature map "
-               f"(B, C, h, w) covers the image at stride {stride}, which {name!r} does not")
-    training = backbone.training
+    problem = (f"method='simmim' needs a convolutional timm backbone whose last feature map "
+               f"(B, C, h, w) tiles the image at its stride, which {name!r} does not")
+    advice = "; use a CNN backbone or method='simclr'"
+    try:
+        stride = backbone.feature_info[-1]["reduction"]
+    except (AttributeError, IndexError, KeyError, TypeError):
+        raise ParameterError(f"{problem} (it has no timm feature_info){advice}") from None
+    first = next(backbone.parameters())
+    probe = torch.zeros(1, first.shape[1] if first.ndim == 4 else 1, image_size, image_size,
+                        dtype=first.dtype, device=first.device)
+    modes = {module: module.training for module in backbone.modules()}
     backbone.eval()  # leaves batch-norm statistics as they are
     try:
         with torch.no_grad():
-            features = backbone.forward_features(torch.zeros(1, 1, image_size, image_size))
-    except Exception as error:  # a model fixed to another input size fails in many ways
-        raise ParameterError(f"{problem}; at image_size={image_size} it fails: {error}") from error
+            features = backbone.forward_features(probe)
+    except (RuntimeError, ValueError, AssertionError) as error:  # e.g. fixed to another size
+        raise ParameterError(f"{problem}: at image_size={image_size} it fails ({error})"
+                             f"{advice}") from error
     finally:
-        backbone.train(training)
+        for module, training in modes.items():
+            module.training = training
     shape = tuple(features.shape)
     if (len(shape) != 4 or shape[1] != backbone.num_features
-            or min(shape[2:]) * stride < image_size):
-        raise ParameterError(f"{problem}; at image_size={image_size} it gives shape {shape}")
+            or shape[2:] != (math.ceil(image_size / stride),) * 2):
+        raise ParameterError(f"{problem}: at image_size={image_size} its features have shape "
+                             f"{shape}, not (1, {backbone.num_features}, "
+                             f"{math.ceil(image_size / stride)}, {math.ceil(image_size / stride)})"
+                             f"{advice}")
+    return stride
 
 
 #: The methods of ``bmdkit pretrain --method``.
