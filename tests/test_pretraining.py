@@ -198,6 +198,11 @@ def test_resume_refuses_a_state_of_other_images(cohort, tmp_path, monkeypatch):
                           n_threads=1, progress=False)
     assert resume_path(out).exists()
     monkeypatch.undo()
+
+    def decoded(*args, **kwargs):
+        raise AssertionError("images decoded before the resume was refused")
+
+    monkeypatch.setattr(train, "load_images", decoded)
     with pytest.raises(SavedFileError, match="images="):  # as many images, other files
         pretrain_backbone(X.image_path[6:12], out, image_size=SIZE, epochs=2, batch_size=6,
                           resume=True, n_threads=1, progress=False)

@@ -152,24 +152,25 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
     view_transform = radiograph_views(image_size, **dict(views or {}))
     if len(paths) < 2:
         raise InputError(f"pretraining needs at least 2 images, got {len(paths)}")
-    # built before any image is read: a method may refuse the backbone
-    with torch_threads(n_threads), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(random_state)
-        model = make_method(method, create_backbone(backbone, in_chans=1), image_size)
-    images = load_images(paths, image_size=image_size, contrast=contrast, cache_dir=cache_dir,
-                         verbose=progress)
     settings = dict(backbone=backbone, image_size=int(image_size), contrast=contrast,
                     method=method, batch_size=int(min(batch_size, len(paths))), lr=float(lr),
                     weight_decay=float(weight_decay), random_state=int(random_state),
                     n_images=len(paths), views=dict(views or {}),
                     images=data_fingerprint(paths, ()))
-    mean, std = float(np.mean(images, dtype=np.float64)), float(np.std(images, dtype=np.float64))
-    state_file = resume_path(out)
+    # the method (which may refuse the backbone) and a resumed state (which may be refused)
+    # before any image is decoded
     with torch_threads(n_threads), torch.random.fork_rng(devices=[]):
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        first, losses = 0, []
-        if resume and state_file.is_file():
-            first, losses = _restore(state_file, settings, model, optimizer)
+        torch.manual_seed(random_state)
+        model = make_method(method, create_backbone(backbone, in_chans=1), image_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    state_file = resume_path(out)
+    first, losses = 0, []
+    if resume and state_file.is_file():
+        first, losses = _restore(state_file, settings, model, optimizer)
+    images = load_images(paths, image_size=image_size, contrast=contrast, cache_dir=cache_dir,
+                         verbose=progress)
+    mean, std = float(np.mean(images, dtype=np.float64)), float(np.std(images, dtype=np.float64))
+    with torch_threads(n_threads), torch.random.fork_rng(devices=[]):
         loader = torch.utils.data.DataLoader(
             _Views(images, view_transform),
             batch_size=settings["batch_size"], shuffle=True, drop_last=True,
