@@ -2,9 +2,10 @@
 
 Each method is a module holding the backbone and a head whose
 ``forward(views)`` returns the loss of a batch of two views of the same
-images; each is built with the views' size (``image_size=``), which a method may
-check its backbone against. SimMIM, the default, was chosen by measurement over SimCLR (and
-VICReg, since removed) on the SYNTHETIC phantoms (docs/pretraining.md).
+images; each is built with the views' size (``image_size=``), which a method
+may check its backbone against. SimMIM, the default, was chosen by measurement
+over SimCLR (and VICReg, since removed) on the SYNTHETIC phantoms
+(docs/pretraining.md).
 SimCLR's head and loss are lightly's (https://docs.lightly.ai), the
 maintained implementation of the paper; lightly's masked image modelling is
 for vision transformers only, so SimMIM's linear decoder and L1 loss (about
@@ -57,10 +58,10 @@ class SimMIM(nn.Module):
 
     Each square ``patch_size``-pixel patch of a view is masked with
     probability ``mask_ratio``: set to 0 (the mean grey level of the
-    normalised images). A linear
-    decoder (a 1 x 1 convolution and a pixel shuffle by the backbone's stride,
-    the paper's) predicts every pixel from the backbone's last feature map;
-    the loss is the mean absolute error on the masked pixels. Unlike
+    normalised images). A linear decoder (a 1 x 1 convolution and a pixel
+    shuffle by the backbone's stride, the paper's) predicts every pixel from
+    the backbone's last feature map; the loss is the mean absolute error on
+    the masked pixels. Unlike
     SimCLR, which keeps what two views share, the objective needs the grey
     levels themselves, which in a radiograph carry the bone mineral.
 
@@ -137,13 +138,10 @@ def _check_feature_map(backbone, image_size):
     finally:
         for module, training in modes.items():
             module.training = training
-    shape = tuple(features.shape)
-    if (len(shape) != 4 or shape[1] != backbone.num_features
-            or shape[2:] != (math.ceil(image_size / stride),) * 2):
+    shape, side = tuple(features.shape), math.ceil(image_size / stride)
+    if shape != (1, backbone.num_features, side, side):
         raise ParameterError(f"{problem}: at image_size={image_size} its features have shape "
-                             f"{shape}, not (1, {backbone.num_features}, "
-                             f"{math.ceil(image_size / stride)}, {math.ceil(image_size / stride)})"
-                             f"{advice}")
+                             f"{shape}, not (1, {backbone.num_features}, {side}, {side}){advice}")
     return stride
 
 

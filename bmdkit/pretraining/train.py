@@ -73,8 +73,8 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
     (:func:`~bmdkit.pretraining.views.radiograph_views`) and an objective
     (:data:`~bmdkit.pretraining.methods.METHODS`: by default SimMIM, filling
     in masked patches of each view) teach the backbone what radiographs of
-    hips look like. Images are decoded
-    once through :func:`bmdkit.io.load_images` (its memory and disk caches).
+    hips look like. Images are decoded once through
+    :func:`bmdkit.io.load_images` (its memory and disk caches).
     After every epoch the run's state is written to :func:`resume_path`
     (atomically), so a killed run continues with ``resume=True``; the state is
     deleted once ``out`` is written. A progress bar shows the loss and the
