@@ -149,8 +149,12 @@ class ComparisonResults:
             predictions=predictions.reset_index(drop=True),
             thresholds=dict(self.thresholds.get(site, {})), clinical={**self.clinical, "site": site})
 
-    def _present(self, metrics):
-        """Those of ``metrics`` scored here, each expanded to its per-site names for several sites."""
+    def scored_metrics(self, metrics):
+        """Those of ``metrics`` scored here, as column names of :attr:`fold_scores`.
+
+        With several sites each metric becomes its per-site names,
+        ``"<site>/<metric>"``, in the order of :attr:`sites`.
+        """
         names = [[m] if self.sites is None else [f"{s}/{m}" for s in self.sites] for m in metrics]
         return [n for group in names for n in group if n in self.metric_names]
 
@@ -295,7 +299,7 @@ class ComparisonResults:
         ``p <metric>`` (corrected resampled t-test) follow for MSE, MAE and R²
         (per site, ``<site>/<metric>``, for several sites).
         """
-        metrics = self._present(metrics)
+        metrics = self.scored_metrics(metrics)
         summary = self.summary()
         table = pd.DataFrame(index=self.model_names)
         for metric in metrics:
@@ -304,7 +308,7 @@ class ComparisonResults:
         if self.baseline is not None:
             change = self.relative_change()
             n_train, n_test = self.fold_sizes()
-            for metric in (m for m in self._present(CHANGE_METRICS) if m in metrics):
+            for metric in (m for m in self.scored_metrics(CHANGE_METRICS) if m in metrics):
                 # p_corrected of paired_tests(), without its slower t and Wilcoxon tests
                 per_fold = self.per_fold(metric)
                 base = per_fold[self.baseline].to_numpy()

@@ -466,7 +466,7 @@ def write_report(results, out_dir, *, title="bmdkit model comparison", synthetic
         summaries += _summary_html(view, site, headline=headline, n_boot=n_boot)
         sections += _figures_html(view, site, out_dir, synthetic=synthetic, dpi=dpi)
     pooled = results.pooled_metrics()
-    key = results._present(KEY_METRICS)  # per site, "<site>/<metric>", for several sites
+    key = results.scored_metrics(KEY_METRICS)
     n_rows = results.predictions["row"].nunique()
     n_folds = results.fold_scores["fold"].nunique()
     thresholds = "; ".join(

@@ -102,6 +102,8 @@ def test_compare_models_scores_every_site(tmp_path):
     assert results.pooled_metrics()["lumbar_spine/coverage"].between(0.8, 1.0).all()
     assert set(results.predictions["site"]) == set(SITES)
     assert len(results.predictions) == 2 * 3 * len(Y)
+    assert results.scored_metrics(["r2", "not_scored"]) == [f"{s}/r2" for s in SITES]
+    assert results.for_site("total_hip").scored_metrics(["mae", "r2"]) == ["mae", "r2"]
     pooled = results.pooled_metrics()
     oof = results.predictions.query("model == 'ridge' and site == 'total_hip'").sort_values("row")
     assert pooled.loc["ridge", "total_hip/mae"] == pytest.approx(
