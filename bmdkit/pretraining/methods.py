@@ -77,9 +77,9 @@ class SimMIM(nn.Module):
     patch_size : int, default=8
         Side of the masked patches, in pixels.
     mask_ratio : float, default=0.6
-        Probability that a patch is masked (the paper's ratio). Both defaults
-        measured best of 4, 8 and 16 px and of 0.4, 0.6 and 0.8 on the
-        SYNTHETIC phantoms (docs/pretraining.md).
+        Probability that a patch is masked (the paper's ratio). Fine-tuned on
+        the SYNTHETIC phantoms, both defaults did best of 4, 8 and 16 px and
+        of 0.4, 0.6 and 0.8 (docs/pretraining.md).
 
     Examples
     --------
