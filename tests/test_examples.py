@@ -130,8 +130,9 @@ def test_pretraining_learning_curve_pairs_conditions_with_scratch_on_nested_subs
     def drawn(fig):
         import matplotlib.pyplot as plt
 
+        texts = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
         plt.close(fig)
-        return [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+        return texts
 
     assert drawn(curve.figure(tmp_path, tmp_path / "curve.png")) == ["scratch", "frozen"]
     assert (tmp_path / "curve.png").stat().st_size > 0
