@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 
 from bmdkit.errors import ParameterError
 
-__all__ = ["BASELINE_FUSION", "FUSIONS", "LOSSES", "Entry", "Registry", "model_label"]
+__all__ = ["BASELINE_FUSION", "FUSIONS", "LOSSES", "Entry", "Registry", "baseline_label",
+           "model_label"]
 
 
 @dataclass
@@ -180,3 +181,20 @@ def model_label(fusion, loss=None):
     """
     loss_label = LOSSES.entry(loss).label if loss is not None else ""
     return " ".join(filter(None, [FUSIONS.entry(fusion).label, loss_label]))
+
+
+def baseline_label(models, loss=None):
+    """The baseline fusion's label under ``loss`` if it names one of ``models``, else None.
+
+    The reference of relative changes in a comparison of ``models`` (a
+    mapping or list of labels), when the comparison includes it.
+
+    Examples
+    --------
+    >>> baseline_label({"XAttn": 1, "Concat": 2}), baseline_label(["XAttn"])
+    ('Concat', None)
+    >>> baseline_label(["Concat +wSL1"], "weighted_smooth_l1")
+    'Concat +wSL1'
+    """
+    label = model_label(BASELINE_FUSION, loss)
+    return label if label in models else None

@@ -35,7 +35,7 @@ from bmdkit import BMDRegressor
 from bmdkit.datasets import load_demo_cohort
 from bmdkit.evaluation import PAPER_MODEL, compare_models, paper_comparison
 from bmdkit.model_selection import RepeatedBMDStratifiedKFold
-from bmdkit.registry import BASELINE_FUSION, FUSIONS, LOSSES, model_label
+from bmdkit.registry import FUSIONS, LOSSES, baseline_label, model_label
 
 
 def model_spec(text):
@@ -112,8 +112,7 @@ def main(argv=None):
     models["oracle: metadata ridge"] = metadata_ridge(X)
     models["oracle: noiseless target"] = NoiselessTarget(noiseless)
     cv = RepeatedBMDStratifiedKFold(args.folds, n_repeats=args.repeats, random_state=0)
-    baseline = model_label(BASELINE_FUSION)
-    baseline = baseline if baseline in models else None
+    baseline = baseline_label(models)
     results = compare_models(models, X, y, cv=cv, baseline=baseline, n_jobs=args.n_jobs,
                              checkpoint_dir=Path(args.out) / "fits")
     results.save(Path(args.out) / "results")

@@ -14,7 +14,7 @@ from bmdkit.cli.common import (
 )
 from bmdkit.cli.cv import run_comparison
 from bmdkit.defaults import DEMO_COHORT_SIZE
-from bmdkit.registry import BASELINE_FUSION, FUSIONS, LOSSES
+from bmdkit.registry import FUSIONS, LOSSES, baseline_label
 
 #: ``bmdkit ablation`` settings: the quick demo's models on five folds, on either synthetic
 #: cohort; the bilateral one with 30 epochs and each hip encoded on its own (its two halves
@@ -100,7 +100,7 @@ def run_ablation(args):
     print(description, file=sys.stderr)
     models = ablation_models(args.fusions, args.losses, **params)
     # the reference and the paper's model under the first loss compared (their labels name it)
-    baseline = model_label(BASELINE_FUSION, args.losses[0]) if BASELINE_FUSION in args.fusions else None
+    baseline = baseline_label(models, args.losses[0])
     results = run_comparison(X, y, args, models, title=f"bmdkit ablation ({args.cohort})",
                              synthetic=True, description=description, baseline=baseline,
                              metrics=("mse", "mae", "r2", "sensitivity@T=-2.5",

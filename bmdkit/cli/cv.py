@@ -28,7 +28,7 @@ from bmdkit.cli.common import (
     read_data,
     stopped,
 )
-from bmdkit.registry import BASELINE_FUSION
+from bmdkit.registry import BASELINE_FUSION, baseline_label
 
 #: The folder under ``--out`` keeping a comparison's finished fits (``--resume``).
 CHECKPOINT = "checkpoint"
@@ -55,15 +55,14 @@ def run_comparison(X, y, args, models, *, title, synthetic, description, baselin
 
     from bmdkit import BMDStratifiedGroupKFold, BMDStratifiedKFold
     from bmdkit.checks import ImputationWarning, warn_missing_values
-    from bmdkit.estimators import load, model_label
+    from bmdkit.estimators import load
     from bmdkit.evaluation import compare_models
     from bmdkit.explain import explanation_figures
     from bmdkit.fit_store import MANIFEST, FitsInterrupted, finished_fits
     from bmdkit.nn import fusion_class
     from bmdkit.report import write_report
 
-    if baseline is None and model_label(BASELINE_FUSION) in models:
-        baseline = model_label(BASELINE_FUSION)
+    baseline = baseline_label(models) if baseline is None else baseline
     X, groups = pop_groups(X, args)
     splitter = BMDStratifiedKFold if groups is None else BMDStratifiedGroupKFold
     cv = splitter(args.folds, random_state=args.seed)

@@ -23,6 +23,7 @@ from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
 from bmdkit.errors import ParameterError
+from bmdkit.params import Options, check_param
 
 __all__ = ["METHODS", "SimCLR", "SimMIM", "make_method"]
 
@@ -156,6 +157,5 @@ def make_method(name, backbone, image_size):
 
     An unknown name is a ParameterError (a ValueError) naming the methods.
     """
-    if name not in METHODS:
-        raise ParameterError(f"method must be one of {sorted(METHODS)}, got {name!r}")
+    check_param("method", name, Options(METHODS))
     return METHODS[name](backbone, image_size=image_size)

@@ -27,8 +27,8 @@ from bmdkit.fingerprints import data_fingerprint
 from bmdkit.io import load_images
 from bmdkit.nn.backbones import create_backbone
 from bmdkit.nn.weights import save_backbone_weights
-from bmdkit.params import Options, check_param, validate_params
-from bmdkit.pretraining.methods import METHODS, make_method
+from bmdkit.params import check_param, validate_params
+from bmdkit.pretraining.methods import make_method
 from bmdkit.pretraining.views import radiograph_views
 
 __all__ = ["DEFAULTS", "check_out", "pretrain_backbone", "resume_path"]
@@ -141,7 +141,6 @@ def pretrain_backbone(paths, out, *, backbone=DEFAULTS["backbone"],
     paths = [os.fspath(p) for p in paths]
     # every setting is checked before any image is decoded, with the estimators' constraints
     check_param("epochs", epochs, *CONSTRAINTS["max_epochs"])
-    check_param("method", method, Options(METHODS))
     validate_params(CONSTRAINTS, dict(backbone=backbone, image_size=image_size,
                                       contrast=contrast, batch_size=batch_size, lr=lr,
                                       weight_decay=weight_decay, n_threads=n_threads))
