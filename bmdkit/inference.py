@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -48,7 +50,7 @@ from bmdkit.errors import ParameterError
 from bmdkit.io import preprocess_image
 
 __all__ = ["CHUNK_ROWS", "MISSING_IMAGE_POLICIES", "StreamChunk", "chunk_rows", "decode_images",
-           "missing_images", "predict_cached", "stream_arrays", "stream_predict"]
+           "missing_images", "predict_cached", "spawn_pool", "stream_arrays", "stream_predict"]
 
 #: What the estimators do with a row that has no image (their ``missing_image``).
 MISSING_IMAGE_POLICIES = ("error", "metadata")
@@ -245,6 +247,44 @@ def decode_images(paths, image_size, contrast="percentile"):
     return np.stack(images), failures
 
 
+def spawn_pool(workers, initializer=None):
+    """A :class:`~concurrent.futures.ProcessPoolExecutor` of ``workers`` processes that
+    exit when this process dies.
+
+    The workers are spawned: a clean interpreter (forking a process whose OpenMP
+    threads run can hang). A plain pool's worker outlives a parent that is killed
+    (SIGKILL, the out-of-memory killer) and waits for work forever, since it holds
+    the write end of its own task queue; each worker here watches its parent and
+    exits with it. ``initializer`` (a module-level function) runs in each worker
+    as it starts.
+
+    Examples
+    --------
+    >>> import os
+    >>> with spawn_pool(1) as pool:
+    ...     pool.submit(os.getpid).result() != os.getpid()
+    True
+    """
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(initializer,))
+
+
+def _exit_with_parent(initializer=None):
+    """In a pool worker: a thread that ends the process once its parent is gone, then
+    ``initializer()``."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_when_ready, args=(parent.sentinel,), daemon=True,
+                         name="bmdkit-exit-with-parent").start()
+    if initializer is not None:
+        initializer()
+
+
+def _exit_when_ready(sentinel):
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
+
+
 def _decode_in_process(paths, bounds, image_size, contrast):
     for start, stop in bounds:
         images, failures = decode_images(paths[start:stop], image_size, contrast)
@@ -264,10 +304,7 @@ def _decode_in_workers(paths, bounds, image_size, contrast, workers, pool=None):
     tasks = iter([(s, min(s + task, stop)) for start, stop in bounds
                   for s in range(start, stop, task)])
     in_flight = 2 * -(-chunk // task) + workers
-    # spawn: a clean interpreter (forking a process whose OpenMP threads run can hang)
-    context = multiprocessing.get_context("spawn")
-    with (contextlib.nullcontext(pool) if pool is not None
-          else ProcessPoolExecutor(workers, mp_context=context)) as pool:
+    with contextlib.nullcontext(pool) if pool is not None else spawn_pool(workers) as pool:
         queue = deque()
 
         def submit():

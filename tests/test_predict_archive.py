@@ -187,3 +187,38 @@ def test_bad_predict_arguments_are_named(saved_model, archive, tmp_path, capsys)
         with pytest.raises(SystemExit) as exit:
             _predict(*args)
         assert exit.value.code == 2 and words in capsys.readouterr().err
+
+
+def _running(pid):
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_pool_workers_exit_when_their_parent_is_killed(tmp_path):
+    """A decoding worker (the archive predictor's, the DICOM node's) whose parent is
+    SIGKILLed exits instead of waiting for work forever."""
+    script = tmp_path / "parent.py"
+    script.write_text("import os, time\n"
+                      "from bmdkit.inference import spawn_pool\n"
+                      "if __name__ == '__main__':\n"
+                      "    pool = spawn_pool(1)\n"
+                      "    print(pool.submit(os.getpid).result(), flush=True)\n"
+                      "    time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    assert _running(worker)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert not _running(worker), f"worker {worker} outlived its killed parent"
+    finally:
+        if _running(worker):
+            os.kill(worker, signal.SIGKILL)

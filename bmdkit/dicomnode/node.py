@@ -26,13 +26,12 @@ to ``<queue>/failed`` with the reason. The log has a line per study answered.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import queue
 import threading
 import time
 import warnings
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,9 +170,9 @@ class DicomNode:
             ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         if self.workers:
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_warm_up)
+            from bmdkit.inference import spawn_pool
+
+            self._pool = spawn_pool(self.workers, initializer=_warm_up)
             for ready in [self._pool.submit(int) for _ in range(self.workers)]:
                 ready.result()  # ready to decode and build before accepting images
         try:
