@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import multiprocessing.connection
 import os
 import threading
 from collections import deque
@@ -255,8 +254,13 @@ def spawn_pool(workers, initializer=None):
     threads run can hang). A plain pool's worker outlives a parent that is killed
     (SIGKILL, the out-of-memory killer) and waits for work forever, since it holds
     the write end of its own task queue; each worker here watches its parent and
-    exits with it. ``initializer`` (a module-level function) runs in each worker
-    as it starts.
+    ends with it (``os._exit``: no clean-up runs in the worker). ``initializer``
+    (a module-level function) runs in each worker as it starts.
+
+    Raises
+    ------
+    TypeError
+        ``initializer`` is given and not callable.
 
     Examples
     --------
@@ -265,6 +269,8 @@ def spawn_pool(workers, initializer=None):
     ...     pool.submit(os.getpid).result() != os.getpid()
     True
     """
+    if initializer is not None and not callable(initializer):
+        raise TypeError(f"initializer must be callable, got {initializer!r}")
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_exit_with_parent, initargs=(initializer,))
 
@@ -274,14 +280,14 @@ def _exit_with_parent(initializer=None):
     ``initializer()``."""
     parent = multiprocessing.parent_process()
     if parent is not None:
-        threading.Thread(target=_exit_when_ready, args=(parent.sentinel,), daemon=True,
+        threading.Thread(target=_exit_after, args=(parent,), daemon=True,
                          name="bmdkit-exit-with-parent").start()
     if initializer is not None:
         initializer()
 
 
-def _exit_when_ready(sentinel):
-    multiprocessing.connection.wait([sentinel])
+def _exit_after(parent):
+    parent.join()
     os._exit(1)
 
 
@@ -341,9 +347,9 @@ def stream_arrays(model, X, *, chunk_size=None, workers=0, pool=None):
         process when the chunk is asked for (no overlap; for Dask tasks and
         small runs).
     pool : concurrent.futures.ProcessPoolExecutor or None
-        Decode with this running pool of ``workers`` processes (left running,
-        for a caller that streams many small batches, e.g. ``bmdkit serve``)
-        instead of starting one per call.
+        Decode with this running pool of ``workers`` processes (best made by
+        :func:`spawn_pool`; left running, for a caller that streams many small
+        batches, e.g. ``bmdkit serve``) instead of starting one per call.
 
     Yields
     ------

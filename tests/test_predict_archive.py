@@ -1,6 +1,7 @@
 """`bmdkit predict` at archive scale: streaming output, kill and --resume, side file, DICOM folders."""
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -208,17 +209,24 @@ def test_pool_workers_exit_when_their_parent_is_killed(tmp_path):
                       "if __name__ == '__main__':\n"
                       "    pool = spawn_pool(1)\n"
                       "    print(pool.submit(os.getpid).result(), flush=True)\n"
-                      "    time.sleep(120)\n")
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    worker = int(parent.stdout.readline())
-    assert _running(worker)
-    parent.kill()
-    parent.wait()
-    deadline = time.monotonic() + 30
-    while _running(worker) and time.monotonic() < deadline:
-        time.sleep(0.1)
+                      "    time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)),
+                              start_new_session=True)
     try:
+        # a loaded CI machine imports slowly
+        assert select.select([parent.stdout], [], [], 600)[0], "no worker started in 600 s"
+        worker = int(parent.stdout.readline())
+        assert _running(worker)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while _running(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert not _running(worker), f"worker {worker} outlived its killed parent"
     finally:
-        if _running(worker):
-            os.kill(worker, signal.SIGKILL)
+        parent.stdout.close()
+        try:
+            os.killpg(parent.pid, signal.SIGKILL)  # whatever of the group is left
+        except ProcessLookupError:
+            pass
