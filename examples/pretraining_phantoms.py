@@ -22,6 +22,11 @@ the first on the same folds (its conditions are suffixed by the label):
     python examples/pretraining_phantoms.py cv --out DIR --n 233 --weights DIR/simclr.safetensors \\
         --label simclr --conditions pretrained frozen
 
+``data --neck-crop 64`` gives each film as a 64-pixel square of a 256 px film
+centred on the femoral-neck ROI the phantom knows (an oracle location, where a
+real film would need a neck locator): the same subjects and targets, the neck
+four times larger.
+
 Fits are stored as they finish (``DIR/<model>-n<N>[-<label>]/fits``): a killed
 ``cv`` resumes, and a later ``cv`` of the same run adds its conditions to those
 already there. Results and discussion: docs/pretraining.md. SYNTHETIC data, not
@@ -47,16 +52,41 @@ N_SPLITS, N_REPEATS = 5, 2
 RUN = re.compile(r"(?P<model>[a-z]+)-n(?P<n>\d+)(-(?P<label>[a-z0-9]+))?")
 
 
-def make_data(out, n_labelled, n_unlabelled):
-    """Labelled (seed 0) and unlabelled (seed 1001) hip-view phantoms, 128 px films."""
-    from bmdkit.datasets import make_synthetic_cohort
-
-    X, y = make_synthetic_cohort(n=n_labelled, image_size=128, random_state=0,
-                                 out_dir=out / "labelled", view="hip")
+def make_data(out, n_labelled, n_unlabelled, neck_crop=None):
+    """Labelled (seed 0) and unlabelled (seed 1001) hip-view phantoms: 128 px films, or with
+    ``neck_crop`` a square of that many pixels of a 256 px film centred on the neck ROI."""
+    X, y = phantoms(out / "labelled", n_labelled, 0, neck_crop)
     X.assign(fn_bmd=y).to_csv(out / "labelled.csv", index=False)
-    U, _ = make_synthetic_cohort(n=n_unlabelled, image_size=128, random_state=1001,
-                                 out_dir=out / "unlabelled", view="hip")
+    U, _ = phantoms(out / "unlabelled", n_unlabelled, 1001, neck_crop)
     U[["image_path"]].to_csv(out / "unlabelled.csv", index=False)
+
+
+def phantoms(folder, n, seed, neck_crop):
+    """X, y of ``n`` hip phantoms of ``seed`` in ``folder``; the subjects and y do not depend
+    on ``neck_crop``. The crop's centre is the phantom's own femoral-neck ROI: an oracle
+    location (a real film would need a neck locator)."""
+    from PIL import Image
+
+    from bmdkit.datasets import make_synthetic_cohort
+    from bmdkit.datasets.films import save_png
+
+    if neck_crop is None:
+        return make_synthetic_cohort(n=n, image_size=128, random_state=seed, out_dir=folder,
+                                     view="hip")
+    X, y, truth = make_synthetic_cohort(n=n, image_size=256, random_state=seed,
+                                        out_dir=folder.with_name(folder.name + "256"),
+                                        view="hip", return_truth=True)
+    folder.mkdir(exist_ok=True)
+    crops = []
+    for i, (film_path, corners) in enumerate(zip(X["image_path"], truth["neck_roi"])):
+        film = np.asarray(Image.open(film_path))
+        centre_x, centre_y = np.mean(np.asarray(corners), axis=0)
+        top = int(np.clip(round(centre_y - neck_crop / 2), 0, film.shape[0] - neck_crop))
+        left = int(np.clip(round(centre_x - neck_crop / 2), 0, film.shape[1] - neck_crop))
+        crops.append(str(folder / f"crop_{i:04d}.png"))
+        save_png(crops[-1], np.ascontiguousarray(film[top:top + neck_crop,
+                                                      left:left + neck_crop]))
+    return X.assign(image_path=crops), y
 
 
 def labelled_subset(out, n=None):
@@ -181,6 +211,9 @@ def main():
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--labelled", type=int, default=233, help="data: labelled subjects")
     parser.add_argument("--unlabelled", type=int, default=2000, help="data: unlabelled films")
+    parser.add_argument("--neck-crop", type=int, metavar="PX",
+                        help="data: keep a PX-pixel square of 256 px films centred on the "
+                             "phantom's femoral-neck ROI (an oracle location)")
     parser.add_argument("--n", type=int, help="cv: labelled subjects used (default: all)")
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=CONDITIONS)
     parser.add_argument("--model", choices=("concat", "xattn"), default="concat")
@@ -194,7 +227,7 @@ def main():
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.step == "data":
-        make_data(args.out, args.labelled, args.unlabelled)
+        make_data(args.out, args.labelled, args.unlabelled, args.neck_crop)
     elif args.step == "cv":
         cross_validate(args.out, args.n, args.model, args.conditions, args.weights, args.n_jobs,
                        args.label)

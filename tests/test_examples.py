@@ -140,3 +140,27 @@ def test_pretraining_learning_curve_pairs_conditions_with_scratch_on_nested_subs
         "scratch", "frozen", "frozen other"]
     with pytest.raises(SystemExit, match="no such run"):
         curve.figure(tmp_path, tmp_path / "curve.png", labels=["missing"])
+
+
+def test_pretraining_neck_crop_is_the_square_of_the_film_centred_on_the_neck_roi(
+        tmp_path, monkeypatch):
+    from numpy.lib.stride_tricks import sliding_window_view
+    from PIL import Image
+
+    from bmdkit.datasets import make_synthetic_cohort
+
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    curve = load_example("pretraining_phantoms")
+    X, y = curve.phantoms(tmp_path / "labelled", 3, 0, 32)
+    films, y_films, truth = make_synthetic_cohort(n=3, image_size=256, random_state=0,
+                                                  out_dir=tmp_path / "films",
+                                                  return_truth=True)
+    np.testing.assert_array_equal(y, y_films)  # the same subjects
+    for crop_path, film_path, corners in zip(X["image_path"], films["image_path"],
+                                             truth["neck_roi"]):
+        crop = np.asarray(Image.open(crop_path))
+        assert crop.shape == (32, 32)
+        windows = sliding_window_view(np.asarray(Image.open(film_path)), crop.shape)
+        (top,), (left,) = np.nonzero((windows == crop).all(axis=(2, 3)))
+        centre_x, centre_y = np.mean(np.asarray(corners), axis=0)
+        assert abs(top + 16 - centre_y) <= 1 and abs(left + 16 - centre_x) <= 1
