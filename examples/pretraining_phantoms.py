@@ -49,40 +49,51 @@ from bmdkit.evaluation import ComparisonResults
 LABELS = {"concat": "Concat", "xattn": "XAttn"}
 CONDITIONS = ("scratch", "pretrained", "frozen", "random-frozen", "metadata-only")
 N_SPLITS, N_REPEATS = 5, 2
+CROP_FILM_PX = 256  # --neck-crop: the long side of the films the crops are cut from
 RUN = re.compile(r"(?P<model>[a-z]+)-n(?P<n>\d+)(-(?P<label>[a-z0-9]+))?")
 
 
 def make_data(out, n_labelled, n_unlabelled, neck_crop=None):
     """Labelled (seed 0) and unlabelled (seed 1001) hip-view phantoms: 128 px films, or with
     ``neck_crop`` a square of that many pixels of a 256 px film centred on the neck ROI."""
-    X, y = phantoms(out / "labelled", n_labelled, 0, neck_crop)
+    X, y = hip_phantoms(out / "labelled", n_labelled, seed=0, neck_crop=neck_crop)
     X.assign(fn_bmd=y).to_csv(out / "labelled.csv", index=False)
-    U, _ = phantoms(out / "unlabelled", n_unlabelled, 1001, neck_crop)
+    U, _ = hip_phantoms(out / "unlabelled", n_unlabelled, seed=1001, neck_crop=neck_crop)
     U[["image_path"]].to_csv(out / "unlabelled.csv", index=False)
 
 
-def phantoms(folder, n, seed, neck_crop):
-    """X, y of ``n`` hip phantoms of ``seed`` in ``folder``; the subjects and y do not depend
-    on ``neck_crop``. The crop's centre is the phantom's own femoral-neck ROI: an oracle
-    location (a real film would need a neck locator)."""
+def hip_phantoms(folder, n, *, seed, neck_crop=None):
+    """X, y of ``n`` hip phantoms of ``seed`` in ``folder``.
+
+    With ``neck_crop``, each film is rendered at :data:`CROP_FILM_PX` (into
+    ``<folder>256``) and ``folder`` gets the ``neck_crop``-pixel square centred on
+    the phantom's own femoral-neck ROI: an oracle location (a real film would need a
+    neck locator); a crop that would leave the film is moved inside it. The subjects
+    and y do not depend on ``neck_crop``.
+    """
     from PIL import Image
 
     from bmdkit.datasets import make_synthetic_cohort
     from bmdkit.datasets.films import save_png
+    from bmdkit.phantoms import film_shape
 
     if neck_crop is None:
         return make_synthetic_cohort(n=n, image_size=128, random_state=seed, out_dir=folder,
                                      view="hip")
-    X, y, truth = make_synthetic_cohort(n=n, image_size=256, random_state=seed,
-                                        out_dir=folder.with_name(folder.name + "256"),
+    rows, cols, _ = film_shape("hip", CROP_FILM_PX)
+    if not 0 < neck_crop <= min(rows, cols):
+        raise SystemExit(f"--neck-crop {neck_crop}: a crop of the {rows} x {cols} px hip film "
+                         f"takes 1 to {min(rows, cols)} pixels")
+    X, y, truth = make_synthetic_cohort(n=n, image_size=CROP_FILM_PX, random_state=seed,
+                                        out_dir=folder.with_name(f"{folder.name}{CROP_FILM_PX}"),
                                         view="hip", return_truth=True)
     folder.mkdir(exist_ok=True)
     crops = []
     for i, (film_path, corners) in enumerate(zip(X["image_path"], truth["neck_roi"])):
         film = np.asarray(Image.open(film_path))
         centre_x, centre_y = np.mean(np.asarray(corners), axis=0)
-        top = int(np.clip(round(centre_y - neck_crop / 2), 0, film.shape[0] - neck_crop))
-        left = int(np.clip(round(centre_x - neck_crop / 2), 0, film.shape[1] - neck_crop))
+        top = int(np.clip(round(centre_y - neck_crop / 2), 0, rows - neck_crop))
+        left = int(np.clip(round(centre_x - neck_crop / 2), 0, cols - neck_crop))
         crops.append(str(folder / f"crop_{i:04d}.png"))
         save_png(crops[-1], np.ascontiguousarray(film[top:top + neck_crop,
                                                       left:left + neck_crop]))
@@ -212,8 +223,8 @@ def main():
     parser.add_argument("--labelled", type=int, default=233, help="data: labelled subjects")
     parser.add_argument("--unlabelled", type=int, default=2000, help="data: unlabelled films")
     parser.add_argument("--neck-crop", type=int, metavar="PX",
-                        help="data: keep a PX-pixel square of 256 px films centred on the "
-                             "phantom's femoral-neck ROI (an oracle location)")
+                        help=f"data: keep a PX-pixel square of {CROP_FILM_PX} px films centred on "
+                             "the phantom's femoral-neck ROI (an oracle location)")
     parser.add_argument("--n", type=int, help="cv: labelled subjects used (default: all)")
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=CONDITIONS)
     parser.add_argument("--model", choices=("concat", "xattn"), default="concat")

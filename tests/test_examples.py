@@ -150,17 +150,21 @@ def test_pretraining_neck_crop_is_the_square_of_the_film_centred_on_the_neck_roi
     from bmdkit.datasets import make_synthetic_cohort
 
     monkeypatch.syspath_prepend(str(EXAMPLES))
-    curve = load_example("pretraining_phantoms")
-    X, y = curve.phantoms(tmp_path / "labelled", 3, 0, 32)
+    example = load_example("pretraining_phantoms")
+    X, y = example.hip_phantoms(tmp_path / "labelled", 3, seed=0, neck_crop=32)
     films, y_films, truth = make_synthetic_cohort(n=3, image_size=256, random_state=0,
-                                                  out_dir=tmp_path / "films",
+                                                  out_dir=tmp_path / "films", view="hip",
                                                   return_truth=True)
     np.testing.assert_array_equal(y, y_films)  # the same subjects
+    np.testing.assert_array_equal(y, example.hip_phantoms(tmp_path / "whole", 3, seed=0)[1])
     for crop_path, film_path, corners in zip(X["image_path"], films["image_path"],
                                              truth["neck_roi"]):
         crop = np.asarray(Image.open(crop_path))
         assert crop.shape == (32, 32)
         windows = sliding_window_view(np.asarray(Image.open(film_path)), crop.shape)
-        (top,), (left,) = np.nonzero((windows == crop).all(axis=(2, 3)))
+        tops, lefts = np.nonzero((windows == crop).all(axis=(2, 3)))
+        assert len(tops) == 1, f"{crop_path} found {len(tops)} times in {film_path}"
         centre_x, centre_y = np.mean(np.asarray(corners), axis=0)
-        assert abs(top + 16 - centre_y) <= 1 and abs(left + 16 - centre_x) <= 1
+        assert abs(tops[0] + 16 - centre_y) <= 0.5 and abs(lefts[0] + 16 - centre_x) <= 0.5
+    with pytest.raises(SystemExit, match="--neck-crop 206: .* takes 1 to 205 pixels"):
+        example.hip_phantoms(tmp_path / "wide", 1, seed=0, neck_crop=206)
