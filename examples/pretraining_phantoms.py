@@ -22,6 +22,15 @@ the first on the same folds (its conditions are suffixed by the label):
     python examples/pretraining_phantoms.py cv --out DIR --n 233 --weights DIR/simclr.safetensors \\
         --label simclr --conditions pretrained frozen
 
+The fit seed moves R² as much as pretraining does, so ``seeds`` fine-tunes
+several weights files (e.g. of ``bmdkit pretrain --seed 0/1/2``) with several
+fit seeds, each paired with scratch of the same fit seed on the same folds,
+and reports the fold-wise mean difference over all pairs with its corrected p
+(``DIR/<model>-n<N>-seeds/seed<S>/``):
+
+    python examples/pretraining_phantoms.py seeds --out DIR --n 120 --n-jobs 2 \
+        --weights DIR/hips.safetensors DIR/hips_seed1.safetensors DIR/hips_seed2.safetensors
+
 ``data --neck-crop 64`` gives each film as a 64-pixel square of a 256 px film
 centred on the femoral-neck ROI the phantom knows (an oracle location, where a
 real film would need a neck locator): the same subjects and targets, the neck
@@ -114,11 +123,11 @@ def labelled_subset(out, n=None):
 def cross_validate(out, n, model, conditions, weights, n_jobs, label=None):
     """Compare the conditions on the same folds; results in
     ``out/<model>-n<n>[-<label>]/results``."""
-    from bmdkit import ConcatBMDRegressor, MetadataOnlyBMDRegressor, XAttnBMDRegressor
+    from bmdkit import MetadataOnlyBMDRegressor
     from bmdkit.evaluation import compare_models
     from bmdkit.model_selection import RepeatedBMDStratifiedKFold
 
-    estimator = {"concat": ConcatBMDRegressor, "xattn": XAttnBMDRegressor}[model]
+    estimator = estimator_class(model)
     default = out / "hips.safetensors"
     if weights is not None and Path(weights) != default and not label:
         raise SystemExit(f"--weights {weights}: other weights than {default} are a labelled "
@@ -140,6 +149,57 @@ def cross_validate(out, n, model, conditions, weights, n_jobs, label=None):
         checkpoint_dir=run / "fits")
     results.save(run / "results")
     return results
+
+
+def estimator_class(model):
+    from bmdkit import ConcatBMDRegressor, XAttnBMDRegressor
+
+    return {"concat": ConcatBMDRegressor, "xattn": XAttnBMDRegressor}[model]
+
+
+def seed_grid(out, n, model, weights, fit_seeds, n_jobs):
+    """Scratch and fine-tuned from each of ``weights``, with each fit seed, on the same
+    folds; results in ``out/<model>-n<N>-seeds/seed<S>/results``, fits stored beside them."""
+    from bmdkit.evaluation import compare_models
+    from bmdkit.model_selection import RepeatedBMDStratifiedKFold
+
+    names = {Path(path).stem: str(path) for path in weights}
+    if len(names) < len(weights) or "scratch" in names:
+        raise SystemExit(f"--weights {' '.join(map(str, weights))}: give files of distinct "
+                         "names other than 'scratch' (the name labels the file's row)")
+    estimator = estimator_class(model)
+    X, y = labelled_subset(out, n)
+    run = out / f"{model}-n{len(y)}-seeds"
+    for seed in fit_seeds:
+        models = {"scratch": estimator(random_state=seed, n_threads=1),
+                  **{name: estimator(pretrained=path, random_state=seed, n_threads=1)
+                     for name, path in names.items()}}
+        results = compare_models(
+            models, X, y,
+            cv=RepeatedBMDStratifiedKFold(N_SPLITS, n_repeats=N_REPEATS, random_state=0),
+            baseline="scratch", n_jobs=n_jobs, checkpoint_dir=run / f"seed{seed}" / "fits")
+        results.save(run / f"seed{seed}" / "results")
+    return run
+
+
+def seed_grid_summary(run):
+    """Mean fold R² of each weights file (rows, scratch first) and fit seed (columns), and
+    per fold the mean over every pair of a file and a fit seed of its difference from
+    scratch of the same fit seed, with that mean's corrected p: ``(grid, differences, p)``."""
+    from bmdkit.significance import corrected_paired_ttest
+
+    r2, differences = {}, []
+    for path in sorted(run.glob("seed*/results"), key=lambda p: int(p.parent.name[4:])):
+        results = ComparisonResults.load(path)
+        folds = results.per_fold("r2")[results.model_names]  # scratch, then the files
+        r2[int(path.parent.name[4:])] = folds.mean()
+        differences += [folds[name] - folds["scratch"] for name in folds if name != "scratch"]
+    if not differences:
+        raise SystemExit(f"{run}: no seed grid results there (run the seeds step)")
+    grid = pd.DataFrame(r2)
+    per_fold = pd.concat(differences, axis=1).mean(axis=1)
+    p = corrected_paired_ttest(per_fold, *results.fold_sizes())
+    return grid, per_fold, p
 
 
 def summary(out):
@@ -218,7 +278,7 @@ def run_label(text):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=("data", "cv", "figure"))
+    parser.add_argument("step", choices=("data", "cv", "seeds", "figure"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--labelled", type=int, default=233, help="data: labelled subjects")
     parser.add_argument("--unlabelled", type=int, default=2000, help="data: unlabelled films")
@@ -228,7 +288,10 @@ def main():
     parser.add_argument("--n", type=int, help="cv: labelled subjects used (default: all)")
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=CONDITIONS)
     parser.add_argument("--model", choices=("concat", "xattn"), default="concat")
-    parser.add_argument("--weights", type=Path, help="default: OUT/hips.safetensors")
+    parser.add_argument("--weights", type=Path, nargs="+",
+                        help="default: OUT/hips.safetensors; seeds: one or more files")
+    parser.add_argument("--fit-seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="seeds: the fits' random_state")
     parser.add_argument("--label", type=run_label,
                         help="a run of other --weights, named LABEL (lower case, digits)")
     parser.add_argument("--n-jobs", type=int, default=1)
@@ -240,11 +303,23 @@ def main():
     if args.step == "data":
         make_data(args.out, args.labelled, args.unlabelled, args.neck_crop)
     elif args.step == "cv":
-        cross_validate(args.out, args.n, args.model, args.conditions, args.weights, args.n_jobs,
-                       args.label)
+        if args.weights and len(args.weights) > 1:
+            raise SystemExit("cv takes one --weights file (a labelled run each)")
+        cross_validate(args.out, args.n, args.model, args.conditions,
+                       args.weights[0] if args.weights else None, args.n_jobs, args.label)
+    elif args.step == "seeds":
+        if not args.weights:
+            raise SystemExit("seeds: give the weights files to fine-tune (--weights W [W ...])")
+        run = seed_grid(args.out, args.n, args.model, args.weights, args.fit_seeds, args.n_jobs)
+        grid, differences, p = seed_grid_summary(run)
+        print(f"{args.model}, n {args.n}: mean fold R² by fit seed (SYNTHETIC)")
+        print(grid.round(4).to_string())
+        print(f"fine-tuned - scratch over {grid.size - grid.shape[1]} pairs: "
+              f"{differences.mean():+.4f} (corrected p {p:.4f}; folds better "
+              f"{int((differences > 0).sum())}/{len(differences)})")
     else:
         figure(args.out, args.figure, args.labels)
-    if args.step != "data":
+    if args.step in ("cv", "figure"):
         with pd.option_context("display.width", 200):
             print(summary(args.out).round(4).to_string())
 

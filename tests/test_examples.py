@@ -168,3 +168,32 @@ def test_pretraining_neck_crop_is_the_square_of_the_film_centred_on_the_neck_roi
         assert abs(tops[0] + 16 - centre_y) <= 0.5 and abs(lefts[0] + 16 - centre_x) <= 0.5
     with pytest.raises(SystemExit, match="--neck-crop 206: .* takes 1 to 205 pixels"):
         example.hip_phantoms(tmp_path / "wide", 1, seed=0, neck_crop=206)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_pretraining_seed_grid_pairs_each_file_with_scratch_of_its_fit_seed(
+        tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    example = load_example("pretraining_phantoms")
+    rng = np.random.default_rng(0)
+    y = rng.normal(0.8, 0.1, 20)
+    run = tmp_path / "concat-n20-seeds"
+    for seed, scratch_noise in ((0, 0.02), (1, 0.08), (10, 0.08)):  # seed 0: a good scratch fit
+        _saved_run(run / f"seed{seed}", y, {"scratch": y + rng.normal(0, scratch_noise, 20),
+                                             "good": y + rng.normal(0, 0.04, 20),
+                                             "bad": y + rng.normal(0, 0.2, 20)})
+    grid, differences, p = example.seed_grid_summary(run)
+    assert list(grid.index) == ["scratch", "good", "bad"] and list(grid.columns) == [0, 1, 10]
+    assert grid.loc["scratch", 0] > grid.loc["good", 0] > grid.loc["scratch", 1]
+    # each file is judged against scratch of its own fit seed, not against one scratch
+    r2 = {seed: example.ComparisonResults.load(run / f"seed{seed}" / "results").per_fold("r2")
+          for seed in (0, 1, 10)}
+    expected = np.mean([r2[s][name] - r2[s]["scratch"] for s in r2 for name in ("good", "bad")],
+                       axis=0)
+    np.testing.assert_allclose(differences, expected)
+    assert differences.mean() < 0 and 0 <= p <= 1
+    with pytest.raises(SystemExit, match="no seed grid results"):
+        example.seed_grid_summary(tmp_path / "empty")
+    with pytest.raises(SystemExit, match="distinct names"):
+        example.seed_grid(tmp_path, 5, "concat", [tmp_path / "a/w.safetensors",
+                                                  tmp_path / "b/w.safetensors"], [0], n_jobs=1)
