@@ -28,7 +28,7 @@ fit seeds, each paired with scratch of the same fit seed on the same folds,
 and reports the fold-wise mean difference over all pairs with its corrected p
 (``DIR/<model>-n<N>-seeds/seed<S>/``):
 
-    python examples/pretraining_phantoms.py seeds --out DIR --n 120 --n-jobs 2 \
+    python examples/pretraining_phantoms.py seeds --out DIR --n 120 --n-jobs 2 \\
         --weights DIR/hips.safetensors DIR/hips_seed1.safetensors DIR/hips_seed2.safetensors
 
 ``data --neck-crop 64`` gives each film as a 64-pixel square of a 256 px film
