@@ -181,13 +181,13 @@ def run_folds(models, X, y, splits, *, scorer=None, predict=True, keep_fitted=Fa
     keys = [None if store is None else store.key(name, (train, test))
             for _, name, _, train, test in tasks]
     stored = [None if key is None else store.get(key) for key in keys]
+    pending = [(task, key) for task, key, done in zip(tasks, keys, stored) if done is None]
     # fits come back as they end (the bar counts each at once), are yielded in task order
     results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
         delayed(_fit_fold)(fold, name, model, X, y, train, test, scorer, predict, keep_fitted,
                            store, key)
-        for (fold, name, model, train, test), key, done in zip(tasks, keys, stored)
-        if done is None)
-    finished = sum(done is not None for done in stored)
+        for (fold, name, model, train, test), key in pending) if pending else iter(())
+    finished = len(tasks) - len(pending)
     ended = {}
     with (contextlib.nullcontext() if store is None else store.guard(),
           tqdm(total=len(tasks), initial=finished, desc=description, unit="fit",
@@ -202,3 +202,4 @@ def run_folds(models, X, y, splits, *, scorer=None, predict=True, keep_fitted=Fa
                 bar.set_postfix_str(f"fold {result.fold + 1}/{len(splits)}, {result.model}")
                 bar.update()
             yield ended.pop((fold, name))
+        next(results, None)  # every fit taken: let joblib end, rather than cancel, its run

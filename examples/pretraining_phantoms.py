@@ -125,8 +125,6 @@ def cross_validate(out, n, model, conditions, weights, n_jobs, label=None):
     ``out/<model>-n<n>[-<label>]/results``."""
     from bmdkit import MetadataOnlyBMDRegressor
     from bmdkit.evaluation import compare_models
-    from bmdkit.model_selection import RepeatedBMDStratifiedKFold
-
     estimator = estimator_class(model)
     default = out / "hips.safetensors"
     if weights is not None and Path(weights) != default and not label:
@@ -144,11 +142,17 @@ def cross_validate(out, n, model, conditions, weights, n_jobs, label=None):
     models = {name: (MetadataOnlyBMDRegressor if name == "metadata-only" else estimator)(
         random_state=0, n_threads=1, **params.get(name, {})) for name in conditions}
     results = compare_models(
-        models, X, y, cv=RepeatedBMDStratifiedKFold(N_SPLITS, n_repeats=N_REPEATS, random_state=0),
-        baseline="scratch" if "scratch" in models else None, n_jobs=n_jobs,
+        models, X, y, cv=folds(), baseline="scratch" if "scratch" in models else None, n_jobs=n_jobs,
         checkpoint_dir=run / "fits")
     results.save(run / "results")
     return results
+
+
+def folds():
+    """The ten folds of every condition: 5 folds, 2 repeats, stratified on y."""
+    from bmdkit.model_selection import RepeatedBMDStratifiedKFold
+
+    return RepeatedBMDStratifiedKFold(N_SPLITS, n_repeats=N_REPEATS, random_state=0)
 
 
 def estimator_class(model):
@@ -161,7 +165,6 @@ def seed_grid(out, n, model, weights, fit_seeds, n_jobs):
     """Scratch and fine-tuned from each of ``weights``, with each fit seed, on the same
     folds; results in ``out/<model>-n<N>-seeds/seed<S>/results``, fits stored beside them."""
     from bmdkit.evaluation import compare_models
-    from bmdkit.model_selection import RepeatedBMDStratifiedKFold
 
     names = {Path(path).stem: str(path) for path in weights}
     if len(names) < len(weights) or "scratch" in names:
@@ -174,32 +177,37 @@ def seed_grid(out, n, model, weights, fit_seeds, n_jobs):
         models = {"scratch": estimator(random_state=seed, n_threads=1),
                   **{name: estimator(pretrained=path, random_state=seed, n_threads=1)
                      for name, path in names.items()}}
-        results = compare_models(
-            models, X, y,
-            cv=RepeatedBMDStratifiedKFold(N_SPLITS, n_repeats=N_REPEATS, random_state=0),
-            baseline="scratch", n_jobs=n_jobs, checkpoint_dir=run / f"seed{seed}" / "fits")
+        results = compare_models(models, X, y, cv=folds(), baseline="scratch", n_jobs=n_jobs,
+                                 checkpoint_dir=run / f"seed{seed}" / "fits")
         results.save(run / f"seed{seed}" / "results")
     return run
 
 
-def seed_grid_summary(run):
+def seed_grid_summary(run, fit_seeds):
     """Mean fold R² of each weights file (rows, scratch first) and fit seed (columns), and
     per fold the mean over every pair of a file and a fit seed of its difference from
-    scratch of the same fit seed, with that mean's corrected p: ``(grid, differences, p)``."""
+    scratch of the same fit seed, with that mean's corrected p: ``(grid, differences, p)``.
+
+    The weights files and fit seeds are held fixed: the p does not count the variation
+    between pretraining runs beyond those given."""
     from bmdkit.significance import corrected_paired_ttest
 
     r2, differences = {}, []
-    for path in sorted(run.glob("seed*/results"), key=lambda p: int(p.parent.name[4:])):
+    for seed in fit_seeds:
+        path = run / f"seed{seed}" / "results"
+        if not path.is_dir():
+            raise SystemExit(f"{path}: no results of fit seed {seed} (run the seeds step)")
         results = ComparisonResults.load(path)
-        folds = results.per_fold("r2")[results.model_names]  # scratch, then the files
-        r2[int(path.parent.name[4:])] = folds.mean()
-        differences += [folds[name] - folds["scratch"] for name in folds if name != "scratch"]
-    if not differences:
-        raise SystemExit(f"{run}: no seed grid results there (run the seeds step)")
+        if r2 and results.model_names != list(next(iter(r2.values())).index):
+            raise SystemExit(f"{path}: other models ({results.model_names}) than the first "
+                             f"fit seed's")
+        per_fold = results.per_fold("r2")[results.model_names]  # scratch, then the files
+        r2[seed] = per_fold.mean()
+        differences += [per_fold[name] - per_fold["scratch"] for name in per_fold
+                        if name != "scratch"]
     grid = pd.DataFrame(r2)
-    per_fold = pd.concat(differences, axis=1).mean(axis=1)
-    p = corrected_paired_ttest(per_fold, *results.fold_sizes())
-    return grid, per_fold, p
+    mean_difference = pd.concat(differences, axis=1).mean(axis=1)
+    return grid, mean_difference, corrected_paired_ttest(mean_difference, *results.fold_sizes())
 
 
 def summary(out):
@@ -272,6 +280,8 @@ def run_label(text):
     """``--label``: lower-case letters and digits (it becomes part of a folder name)."""
     if not re.fullmatch("[a-z0-9]+", text):
         raise argparse.ArgumentTypeError(f"{text!r}: use lower-case letters and digits")
+    if text == "seeds":
+        raise argparse.ArgumentTypeError("'seeds' names the seeds step's folder")
     return text
 
 
@@ -311,10 +321,10 @@ def main():
         if not args.weights:
             raise SystemExit("seeds: give the weights files to fine-tune (--weights W [W ...])")
         run = seed_grid(args.out, args.n, args.model, args.weights, args.fit_seeds, args.n_jobs)
-        grid, differences, p = seed_grid_summary(run)
-        print(f"{args.model}, n {args.n}: mean fold R² by fit seed (SYNTHETIC)")
+        grid, differences, p = seed_grid_summary(run, args.fit_seeds)
+        print(f"{run.name}: mean fold R² by fit seed (SYNTHETIC)")
         print(grid.round(4).to_string())
-        print(f"fine-tuned - scratch over {grid.size - grid.shape[1]} pairs: "
+        print(f"fine-tuned - scratch over {(len(grid) - 1) * len(grid.columns)} pairs: "
               f"{differences.mean():+.4f} (corrected p {p:.4f}; folds better "
               f"{int((differences > 0).sum())}/{len(differences)})")
     else:

@@ -182,7 +182,7 @@ def test_pretraining_seed_grid_pairs_each_file_with_scratch_of_its_fit_seed(
         _saved_run(run / f"seed{seed}", y, {"scratch": y + rng.normal(0, scratch_noise, 20),
                                              "good": y + rng.normal(0, 0.04, 20),
                                              "bad": y + rng.normal(0, 0.2, 20)})
-    grid, differences, p = example.seed_grid_summary(run)
+    grid, differences, p = example.seed_grid_summary(run, [0, 1, 10])
     assert list(grid.index) == ["scratch", "good", "bad"] and list(grid.columns) == [0, 1, 10]
     assert grid.loc["scratch", 0] > grid.loc["good", 0] > grid.loc["scratch", 1]
     # each file is judged against scratch of its own fit seed, not against one scratch
@@ -192,8 +192,16 @@ def test_pretraining_seed_grid_pairs_each_file_with_scratch_of_its_fit_seed(
                        axis=0)
     np.testing.assert_allclose(differences, expected)
     assert differences.mean() < 0 and 0 <= p <= 1
-    with pytest.raises(SystemExit, match="no seed grid results"):
-        example.seed_grid_summary(tmp_path / "empty")
+    assert list(example.seed_grid_summary(run, [10, 1])[0].columns) == [10, 1]
+    with pytest.raises(SystemExit, match="no results of fit seed 2"):
+        example.seed_grid_summary(run, [0, 2])
+    _saved_run(run / "seed3", y, {"scratch": y, "good": y})
+    with pytest.raises(SystemExit, match="other models"):
+        example.seed_grid_summary(run, [0, 3])
+    _saved_run(tmp_path / "concat-n20", y, {"scratch": y + rng.normal(0, 0.08, 20),
+                                            "frozen": y + rng.normal(0, 0.08, 20)})
+    assert list(example.summary(tmp_path).index) == [("concat", 20, "scratch"),
+                                                     ("concat", 20, "frozen")]  # not the grid
     with pytest.raises(SystemExit, match="distinct names"):
         example.seed_grid(tmp_path, 5, "concat", [tmp_path / "a/w.safetensors",
                                                   tmp_path / "b/w.safetensors"], [0], n_jobs=1)

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -329,3 +330,19 @@ def test_resume_without_the_explained_model_refits_it_for_the_figures(cohort_csv
     assert "refitting XAttn on its first fold" in capsys.readouterr().err
     assert sorted(p.name for p in out.rglob("*.png") if "explanation" in p.name) == figures
     assert (out / CHECKPOINT / EXPLAINED).is_dir()
+
+
+def test_resumed_parallel_comparison_ends_its_workers_without_cancelling(tmp_path):
+    # joblib warns "N tasks ... have been cancelled" when its generator is dropped unfinished:
+    # a run whose fits are all (or partly) stored must not leave it so
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    y = 0.85 + 0.1 * X[:, 0] + rng.normal(0, 0.03, 40)
+    models = {"ridge": Ridge(), "mean": DummyRegressor()}
+    compare_models(models, X, y, cv=2, progress=False, n_jobs=2, checkpoint_dir=tmp_path)
+    for more in ({}, {"ridge2": Ridge(alpha=2.0)}):  # all stored; one model to fit
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            compare_models({**models, **more}, X, y, cv=2, progress=False, n_jobs=2,
+                           checkpoint_dir=tmp_path)
+        assert not [w for w in caught if "cancelled" in str(w.message)], more
