@@ -228,7 +228,7 @@ def summary(out):
         results = merge(sorted(labelled, key=lambda run: run[1]))
         r2 = results.per_fold("r2")
         tests = (results.paired_tests("scratch", metrics=["r2"]).set_index("model")
-                 if "scratch" in r2 else None)
+                 if "scratch" in r2 and len(r2.columns) > 1 else None)
         minutes = results.fold_scores.groupby("model")["fit_time"].sum() / 60
         for name in results.model_names:
             diff = r2[name] - r2["scratch"] if tests is not None and name != "scratch" else None

@@ -198,10 +198,10 @@ def test_pretraining_seed_grid_pairs_each_file_with_scratch_of_its_fit_seed(
     _saved_run(run / "seed3", y, {"scratch": y, "good": y})
     with pytest.raises(SystemExit, match="other models"):
         example.seed_grid_summary(run, [0, 3])
-    _saved_run(tmp_path / "concat-n20", y, {"scratch": y + rng.normal(0, 0.08, 20),
-                                            "frozen": y + rng.normal(0, 0.08, 20)})
-    assert list(example.summary(tmp_path).index) == [("concat", 20, "scratch"),
-                                                     ("concat", 20, "frozen")]  # not the grid
+    _saved_run(tmp_path / "concat-n20", y, {"scratch": y + rng.normal(0, 0.08, 20)})
+    table = example.summary(tmp_path)  # not the grid's runs; a run of scratch alone
+    assert list(table.index) == [("concat", 20, "scratch")]
+    assert np.isnan(table["minus_scratch"].iloc[0])
     with pytest.raises(SystemExit, match="distinct names"):
         example.seed_grid(tmp_path, 5, "concat", [tmp_path / "a/w.safetensors",
                                                   tmp_path / "b/w.safetensors"], [0], n_jobs=1)
