@@ -75,7 +75,7 @@ def hip_phantoms(folder, n, *, seed, neck_crop=None):
     """X, y of ``n`` hip phantoms of ``seed`` in ``folder``.
 
     With ``neck_crop``, each film is rendered at :data:`CROP_FILM_PX` (into
-    ``<folder>256``) and ``folder`` gets the ``neck_crop``-pixel square centred on
+    ``<folder><CROP_FILM_PX>``, read back from there) and ``folder`` gets the ``neck_crop``-pixel square centred on
     the phantom's own femoral-neck ROI: an oracle location (a real film would need a
     neck locator); a crop that would leave the film is moved inside it. The subjects
     and y do not depend on ``neck_crop``.
@@ -125,6 +125,7 @@ def cross_validate(out, n, model, conditions, weights, n_jobs, label=None):
     ``out/<model>-n<n>[-<label>]/results``."""
     from bmdkit import MetadataOnlyBMDRegressor
     from bmdkit.evaluation import compare_models
+
     estimator = estimator_class(model)
     default = out / "hips.safetensors"
     if weights is not None and Path(weights) != default and not label:
@@ -141,9 +142,9 @@ def cross_validate(out, n, model, conditions, weights, n_jobs, label=None):
                                     *conditions])
     models = {name: (MetadataOnlyBMDRegressor if name == "metadata-only" else estimator)(
         random_state=0, n_threads=1, **params.get(name, {})) for name in conditions}
-    results = compare_models(
-        models, X, y, cv=folds(), baseline="scratch" if "scratch" in models else None, n_jobs=n_jobs,
-        checkpoint_dir=run / "fits")
+    results = compare_models(models, X, y, cv=folds(),
+                             baseline="scratch" if "scratch" in models else None,
+                             n_jobs=n_jobs, checkpoint_dir=run / "fits")
     results.save(run / "results")
     return results
 
@@ -156,6 +157,7 @@ def folds():
 
 
 def estimator_class(model):
+    """The estimator of ``--model``."""
     from bmdkit import ConcatBMDRegressor, XAttnBMDRegressor
 
     return {"concat": ConcatBMDRegressor, "xattn": XAttnBMDRegressor}[model]
